@@ -1,0 +1,18 @@
+"""Thin launcher: ``python basicsr/train.py -opt options/<recipe>.yml`` from this repo's root.
+
+This folder has no ``__init__.py`` on purpose: it never shadows the installed basicsr package
+(a regular package wins over a namespace folder). Outputs go to ``experiments/`` and
+``tb_logger/`` under the repo root, as with BasicSR.
+"""
+
+import os.path as osp
+import sys
+
+ROOT = osp.abspath(osp.join(__file__, osp.pardir, osp.pardir))
+if ROOT not in sys.path:
+    sys.path.append(ROOT)  # appended, so an installed sfd-basicsr / basicsr is found first
+
+from sfd_utils.train import train_pipeline  # noqa: E402
+
+if __name__ == "__main__":
+    train_pipeline(ROOT)

@@ -1,0 +1,5 @@
+"""sfd-basicsr archs: importing this package registers every `*_arch.py` module with BasicSR."""
+
+from sfd_utils.compat import import_plugin_modules
+
+__all__ = import_plugin_modules(__name__, __file__, "_arch")

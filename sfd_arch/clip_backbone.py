@@ -1,0 +1,390 @@
+"""Frozen CLIP backbone: one forward gives the middle feature maps and the final embedding.
+
+Every other part of sfd-basicsr reaches CLIP through :class:`FrozenCLIP`; nothing else touches
+open_clip internals. The CLIP model is *hidden* from the owning module: it is not a registered
+submodule, so it never appears in ``parameters()``, ``state_dict()`` or an optimizer, and
+BasicSR's GAN models (which set ``requires_grad=True`` on every parameter of ``net_d``) cannot
+unfreeze it. It still follows the owner through ``.to()``, ``.cuda()``, ``.half()`` (``_apply``)
+and stays in eval mode whatever ``train()`` is called with. Gradients flow through it to the
+input image.
+
+Weights never download: ``clip_pretrained`` is an open_clip tag that must already be in the local
+cache (Hugging Face hub cache or ``~/.cache/clip``), a local file, or ``None`` for random weights.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import math
+import os
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+logger = logging.getLogger("basicsr")
+
+RANDOM_WEIGHTS = (None, "", "none", "random")
+
+
+class CLIPFeatures(NamedTuple):
+    """Output of :meth:`FrozenCLIP.forward`.
+
+    middle: one map per configured layer, each (B, C_m, h_m, w_m).
+    embedding: (B, D) L2-normalised final image embedding, or None when not requested.
+    """
+
+    middle: list[torch.Tensor]
+    embedding: torch.Tensor | None
+
+
+class CLIPWeightsNotFound(FileNotFoundError):
+    """Raised when CLIP weights are not available locally (nothing is ever downloaded)."""
+
+
+def _import_open_clip():
+    # Keep the hub offline before open_clip/huggingface_hub read their settings: a missing
+    # tag must fail in seconds, never retry a download.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import open_clip
+
+    return open_clip
+
+
+def _hf_cached_file(repo_and_file: str, cache_dir: str | None) -> str | None:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    model_id, filename = os.path.split(repo_and_file)  # "org/repo/" -> ("org/repo", "")
+    candidates = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+    if filename.endswith((".bin", ".pth")):
+        candidates.insert(0, filename[:-4] + ".safetensors")
+    for name in candidates:
+        found = try_to_load_from_cache(model_id, name, cache_dir=cache_dir)
+        if isinstance(found, str) and os.path.isfile(found):
+            return found
+    return None
+
+
+def resolve_clip_weights(
+    clip_model: str, clip_pretrained: str | None, cache_dir: str | None = None
+) -> tuple[str | None, dict]:
+    """Map ``clip_pretrained`` to a local file and the open_clip kwargs its tag implies.
+
+    Returns (path or None for random weights, extra create_model kwargs).
+    Raises ValueError for an unknown model or tag and CLIPWeightsNotFound when the weights
+    are not on this machine.
+    """
+    open_clip = _import_open_clip()
+    known = open_clip.list_models()
+    if clip_model not in known:
+        close = difflib.get_close_matches(clip_model, known, n=5)
+        raise ValueError(f"clip_model: unknown open_clip model {clip_model!r}; close matches: {close}")
+    if isinstance(clip_pretrained, str) and clip_pretrained.lower() in RANDOM_WEIGHTS:
+        clip_pretrained = None
+    if clip_pretrained is None:
+        return None, {}
+    looks_like_path = os.sep in clip_pretrained or clip_pretrained.endswith(
+        (".pt", ".pth", ".bin", ".safetensors", ".npz")
+    )
+    if looks_like_path or os.path.isfile(clip_pretrained):
+        path = os.path.expanduser(clip_pretrained)
+        if not os.path.isfile(path):
+            raise CLIPWeightsNotFound(
+                f"clip_pretrained: CLIP weight file {path!r} does not exist. Give the path of an "
+                f"open_clip checkpoint for {clip_model!r} (e.g. `clip_pretrained: /path/to/file`)."
+            )
+        return path, {}
+    cfg = open_clip.get_pretrained_cfg(clip_model, clip_pretrained)
+    if not cfg:
+        tags = open_clip.list_pretrained_tags_by_model(clip_model)
+        raise ValueError(
+            f"clip_pretrained: {clip_pretrained!r} is neither a file nor an open_clip tag of "
+            f"{clip_model!r} (tags: {tags})"
+        )
+    kwargs = {"force_preprocess_cfg": {"mean": tuple(cfg["mean"]), "std": tuple(cfg["std"])}}
+    if cfg.get("quick_gelu"):
+        kwargs["force_quick_gelu"] = True
+    looked = []
+    found = None
+    if cfg.get("hf_hub"):
+        looked.append(f"Hugging Face cache ({cache_dir or 'default HF_HOME'}) for {cfg['hf_hub']}")
+        found = _hf_cached_file(cfg["hf_hub"], cache_dir)
+    if found is None and cfg.get("url"):
+        url_file = os.path.join(cache_dir or os.path.expanduser("~/.cache/clip"), os.path.basename(cfg["url"]))
+        looked.append(url_file)
+        if os.path.isfile(url_file):
+            found = url_file
+    if found is None:
+        raise CLIPWeightsNotFound(
+            f"clip_pretrained: CLIP weights {clip_model}/{clip_pretrained} are not on this machine "
+            f"(looked in: {'; '.join(looked)}). sfd-basicsr never downloads at run time. Either copy "
+            f"the open_clip cache from a machine where `open_clip.create_model({clip_model!r}, "
+            f"pretrained={clip_pretrained!r})` ran, or download the checkpoint yourself and set "
+            f"`clip_pretrained: /path/to/file` in the YAML."
+        )
+    return found, kwargs
+
+
+class FrozenCLIP(nn.Module):
+    """Frozen open_clip model returning middle feature maps and the final image embedding.
+
+    Args:
+        clip_model (str): open_clip model name, e.g. 'RN50', 'ViT-B-16'. Default: 'RN50'.
+        clip_pretrained (str | None): open_clip tag in the local cache ('openai'), a local file,
+            or None for random weights (pipeline checks only). Default: 'openai'.
+        feat_layers (list[int] | None): middle layers. ResNet: stage numbers 1-4 (default 1, 2, 3,
+            strides 4/8/16); ViT: block numbers 1..depth (default the blocks at 1/3 and 2/3 depth).
+        clip_cache_dir (str | None): cache folder to look for tagged weights in.
+        pad_mode (str): padding for sizes not divisible by the stride ('reflect' or 'replicate').
+
+    Input of forward: (B, 3, H, W) float RGB in [0, 1], H and W >= the network stride
+    (32 for ResNets, the patch size for ViTs); other sizes are padded at the bottom/right.
+    """
+
+    def __init__(
+        self,
+        clip_model: str = "RN50",
+        clip_pretrained: str | None = "openai",
+        feat_layers: list[int] | None = None,
+        clip_cache_dir: str | None = None,
+        pad_mode: str = "reflect",
+    ) -> None:
+        super().__init__()
+        open_clip = _import_open_clip()
+        path, kwargs = resolve_clip_weights(clip_model, clip_pretrained, clip_cache_dir)
+        model = open_clip.create_model(clip_model, pretrained=path, **kwargs)
+        if path is None:
+            logger.warning(
+                f"FrozenCLIP: {clip_model} has RANDOM weights (clip_pretrained={clip_pretrained!r}); "
+                "features carry no CLIP semantics."
+            )
+        model.requires_grad_(False)
+        model.eval()
+        object.__setattr__(self, "_clip", model)  # hidden: not a submodule
+        self.clip_model = clip_model
+        self.clip_pretrained = clip_pretrained
+        self.random_weights = path is None
+        if pad_mode not in ("reflect", "replicate"):
+            raise ValueError(f"pad_mode must be 'reflect' or 'replicate', got {pad_mode!r}")
+        self.pad_mode = pad_mode
+
+        visual = model.visual
+        self.is_vit = hasattr(visual, "conv1") and hasattr(visual, "class_embedding")
+        if not self.is_vit and not hasattr(visual, "attnpool"):
+            raise ValueError(f"clip_model: {clip_model!r} is neither a CLIP ResNet nor a CLIP ViT")
+        if self.is_vit:
+            depth = len(visual.transformer.resblocks)
+            default = [max(1, round(depth / 3)), max(1, round(2 * depth / 3))]
+            self.stride = visual.patch_size[0]
+            width = visual.transformer.width
+            layers = list(feat_layers) if feat_layers else default
+            _check_layers(layers, range(1, depth + 1), clip_model)
+            self.feat_channels = [width] * len(layers)
+            self.feat_strides = [self.stride] * len(layers)
+        else:
+            self.stride = 32
+            layers = list(feat_layers) if feat_layers else [1, 2, 3]
+            _check_layers(layers, range(1, 5), clip_model)
+            self.feat_channels = [getattr(visual, f"layer{i}")[-1].bn3.num_features for i in layers]
+            self.feat_strides = [2 ** (i + 1) for i in layers]
+        self.feat_layers = layers
+        self.embed_dim = int(getattr(visual, "output_dim", 0) or model.text_projection.shape[1])
+        mean = visual.preprocess_cfg["mean"] if hasattr(visual, "preprocess_cfg") else visual.image_mean
+        std = visual.preprocess_cfg["std"] if hasattr(visual, "preprocess_cfg") else visual.image_std
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+        self._tokenizer = None
+
+    # -- frozen-module plumbing ----------------------------------------------------------------
+    @property
+    def clip(self) -> nn.Module:
+        """The hidden open_clip model (frozen, eval mode)."""
+        return self._clip
+
+    def _apply(self, fn, recurse=True):
+        self._clip._apply(fn)
+        return super()._apply(fn, recurse)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self._clip.eval()  # BatchNorm statistics and dropout of CLIP never change
+        return self
+
+    @property
+    def logit_scale(self) -> float:
+        """CLIP's (fixed) temperature exp(logit_scale): 100 for OpenAI weights."""
+        return float(self._clip.logit_scale.detach().exp().item())
+
+    def extra_repr(self) -> str:
+        return (
+            f"clip_model={self.clip_model!r}, clip_pretrained={self.clip_pretrained!r}, "
+            f"feat_layers={self.feat_layers}, feat_channels={self.feat_channels}"
+        )
+
+    # -- image side ----------------------------------------------------------------------------
+    def _prepare(self, img: torch.Tensor) -> torch.Tensor:
+        if not isinstance(img, torch.Tensor):
+            raise TypeError(f"FrozenCLIP expects a torch.Tensor, got {type(img).__name__}")
+        if img.dim() != 4 or img.shape[1] != 3:
+            raise ValueError(f"FrozenCLIP expects (B, 3, H, W) RGB images, got shape {tuple(img.shape)}")
+        if not img.is_floating_point():
+            raise TypeError(f"FrozenCLIP expects float images in [0, 1], got dtype {img.dtype}")
+        if img.shape[0] == 0:
+            raise ValueError("FrozenCLIP got an empty batch (B = 0)")
+        h, w = img.shape[-2:]
+        if h < self.stride or w < self.stride:
+            raise ValueError(
+                f"FrozenCLIP: image {h}x{w} is smaller than {self.clip_model}'s stride {self.stride}; "
+                "resize it up first"
+            )
+        if not torch.is_autocast_enabled(img.device.type):
+            img = img.to(self.mean.dtype)
+        x = (img - self.mean) / self.std
+        ph, pw = (-h) % self.stride, (-w) % self.stride
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph), mode=self.pad_mode)
+        return x
+
+    def forward(self, img: torch.Tensor, embedding: bool = True) -> CLIPFeatures:
+        """img (B, 3, H, W) in [0, 1] -> CLIPFeatures(middle maps, normalised embedding)."""
+        x = self._prepare(img)
+        if self.is_vit:
+            middle, emb = self._forward_vit(x, embedding)
+        else:
+            middle, emb = self._forward_resnet(x, embedding)
+        if emb is not None:
+            emb = F.normalize(emb, dim=-1)
+        return CLIPFeatures(middle, emb)
+
+    def _forward_resnet(self, x, embedding):
+        v = self._clip.visual
+        x = v.stem(x)
+        middle = []
+        last = 4 if embedding else max(self.feat_layers)
+        for i in range(1, last + 1):
+            x = getattr(v, f"layer{i}")(x)
+            if i in self.feat_layers:
+                middle.append(x)
+        return middle, (_attention_pool(v.attnpool, x) if embedding else None)
+
+    def _forward_vit(self, x, embedding):
+        v = self._clip.visual
+        x = v.conv1(x)
+        b, c, gh, gw = x.shape
+        x = x.flatten(2).transpose(1, 2)
+        cls = v.class_embedding.to(x.dtype).view(1, 1, c).expand(b, 1, c)
+        x = torch.cat([cls, x], dim=1) + _resize_pos_embed(v.positional_embedding, gh, gw).to(x.dtype)
+        x = v.ln_pre(x)
+        batch_first = getattr(v.transformer, "batch_first", True)
+        if not batch_first:
+            x = x.transpose(0, 1)
+        middle = []
+        last = len(v.transformer.resblocks) if embedding else max(self.feat_layers)
+        for i, block in enumerate(v.transformer.resblocks[:last], start=1):
+            x = block(x, attn_mask=None)
+            if i in self.feat_layers:
+                tokens = x if batch_first else x.transpose(0, 1)
+                middle.append(tokens[:, 1:].transpose(1, 2).reshape(b, c, gh, gw))
+        if not embedding:
+            return middle, None
+        if not batch_first:
+            x = x.transpose(0, 1)
+        pooled, _ = v._pool(x)
+        if v.proj is not None:
+            pooled = pooled @ v.proj
+        return middle, pooled
+
+    # -- text side (frozen; used by the learnable prompt pairs) ---------------------------------
+    @property
+    def context_length(self) -> int:
+        return int(self._clip.positional_embedding.shape[0])
+
+    @property
+    def text_width(self) -> int:
+        return int(self._clip.token_embedding.weight.shape[1])
+
+    def tokenize(self, texts: list[str]) -> torch.Tensor:
+        """list of N strings -> (N, context_length) token ids on the backbone's device."""
+        if self._tokenizer is None:
+            open_clip = _import_open_clip()
+            self._tokenizer = open_clip.get_tokenizer(self.clip_model)
+        return self._tokenizer(texts).to(self.mean.device)
+
+    def embed_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(N, L) token ids -> (N, L, text_width) token embeddings (no gradient)."""
+        with torch.no_grad():
+            return self._clip.token_embedding(tokens)
+
+    def encode_text_embeddings(self, embeds: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """Text tower on given token embeddings (N, L, width) -> (N, D) L2-normalised features.
+
+        ``tokens`` (N, L) locates the end-of-text token (highest id), as CLIP pools there.
+        Gradients flow to ``embeds`` (the learnable context vectors).
+        """
+        m = self._clip
+        if not hasattr(m, "token_embedding"):
+            raise ValueError(f"{self.clip_model}: only CLIP models with the standard text tower are supported")
+        x = embeds + m.positional_embedding.to(embeds.dtype)
+        x = m.transformer(x, attn_mask=m.attn_mask)
+        x = m.ln_final(x)
+        x = x[torch.arange(x.shape[0], device=x.device), tokens.argmax(dim=-1)]
+        x = m.text_projection(x) if isinstance(m.text_projection, nn.Linear) else x @ m.text_projection
+        return F.normalize(x, dim=-1)
+
+    def encode_text(self, texts: list[str]) -> torch.Tensor:
+        """list of N strings -> (N, D) L2-normalised text features."""
+        tokens = self.tokenize(texts)
+        return self.encode_text_embeddings(self.embed_tokens(tokens), tokens)
+
+
+def _check_layers(layers, valid, clip_model):
+    bad = [i for i in layers if i not in valid]
+    if bad or not layers:
+        raise ValueError(f"feat_layers: {layers} invalid for {clip_model}; choose from {list(valid)}")
+
+
+def _resize_pos_embed(pos: torch.Tensor, gh: int, gw: int) -> torch.Tensor:
+    """(1 + g*g, C) positional embedding -> (1 + gh*gw, C), bicubic on the grid part."""
+    n = pos.shape[0] - 1
+    g = int(math.isqrt(n))
+    if g * g != n:
+        raise ValueError(f"positional embedding of {n} tokens is not a square grid")
+    if (gh, gw) == (g, g):
+        return pos
+    grid = pos[1:].reshape(1, g, g, -1).permute(0, 3, 1, 2)
+    grid = F.interpolate(grid.float(), size=(gh, gw), mode="bicubic", align_corners=False).to(pos.dtype)
+    return torch.cat([pos[:1], grid.permute(0, 2, 3, 1).reshape(gh * gw, -1)], dim=0)
+
+
+def _attention_pool(pool: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """CLIP ResNet attention pooling at any feature size (positional embedding interpolated)."""
+    b, c, h, w = x.shape
+    x = x.flatten(2).permute(2, 0, 1)  # (HW, B, C)
+    x = torch.cat([x.mean(dim=0, keepdim=True), x], dim=0)
+    x = x + _resize_pos_embed(pool.positional_embedding, h, w)[:, None, :].to(x.dtype)
+    out, _ = F.multi_head_attention_forward(
+        query=x[:1],
+        key=x,
+        value=x,
+        embed_dim_to_check=c,
+        num_heads=pool.num_heads,
+        q_proj_weight=pool.q_proj.weight,
+        k_proj_weight=pool.k_proj.weight,
+        v_proj_weight=pool.v_proj.weight,
+        in_proj_weight=None,
+        in_proj_bias=torch.cat([pool.q_proj.bias, pool.k_proj.bias, pool.v_proj.bias]),
+        bias_k=None,
+        bias_v=None,
+        add_zero_attn=False,
+        dropout_p=0.0,
+        out_proj_weight=pool.c_proj.weight,
+        out_proj_bias=pool.c_proj.bias,
+        use_separate_proj_weight=True,
+        training=False,
+        need_weights=False,
+    )
+    return out[0]

@@ -1,0 +1,111 @@
+"""BasicSR's training entry with the plugin loaded and BasicSR's CPU/launcher pitfalls fixed.
+
+Used by this repo's ``basicsr/train.py`` launcher and the ``sfd-train`` console script. It never
+re-implements BasicSR's loop: it imports the plugin, patches three functions of the *running*
+basicsr (no file of the installed package is touched) and calls ``train_pipeline``:
+
+- ``load_resume_state``: basicsr maps the state to ``cuda(current_device())``, which crashes on a
+  CPU-only machine; ours maps to CPU when CUDA is absent, and ``--auto_resume`` looks under the
+  experiment's own folder (basicsr looks in ``./experiments`` relative to the working directory).
+- ``init_dist``: basicsr calls ``torch.cuda.set_device`` and NCCL; without CUDA we use gloo.
+- ``--local-rank=N`` (torch >= 2 launchers) is accepted as basicsr's ``--local_rank``.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import os.path as osp
+import sys
+
+from sfd_utils.compat import install, load_plugin
+
+
+def _latest_state(state_dir: str) -> str | None:
+    states = glob.glob(osp.join(state_dir, "*.state"))
+    if not states:
+        return None
+    return max(states, key=lambda p: int(osp.basename(p).split(".")[0]))
+
+
+def load_resume_state(opt: dict):
+    """CPU-safe replacement of ``basicsr.train.load_resume_state`` (same contract)."""
+    import torch
+
+    import basicsr.train as bt
+
+    path = None
+    if opt.get("auto_resume"):
+        roots = [
+            osp.join(opt["path"]["experiments_root"], "training_states"),
+            osp.join("experiments", opt["name"], "training_states"),
+        ]
+        for state_dir in roots:
+            path = _latest_state(state_dir) if osp.isdir(state_dir) else None
+            if path:
+                opt["path"]["resume_state"] = path
+                break
+    elif opt["path"].get("resume_state"):
+        path = opt["path"]["resume_state"]
+    if path is None:
+        return None
+    if not osp.isfile(path):
+        raise FileNotFoundError(f"path.resume_state: training state {path!r} does not exist")
+    if torch.cuda.is_available() and opt.get("num_gpu", 0) != 0:
+        device_id = torch.cuda.current_device()
+        state = torch.load(path, map_location=lambda s, loc: s.cuda(device_id), weights_only=True)
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    bt.check_resume(opt, state["iter"])
+    return state
+
+
+def init_dist(launcher: str, backend: str = "nccl", **kwargs) -> None:
+    """basicsr's ``init_dist`` with a gloo fallback when CUDA is absent."""
+    import torch
+    import torch.distributed as dist
+    from basicsr.utils import dist_util
+
+    if launcher == "pytorch" and not torch.cuda.is_available():
+        dist.init_process_group(backend="gloo", **kwargs)
+        return
+    dist_util.init_dist(launcher, backend=backend, **kwargs)
+
+
+def _normalise_argv(argv: list[str]) -> list[str]:
+    out = []
+    for arg in argv:
+        if arg.startswith("--local-rank"):
+            arg = "--local_rank" + arg[len("--local-rank") :]
+        out.append(arg)
+    return out
+
+
+def prepare_basicsr() -> None:
+    """Install the shim, import the plugin and patch the running basicsr's entry functions."""
+    install()
+    import basicsr.utils.options as bo
+
+    import basicsr.train as bt
+
+    load_plugin()
+    bt.load_resume_state = load_resume_state
+    bo.init_dist = init_dist
+
+
+def train_pipeline(root_path: str) -> None:
+    """``basicsr.train.train_pipeline`` with the plugin; outputs go under ``root_path``."""
+    prepare_basicsr()
+    import basicsr.train as bt
+
+    sys.argv = _normalise_argv(sys.argv)
+    bt.train_pipeline(root_path)
+
+
+def main() -> None:
+    """Console script ``sfd-train``: like ``python basicsr/train.py`` with the current folder as root."""
+    train_pipeline(os.getcwd())
+
+
+if __name__ == "__main__":
+    main()
