@@ -40,6 +40,19 @@ class CLIPFeatures(NamedTuple):
     embedding: torch.Tensor | None
 
 
+def cat_features(*feats: CLIPFeatures) -> CLIPFeatures:
+    """Concatenate several CLIPFeatures along the batch (e.g. real and fake for one D pass)."""
+    middle = [torch.cat(maps, dim=0) for maps in zip(*(f.middle for f in feats))]
+    embs = [f.embedding for f in feats]
+    return CLIPFeatures(middle, None if any(e is None for e in embs) else torch.cat(embs, dim=0))
+
+
+def detach_features(feats: CLIPFeatures) -> CLIPFeatures:
+    """The same features cut from the graph (the D step reuses the G step's CLIP output)."""
+    emb = None if feats.embedding is None else feats.embedding.detach()
+    return CLIPFeatures([m.detach() for m in feats.middle], emb)
+
+
 class CLIPWeightsNotFound(FileNotFoundError):
     """Raised when CLIP weights are not available locally (nothing is ever downloaded)."""
 
@@ -198,6 +211,7 @@ class FrozenCLIP(nn.Module):
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
         self._tokenizer = None
+        self.num_image_forwards = 0  # counted per call (batch), to check the cost rules
 
     # -- frozen-module plumbing ----------------------------------------------------------------
     @property
@@ -252,6 +266,7 @@ class FrozenCLIP(nn.Module):
     def forward(self, img: torch.Tensor, embedding: bool = True) -> CLIPFeatures:
         """img (B, 3, H, W) in [0, 1] -> CLIPFeatures(middle maps, normalised embedding)."""
         x = self._prepare(img)
+        self.num_image_forwards += 1
         if self.is_vit:
             middle, emb = self._forward_vit(x, embedding)
         else:

@@ -1,0 +1,163 @@
+"""SFD discriminator: frozen CLIP + Feat-D heads + TG-D learnable prompt pair, one network_d type.
+
+Paper: "Exploring Semantic Feature Discrimination for Perceptual Image Super-Resolution and
+Opinion-Unaware No-Reference Image Quality Assessment", Dong et al., CVPR 2025.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from basicsr.utils.registry import ARCH_REGISTRY
+from torch import nn
+
+from sfd_arch.clip_backbone import CLIPFeatures, FrozenCLIP
+from sfd_arch.feat_discriminator_arch import FeatDiscriminator
+from sfd_arch.text_discriminator_arch import LearnablePromptPair
+
+CHECKPOINT_FORMAT = "sfd-discriminator"
+CHECKPOINT_VERSION = 1
+# Options that must match between a checkpoint and the network it is loaded into.
+STRUCTURAL_KEYS = ("clip_model", "feat_layers", "feat_mid_channels", "n_ctx", "use_feat", "use_text")
+
+
+class SFDLogits(NamedTuple):
+    """feat: M per-position logit maps (B, 1, h_m, w_m) or []; text: (B,) TG-D logits or None."""
+
+    feat: list[torch.Tensor]
+    text: torch.Tensor | None
+
+
+@ARCH_REGISTRY.register()
+class SFDDiscriminator(nn.Module):
+    """Feat-D on CLIP middle maps and TG-D (learnable prompt pair) on the final CLIP embedding.
+
+    Args:
+        clip_model (str): open_clip model name. Default: 'RN50'.
+        clip_pretrained (str | None): open_clip tag in the local cache, a local file, or None
+            (random CLIP, pipeline checks only). Default: 'openai'.
+        feat_layers (list[int] | None): CLIP middle layers for Feat-D (see FrozenCLIP).
+        feat_mid_channels (int): Feat-D head width. Default: 256.
+        n_ctx (int): learnable context tokens per prompt. Default: 16.
+        pos_words / neg_words (str): class words. Default: 'high quality photo.' / 'low quality photo.'.
+        ctx_init (str | None): phrase initialising the contexts. Default: None (N(0, 0.02)).
+        use_feat / use_text (bool): enable Feat-D / TG-D (ablations). Default: True / True.
+        clip_cache_dir (str | None): where tagged CLIP weights are looked up.
+
+    Parameters are only the Feat-D heads and the prompt contexts; CLIP is hidden and frozen.
+    ``forward(img)`` (B, 3, H, W) in [0, 1] returns ONE tensor so BasicSR's stock GAN models can
+    use it: the M Feat-D maps nearest-resized to the finest map, then the TG-D logit broadcast to
+    M more channels -> (B, 2M, h, w) (Feat-D only: (B, M, h, w); TG-D only: (B, 1)). A GAN loss
+    averaged over it weighs Feat-D layers and TG-D as SPEC's L_feat + L_text (times 1/2).
+    """
+
+    def __init__(
+        self,
+        clip_model: str = "RN50",
+        clip_pretrained: str | None = "openai",
+        feat_layers: list[int] | None = None,
+        feat_mid_channels: int = 256,
+        n_ctx: int = 16,
+        pos_words: str = "high quality photo.",
+        neg_words: str = "low quality photo.",
+        ctx_init: str | None = None,
+        use_feat: bool = True,
+        use_text: bool = True,
+        clip_cache_dir: str | None = None,
+    ) -> None:
+        super().__init__()
+        if not (use_feat or use_text):
+            raise ValueError("network_d: at least one of use_feat / use_text must be true")
+        self.backbone = FrozenCLIP(clip_model, clip_pretrained, feat_layers, clip_cache_dir)
+        self.use_feat, self.use_text = bool(use_feat), bool(use_text)
+        self.feat_disc = FeatDiscriminator(self.backbone.feat_channels, feat_mid_channels) if use_feat else None
+        self.prompt_pair = (
+            LearnablePromptPair(self.backbone, n_ctx, pos_words, neg_words, ctx_init) if use_text else None
+        )
+        self.config = {
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "clip_model": clip_model,
+            "clip_pretrained": clip_pretrained,
+            "feat_layers": self.backbone.feat_layers,
+            "feat_mid_channels": feat_mid_channels,
+            "n_ctx": self.prompt_pair.n_ctx if use_text else n_ctx,
+            "pos_words": pos_words,
+            "neg_words": neg_words,
+            "use_feat": self.use_feat,
+            "use_text": self.use_text,
+        }
+
+    # -- the pieces SFDModel and SFD-IQA call ---------------------------------------------------
+    def extract(self, img: torch.Tensor) -> CLIPFeatures:
+        """The single CLIP forward: middle maps (for Feat-D) and embedding (only if TG-D is on)."""
+        feats = self.backbone(img, embedding=self.use_text)
+        if not self.use_feat:
+            feats = CLIPFeatures([], feats.embedding)
+        return feats
+
+    def text_features(self) -> torch.Tensor:
+        """(2, D) normalised [t+, t-] from the prompt pair (gradient reaches the contexts)."""
+        return self.prompt_pair(self.backbone)
+
+    def text_logit(self, embedding: torch.Tensor, text_features: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, D) normalised image embedding -> (B,) z = tau * (<e, t+> - <e, t->)."""
+        t = self.text_features() if text_features is None else text_features
+        sims = embedding @ t.to(embedding.dtype).t()
+        return self.backbone.logit_scale * (sims[:, 0] - sims[:, 1])
+
+    def logits(self, feats: CLIPFeatures) -> SFDLogits:
+        feat = self.feat_disc(feats.middle) if self.use_feat else []
+        text = self.text_logit(feats.embedding) if self.use_text else None
+        return SFDLogits(feat, text)
+
+    def forward(self, x, mode: str = "image"):
+        """mode 'image': x image batch -> one packed tensor (stock BasicSR models).
+        mode 'logits': x CLIPFeatures -> SFDLogits (SFDModel; goes through DDP this way)."""
+        if mode == "logits":
+            return self.logits(x)
+        if mode != "image":
+            raise ValueError(f"SFDDiscriminator.forward: unknown mode {mode!r}")
+        return pack_logits(self.logits(self.extract(x)))
+
+    # -- checkpoint metadata: travels inside every state_dict (also BasicSR's save_network) --------
+    def get_extra_state(self) -> torch.Tensor:
+        # A uint8 tensor (not a dict) so BasicSR's save_network (.cpu() on every entry) and
+        # torch.load(weights_only=True) both accept it.
+        return torch.tensor(list(json.dumps(self.config).encode("utf-8")), dtype=torch.uint8)
+
+    def set_extra_state(self, state) -> None:
+        meta = decode_config(state)
+        wrong = {k: (meta.get(k), self.config[k]) for k in STRUCTURAL_KEYS if meta.get(k) != self.config[k]}
+        if wrong:
+            detail = ", ".join(f"{k}: checkpoint {a!r} vs network {b!r}" for k, (a, b) in wrong.items())
+            raise ValueError(f"SFD discriminator checkpoint does not match network_d ({detail})")
+        self.config["pos_words"], self.config["neg_words"] = meta["pos_words"], meta["neg_words"]
+
+
+def decode_config(state) -> dict:
+    """The config dict stored under ``_extra_state`` of an SFDDiscriminator state_dict."""
+    try:
+        meta = json.loads(bytes(state.tolist()).decode("utf-8"))
+    except (AttributeError, ValueError, TypeError) as err:
+        raise ValueError("not an SFD discriminator checkpoint: unreadable `_extra_state`") from err
+    if meta.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"not an SFD discriminator checkpoint (format {meta.get('format')!r})")
+    if meta.get("version", 0) > CHECKPOINT_VERSION:
+        raise ValueError(f"SFD checkpoint version {meta['version']} is newer than this sfd-basicsr")
+    return meta
+
+
+def pack_logits(logits: SFDLogits) -> torch.Tensor:
+    """SFDLogits -> one tensor whose element mean weighs every Feat-D layer and TG-D equally."""
+    if not logits.feat:
+        return logits.text[:, None]
+    size = max((m.shape[-2:] for m in logits.feat), key=lambda s: s[0] * s[1])
+    maps = [m if m.shape[-2:] == size else F.interpolate(m, size=size, mode="nearest") for m in logits.feat]
+    maps = torch.cat(maps, dim=1)
+    if logits.text is None:
+        return maps
+    return torch.cat([maps, logits.text.view(-1, 1, 1, 1).expand_as(maps)], dim=1)

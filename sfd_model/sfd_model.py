@@ -1,0 +1,192 @@
+"""SFDModel: GAN training of any BasicSR generator against the SFD discriminator (Feat-D + TG-D).
+
+Cost rules (SPEC.md): per iteration CLIP runs exactly twice, once on HR without grad (reused by
+the G and D steps) and once on SR with grad (its detached features reused by the D step). The
+D step judges real and fake in one batched pass through ``net_d`` (so DDP syncs the heads).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import OrderedDict
+
+import torch
+import torch.nn.functional as F
+from basicsr.losses import build_loss
+from basicsr.models.srgan_model import SRGANModel
+from basicsr.utils import get_root_logger
+from basicsr.utils.registry import MODEL_REGISTRY
+
+from sfd_arch.clip_backbone import cat_features, detach_features
+from sfd_arch.sfd_discriminator_arch import SFDDiscriminator
+from sfd_model.model_utils import ResumableMixin
+
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def _accuracy(real: list[torch.Tensor], fake: list[torch.Tensor]) -> torch.Tensor:
+    """Fraction of positions judged right (real > 0, fake < 0), averaged over layers."""
+    accs = [((r > 0).float().mean() + (f < 0).float().mean()) / 2 for r, f in zip(real, fake)]
+    return torch.stack(accs).mean()
+
+
+@MODEL_REGISTRY.register()
+class SFDModel(ResumableMixin, SRGANModel):
+    """SRGANModel with the SFD discriminator and SPEC's cost rules.
+
+    YAML (under ``train``): ``feat_gan_opt`` / ``text_gan_opt`` (type SFDGANLoss; required when
+    ``network_d.use_feat`` / ``use_text``), ``pixel_opt``, ``perceptual_opt`` (SFDPerceptualLoss
+    loads local VGG weights only), ``net_d_iters``, ``net_d_init_iters``, ``ema_decay``,
+    ``amp`` (null | bf16 | fp16), ``channels_last`` (bool).
+    """
+
+    def init_training_settings(self):
+        train_opt = self.opt["train"]
+        amp = train_opt.get("amp")
+        if amp not in (None, False, *AMP_DTYPES):
+            raise ValueError(f"train.amp must be null, 'bf16' or 'fp16', got {amp!r}")
+        self.amp_dtype = AMP_DTYPES.get(amp) if amp else None
+        self.channels_last = bool(train_opt.get("channels_last", False))
+        if train_opt.get("gan_opt"):
+            raise ValueError("SFDModel: use train.feat_gan_opt / train.text_gan_opt instead of train.gan_opt")
+        super().init_training_settings()
+        disc = self.get_bare_model(self.net_d)
+        if not isinstance(disc, SFDDiscriminator):
+            raise ValueError(
+                f"SFDModel needs network_d.type SFDDiscriminator, got {type(disc).__name__}; "
+                "use SRGANModel/ESRGANModel for other discriminators"
+            )
+        self.cri_feat = self._build_gan_loss("feat_gan_opt", disc.use_feat)
+        self.cri_text = self._build_gan_loss("text_gan_opt", disc.use_text)
+        self.grad_scaler = None
+        if self.amp_dtype is torch.float16:
+            self.grad_scaler = torch.amp.GradScaler(self.device.type)
+        if self.channels_last:
+            self.net_g.to(memory_format=torch.channels_last)
+            self.net_d.to(memory_format=torch.channels_last)
+        get_root_logger().info(
+            f"SFDModel: CLIP {disc.backbone.clip_model} ({'random' if disc.backbone.random_weights else 'pretrained'}"
+            f" weights), Feat-D layers {disc.backbone.feat_layers if disc.use_feat else 'off'}, "
+            f"TG-D {'on' if disc.use_text else 'off'}, amp {amp or 'off'}, channels_last {self.channels_last}"
+        )
+
+    def _build_gan_loss(self, key: str, enabled: bool):
+        opt = self.opt["train"].get(key)
+        if not enabled:
+            return None
+        if not opt:
+            raise KeyError(f"train.{key} is required while network_d uses that discriminator (type: SFDGANLoss)")
+        return build_loss(opt).to(self.device)
+
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def feed_data(self, data):
+        super().feed_data(data)
+        if getattr(self, "channels_last", False):
+            self.lq = self.lq.contiguous(memory_format=torch.channels_last)
+
+    def targets(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(pixel target, perceptual target, real image for the discriminators)."""
+        return self.gt, self.gt, self.gt
+
+    def _backward_step(self, loss: torch.Tensor, optimizer) -> None:
+        if self.grad_scaler is None:
+            loss.backward()
+            optimizer.step()
+        else:
+            self.grad_scaler.scale(loss).backward()
+            self.grad_scaler.step(optimizer)
+            self.grad_scaler.update()
+
+    def optimize_parameters(self, current_iter):
+        disc = self.get_bare_model(self.net_d)
+        pix_gt, percep_gt, gan_gt = self.targets()
+        loss_dict = OrderedDict()
+        for p in self.net_d.parameters():
+            p.requires_grad = False
+
+        with torch.no_grad(), self._autocast():
+            feats_real = disc.extract(gan_gt)  # CLIP forward 1 of 2: HR, reused by G and D steps
+
+        g_step = current_iter % self.net_d_iters == 0 and current_iter > self.net_d_init_iters
+        if g_step:
+            self.optimizer_g.zero_grad(set_to_none=True)
+            with self._autocast():
+                self.output = self.net_g(self.lq)
+                l_g_total = 0
+                if self.cri_pix:
+                    loss_dict["l_g_pix"] = self.cri_pix(self.output, pix_gt)
+                    l_g_total = l_g_total + loss_dict["l_g_pix"]
+                if self.cri_perceptual:
+                    l_percep, l_style = self.cri_perceptual(self.output, percep_gt)
+                    for name, value in (("l_g_percep", l_percep), ("l_g_style", l_style)):
+                        if value is not None:
+                            loss_dict[name] = value
+                            l_g_total = l_g_total + value
+                feats_fake = disc.extract(self.output)  # CLIP forward 2 of 2: SR, with grad to it
+                # Bare module: no D gradient in this step, so DDP must not expect one.
+                fake = disc.logits(feats_fake)
+                real = None
+                if self._relativistic():
+                    with torch.no_grad():
+                        real = disc.logits(feats_real)
+                if self.cri_feat:
+                    loss_dict["l_g_feat"] = self.cri_feat(real.feat if real else None, fake.feat, is_disc=False)
+                    l_g_total = l_g_total + loss_dict["l_g_feat"]
+                if self.cri_text:
+                    loss_dict["l_g_text"] = self.cri_text(real.text if real else None, fake.text, is_disc=False)
+                    l_g_total = l_g_total + loss_dict["l_g_text"]
+            self._backward_step(l_g_total, self.optimizer_g)
+            feats_fake = detach_features(feats_fake)
+        else:
+            with torch.no_grad(), self._autocast():
+                self.output = self.net_g(self.lq)
+                feats_fake = disc.extract(self.output)
+
+        for p in self.net_d.parameters():
+            p.requires_grad = True
+        self.optimizer_d.zero_grad(set_to_none=True)
+        b = gan_gt.shape[0]
+        with self._autocast():
+            logits = self.net_d(cat_features(feats_real, feats_fake), mode="logits")  # one pass, via DDP
+            l_d_total = 0
+            if self.cri_feat:
+                real_f, fake_f = [m[:b] for m in logits.feat], [m[b:] for m in logits.feat]
+                loss_dict["l_d_feat"] = self.cri_feat(real_f, fake_f, is_disc=True)
+                l_d_total = l_d_total + loss_dict["l_d_feat"]
+                loss_dict["out_d_feat_real"] = torch.stack([m.detach().float().mean() for m in real_f]).mean()
+                loss_dict["out_d_feat_fake"] = torch.stack([m.detach().float().mean() for m in fake_f]).mean()
+                loss_dict["acc_d_feat"] = _accuracy([m.detach() for m in real_f], [m.detach() for m in fake_f])
+            if self.cri_text:
+                real_t, fake_t = logits.text[:b], logits.text[b:]
+                loss_dict["l_d_text"] = self.cri_text(real_t, fake_t, is_disc=True)
+                l_d_total = l_d_total + loss_dict["l_d_text"]
+                loss_dict["out_d_text_real"] = real_t.detach().float().mean()
+                loss_dict["out_d_text_fake"] = fake_t.detach().float().mean()
+                loss_dict["acc_d_text"] = _accuracy([real_t.detach()], [fake_t.detach()])
+        self._backward_step(l_d_total, self.optimizer_d)
+
+        self.log_dict = self.reduce_loss_dict(loss_dict)
+        if self.ema_decay > 0:
+            self.model_ema(decay=self.ema_decay)
+
+    def _relativistic(self) -> bool:
+        return any(getattr(c, "relativistic", False) for c in (self.cri_feat, self.cri_text) if c is not None)
+
+    def test(self):
+        """SRModel.test, padding the input to ``network_g.window_size`` (SwinIR) when set."""
+        window = self.opt["network_g"].get("window_size")
+        if not window:
+            return super().test()
+        scale = self.opt.get("scale", 1)
+        lq = self.lq
+        h, w = lq.shape[-2:]
+        self.lq = F.pad(lq, (0, (-w) % window, 0, (-h) % window), mode="reflect")
+        try:
+            super().test()
+        finally:
+            self.lq = lq
+        self.output = self.output[..., : h * scale, : w * scale]
