@@ -403,3 +403,33 @@ def _attention_pool(pool: nn.Module, x: torch.Tensor) -> torch.Tensor:
         need_weights=False,
     )
     return out[0]
+
+
+@torch.no_grad()
+def calibrate_random_clip(model: nn.Module, images: torch.Tensor, batch_size: int = 8) -> nn.Module:
+    """Make a *randomly initialised* open_clip ResNet usable as a stand-in for trained weights.
+
+    open_clip zero-initialises the last BatchNorm of every residual branch and keeps unit running
+    statistics, so random features are tiny and the attention pool sees mostly its positional
+    embedding. This sets those BN weights to one and recomputes every BatchNorm's running statistics
+    on ``images`` ((N, 3, H, W) in [0, 1], CLIP-normalised here), giving O(1) features. Only for
+    demos and tests without real weights; a no-op for ViTs (no BatchNorm).
+    """
+    bns = [m for m in model.visual.modules() if isinstance(m, nn.BatchNorm2d)]
+    if not bns:
+        return model
+    mean = torch.tensor(model.visual.preprocess_cfg["mean"]).view(1, 3, 1, 1)
+    std = torch.tensor(model.visual.preprocess_cfg["std"]).view(1, 3, 1, 1)
+    for bn in bns:
+        if bool((bn.weight == 0).all()):
+            bn.weight.fill_(1.0)
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative average over the calibration batches
+    was_training = model.training
+    model.visual.train()
+    for i in range(0, len(images), batch_size):
+        model.visual((images[i : i + batch_size] - mean) / std)
+    for bn in bns:
+        bn.momentum = 0.1
+    model.train(was_training)
+    return model

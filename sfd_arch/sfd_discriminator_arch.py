@@ -21,7 +21,7 @@ from sfd_arch.text_discriminator_arch import LearnablePromptPair
 CHECKPOINT_FORMAT = "sfd-discriminator"
 CHECKPOINT_VERSION = 1
 # Options that must match between a checkpoint and the network it is loaded into.
-STRUCTURAL_KEYS = ("clip_model", "feat_layers", "feat_mid_channels", "n_ctx", "use_feat", "use_text")
+STRUCTURAL_KEYS = ("clip_model", "feat_layers", "feat_mid_channels", "feat_norm", "n_ctx", "use_feat", "use_text")
 
 
 class SFDLogits(NamedTuple):
@@ -41,6 +41,8 @@ class SFDDiscriminator(nn.Module):
             (random CLIP, pipeline checks only). Default: 'openai'.
         feat_layers (list[int] | None): CLIP middle layers for Feat-D (see FrozenCLIP).
         feat_mid_channels (int): Feat-D head width. Default: 256.
+        feat_norm (str): 'rms' (running-RMS scaling of each middle map, see FeatDiscriminator) or
+            'none'. Default: 'rms'.
         n_ctx (int): learnable context tokens per prompt. Default: 16.
         pos_words / neg_words (str): class words. Default: 'high quality photo.' / 'low quality photo.'.
         ctx_init (str | None): phrase initialising the contexts. Default: None (N(0, 0.02)).
@@ -60,6 +62,7 @@ class SFDDiscriminator(nn.Module):
         clip_pretrained: str | None = "openai",
         feat_layers: list[int] | None = None,
         feat_mid_channels: int = 256,
+        feat_norm: str = "rms",
         n_ctx: int = 16,
         pos_words: str = "high quality photo.",
         neg_words: str = "low quality photo.",
@@ -73,7 +76,9 @@ class SFDDiscriminator(nn.Module):
             raise ValueError("network_d: at least one of use_feat / use_text must be true")
         self.backbone = FrozenCLIP(clip_model, clip_pretrained, feat_layers, clip_cache_dir)
         self.use_feat, self.use_text = bool(use_feat), bool(use_text)
-        self.feat_disc = FeatDiscriminator(self.backbone.feat_channels, feat_mid_channels) if use_feat else None
+        self.feat_disc = (
+            FeatDiscriminator(self.backbone.feat_channels, feat_mid_channels, feat_norm) if use_feat else None
+        )
         self.prompt_pair = (
             LearnablePromptPair(self.backbone, n_ctx, pos_words, neg_words, ctx_init) if use_text else None
         )
@@ -84,6 +89,7 @@ class SFDDiscriminator(nn.Module):
             "clip_pretrained": clip_pretrained,
             "feat_layers": self.backbone.feat_layers,
             "feat_mid_channels": feat_mid_channels,
+            "feat_norm": feat_norm,
             "n_ctx": self.prompt_pair.n_ctx if use_text else n_ctx,
             "pos_words": pos_words,
             "neg_words": neg_words,

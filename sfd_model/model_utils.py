@@ -45,6 +45,8 @@ class ResumableMixin:
 
     def model_to_device(self, net):
         net = net.to(self.device)
+        if not any(p.requires_grad for p in net.parameters()):
+            return net  # nothing to synchronise (e.g. SFDBicubicUpsampler); DDP would refuse it
         if self.opt["dist"]:
             device_ids = [torch.cuda.current_device()] if self.device.type == "cuda" else None
             net = DistributedDataParallel(

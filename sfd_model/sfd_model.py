@@ -20,6 +20,7 @@ from basicsr.utils.registry import MODEL_REGISTRY
 from sfd_arch.clip_backbone import cat_features, detach_features
 from sfd_arch.sfd_discriminator_arch import SFDDiscriminator
 from sfd_model.model_utils import ResumableMixin
+from sfd_utils.options_check import check_options
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -39,6 +40,10 @@ class SFDModel(ResumableMixin, SRGANModel):
     loads local VGG weights only), ``net_d_iters``, ``net_d_init_iters``, ``ema_decay``,
     ``amp`` (null | bf16 | fp16), ``channels_last`` (bool).
     """
+
+    def __init__(self, opt):
+        check_options(opt, datasets=False)  # generator checkpoint, CLIP and VGG files, by YAML key
+        super().__init__(opt)
 
     def init_training_settings(self):
         train_opt = self.opt["train"]
@@ -69,6 +74,22 @@ class SFDModel(ResumableMixin, SRGANModel):
             f" weights), Feat-D layers {disc.backbone.feat_layers if disc.use_feat else 'off'}, "
             f"TG-D {'on' if disc.use_text else 'off'}, amp {amp or 'off'}, channels_last {self.channels_last}"
         )
+
+    def setup_optimizers(self):
+        """As SRGANModel; a generator without trainable parameters (SFDBicubicUpsampler) gets no
+        optimizer, and the model then trains the discriminator alone."""
+        train_opt = self.opt["train"]
+        params_g = [p for p in self.net_g.parameters() if p.requires_grad]
+        self.optimizer_g = None
+        if params_g:
+            opt_g = dict(train_opt["optim_g"])
+            self.optimizer_g = self.get_optimizer(opt_g.pop("type"), params_g, **opt_g)
+            self.optimizers.append(self.optimizer_g)
+        else:
+            get_root_logger().info("SFDModel: network_g has no trainable parameters: discriminator-only training")
+        opt_d = dict(train_opt["optim_d"])
+        self.optimizer_d = self.get_optimizer(opt_d.pop("type"), self.net_d.parameters(), **opt_d)
+        self.optimizers.append(self.optimizer_d)
 
     def _build_gan_loss(self, key: str, enabled: bool):
         opt = self.opt["train"].get(key)
@@ -111,7 +132,11 @@ class SFDModel(ResumableMixin, SRGANModel):
         with torch.no_grad(), self._autocast():
             feats_real = disc.extract(gan_gt)  # CLIP forward 1 of 2: HR, reused by G and D steps
 
-        g_step = current_iter % self.net_d_iters == 0 and current_iter > self.net_d_init_iters
+        g_step = (
+            self.optimizer_g is not None
+            and current_iter % self.net_d_iters == 0
+            and current_iter > self.net_d_init_iters
+        )
         if g_step:
             self.optimizer_g.zero_grad(set_to_none=True)
             with self._autocast():

@@ -9,6 +9,7 @@ basicsr (no file of the installed package is touched) and calls ``train_pipeline
   experiment's own folder (basicsr looks in ``./experiments`` relative to the working directory).
 - ``init_dist``: basicsr calls ``torch.cuda.set_device`` and NCCL; without CUDA we use gloo.
 - ``--local-rank=N`` (torch >= 2 launchers) is accepted as basicsr's ``--local_rank``.
+- ``parse_options``: after parsing, every file the recipe needs is checked (sfd_utils.options_check).
 """
 
 from __future__ import annotations
@@ -91,6 +92,21 @@ def prepare_basicsr() -> None:
     load_plugin()
     bt.load_resume_state = load_resume_state
     bo.init_dist = init_dist
+    if not getattr(bt.parse_options, "_sfd_checked", False):
+        bt.parse_options = _checked(bt.parse_options)
+
+
+def _checked(parse_options):
+    """Wrap basicsr's parse_options: missing files stop the run at start-up, naming the YAML key."""
+    from sfd_utils.options_check import check_options
+
+    def parse_and_check(root_path, is_train=True):
+        opt, args = parse_options(root_path, is_train=is_train)
+        check_options(opt)
+        return opt, args
+
+    parse_and_check._sfd_checked = True
+    return parse_and_check
 
 
 def train_pipeline(root_path: str) -> None:

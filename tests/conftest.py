@@ -34,12 +34,9 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 def photo(name: str = "astronaut") -> np.ndarray:
     """A colour photo shipped by scikit-image as (H, W, 3) uint8 RGB."""
-    import skimage.data
+    from sfd_data.demo_data import load_photo
 
-    img = getattr(skimage.data, name)()
-    if img.ndim == 2:
-        img = np.stack([img] * 3, axis=-1)
-    return np.ascontiguousarray(img[..., :3])
+    return load_photo(name)
 
 
 def photo_tensor(name: str = "astronaut", size: int | None = 64, batch: int = 1) -> torch.Tensor:
@@ -60,12 +57,82 @@ def tiny_clip_files(tmp_path_factory) -> dict[str, str]:
     """Random weights of each tiny CLIP saved to a file, to load through the real path code."""
     import open_clip
 
+    from sfd_arch.clip_backbone import calibrate_random_clip
+
     folder = tmp_path_factory.mktemp("clip_weights")
     files = {}
     for name in TINY_CLIPS:
         torch.manual_seed(0)
         model = open_clip.create_model(name, pretrained=None)
+        calibrate_random_clip(model, photo_tensor("astronaut", 64, batch=8))
         path = folder / f"{name}.pt"
         torch.save(model.state_dict(), path)
         files[name] = str(path)
     return files
+
+
+def sfd_opt(clip_file: str | None, tmp_dir: str, model_type: str = "SFDModel", **train_overrides) -> dict:
+    """A complete BasicSR options dict for SFDModel with a tiny RRDBNet and a tiny CLIP (RN)."""
+    import os
+
+    paths = {k: os.path.join(tmp_dir, k) for k in ("models", "training_states", "visualization", "log")}
+    for p in paths.values():
+        os.makedirs(p, exist_ok=True)
+    train = {
+        "ema_decay": 0,
+        "optim_g": {"type": "Adam", "lr": 1e-3, "betas": [0.9, 0.99]},
+        "optim_d": {"type": "Adam", "lr": 1e-3, "betas": [0.9, 0.99]},
+        "scheduler": {"type": "MultiStepLR", "milestones": [1000], "gamma": 0.5},
+        "total_iter": 1000,
+        "warmup_iter": -1,
+        "pixel_opt": {"type": "L1Loss", "loss_weight": 1e-2},
+        "feat_gan_opt": {"type": "SFDGANLoss", "loss_weight": 5e-3},
+        "text_gan_opt": {"type": "SFDGANLoss", "loss_weight": 5e-3},
+        "net_d_iters": 1,
+        "net_d_init_iters": 0,
+    }
+    train.update(train_overrides)
+    return {
+        "name": "sfd_test",
+        "model_type": model_type,
+        "scale": 4,
+        "num_gpu": 0,
+        "dist": False,
+        "rank": 0,
+        "world_size": 1,
+        "is_train": True,
+        "network_g": {
+            "type": "RRDBNet",
+            "num_in_ch": 3,
+            "num_out_ch": 3,
+            "num_feat": 8,
+            "num_block": 1,
+            "num_grow_ch": 8,
+            "scale": 4,
+        },
+        "network_d": {
+            "type": "SFDDiscriminator",
+            "clip_model": "tiny-rn",
+            "clip_pretrained": clip_file,
+            "n_ctx": 4,
+            "feat_mid_channels": 16,
+        },
+        "path": {
+            "pretrain_network_g": None,
+            "pretrain_network_d": None,
+            "strict_load_g": True,
+            "resume_state": None,
+            **paths,
+        },
+        "train": train,
+        "val": None,
+        "logger": {"print_freq": 1, "use_tb_logger": False},
+    }
+
+
+def lr_hr_batch(batch: int = 2, size: int = 64, name: str = "astronaut") -> dict:
+    """{'lq', 'gt'}: HR crops of a photo and their bicubic x4 downscaling."""
+    import torch.nn.functional as F
+
+    gt = photo_tensor(name, size, batch)
+    return {"lq": F.interpolate(gt, scale_factor=0.25, mode="bicubic", antialias=True).clamp(0, 1), "gt": gt}

@@ -1,0 +1,67 @@
+"""SFDRealModel: real-world SFD training with Real-ESRGAN's on-the-fly second-order degradations.
+
+basicsr's ``RealESRGANModel`` builds its JPEG simulator and USM sharpener with ``.cuda()`` and
+keeps its training-pair pool on CUDA, so it cannot run on a CPU machine. This model reuses
+basicsr's degradation synthesis (``RealESRGANModel.feed_data``) unchanged, but builds those parts
+on ``self.device``; the GAN step is SFDModel's.
+"""
+
+from __future__ import annotations
+
+import torch
+from basicsr.models.realesrgan_model import RealESRGANModel
+from basicsr.utils import DiffJPEG, USMSharp
+from basicsr.utils.registry import MODEL_REGISTRY
+
+from sfd_model.sfd_model import SFDModel
+
+
+@MODEL_REGISTRY.register()
+class SFDRealModel(SFDModel):
+    """Options as basicsr's RealESRGANModel (degradation keys, ``queue_size``, ``l1_gt_usm``,
+    ``percep_gt_usm``, ``gan_gt_usm``) plus SFDModel's. Data: ``RealESRGANDataset``."""
+
+    def __init__(self, opt):
+        super().__init__(opt)
+        self.jpeger = DiffJPEG(differentiable=False).to(self.device)
+        self.usm_sharpener = USMSharp().to(self.device)
+        self.queue_size = opt.get("queue_size", 180)
+
+    # basicsr's synthesis, verbatim: it only needs jpeger, usm_sharpener and the pool below.
+    feed_data = RealESRGANModel.feed_data
+
+    @torch.no_grad()
+    def _dequeue_and_enqueue(self):
+        """Training-pair pool (as Real-ESRGAN) on the model's device: diversifies degradations."""
+        b = self.lq.shape[0]
+        if not hasattr(self, "queue_lr"):
+            if self.queue_size % b:
+                raise ValueError(f"queue_size {self.queue_size} must be divisible by the batch size {b}")
+            self.queue_lr = self.lq.new_zeros((self.queue_size, *self.lq.shape[1:]))
+            self.queue_gt = self.gt.new_zeros((self.queue_size, *self.gt.shape[1:]))
+            self.queue_ptr = 0
+        if self.queue_ptr == self.queue_size:
+            idx = torch.randperm(self.queue_size)
+            self.queue_lr, self.queue_gt = self.queue_lr[idx], self.queue_gt[idx]
+            lq_out, gt_out = self.queue_lr[:b].clone(), self.queue_gt[:b].clone()
+            self.queue_lr[:b], self.queue_gt[:b] = self.lq.clone(), self.gt.clone()
+            self.lq, self.gt = lq_out, gt_out
+        else:
+            self.queue_lr[self.queue_ptr : self.queue_ptr + b] = self.lq.clone()
+            self.queue_gt[self.queue_ptr : self.queue_ptr + b] = self.gt.clone()
+            self.queue_ptr += b
+
+    def targets(self):
+        usm = getattr(self, "gt_usm", self.gt)
+        pick = [
+            usm if self.opt.get(key, default) else self.gt
+            for key, default in (("l1_gt_usm", True), ("percep_gt_usm", True), ("gan_gt_usm", False))
+        ]
+        return tuple(pick)
+
+    def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
+        self.is_train = False  # validation images are fed as they are, without synthesis
+        try:
+            super().nondist_validation(dataloader, current_iter, tb_logger, save_img)
+        finally:
+            self.is_train = True

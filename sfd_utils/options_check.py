@@ -1,0 +1,46 @@
+"""Start-up checks of a BasicSR options dict: every file a recipe needs must exist, and the error
+names the YAML key and the path (BasicSR would fail later, deep inside, or start a download)."""
+
+from __future__ import annotations
+
+import os
+
+
+def _need(key: str, path) -> None:
+    if path and not os.path.exists(os.path.expanduser(str(path))):
+        raise FileNotFoundError(f"{key}: {path!r} does not exist")
+
+
+def check_options(opt: dict, datasets: bool = True) -> None:
+    """Raise FileNotFoundError / ValueError naming the first missing file's YAML key."""
+    if datasets:
+        for phase, dopt in (opt.get("datasets") or {}).items():
+            for key, value in (dopt or {}).items():
+                if key.startswith("dataroot") or key in ("meta_info_file", "meta_info"):
+                    for i, p in enumerate(value if isinstance(value, list) else [value]):
+                        suffix = f"[{i}]" if isinstance(value, list) else ""
+                        _need(f"datasets.{phase}.{key}{suffix}", p)
+    for key, value in (opt.get("path") or {}).items():
+        if key.startswith("pretrain_network_") or key == "resume_state":
+            _need(f"path.{key}", value)
+    net_d = opt.get("network_d") or {}
+    if net_d.get("type") == "SFDDiscriminator":
+        from sfd_arch.clip_backbone import resolve_clip_weights
+
+        resolve_clip_weights(
+            net_d.get("clip_model", "RN50"), net_d.get("clip_pretrained", "openai"), net_d.get("clip_cache_dir")
+        )
+    percep = (opt.get("train") or {}).get("perceptual_opt") or {}
+    if percep.get("type") == "SFDPerceptualLoss" and percep.get("vgg_type", "vgg19") == "vgg19":
+        from sfd_loss.sfd_loss import find_vgg19_weights
+
+        find_vgg19_weights(percep.get("vgg_weights"))
+    elif percep.get("type") == "PerceptualLoss":
+        import basicsr.archs.vgg_arch as vgg_arch
+
+        if not os.path.isfile(vgg_arch.VGG_PRETRAIN_PATH):
+            raise FileNotFoundError(
+                f"train.perceptual_opt: BasicSR's PerceptualLoss would download VGG weights "
+                f"({vgg_arch.VGG_PRETRAIN_PATH} is missing); use type SFDPerceptualLoss with "
+                "`vgg_weights: /path/to/vgg19-dcbb9e9d.pth`"
+            )
