@@ -82,6 +82,13 @@ def _hf_cached_file(repo_and_file: str, cache_dir: str | None) -> str | None:
     return None
 
 
+def register_clip_config(path: str) -> None:
+    """Register open_clip model configs from a JSON file or a folder of them (by file stem)."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"clip_config: {path!r} does not exist")
+    _import_open_clip().add_model_config(path)
+
+
 def resolve_clip_weights(
     clip_model: str, clip_pretrained: str | None, cache_dir: str | None = None
 ) -> tuple[str | None, dict]:
@@ -152,6 +159,8 @@ class FrozenCLIP(nn.Module):
         feat_layers (list[int] | None): middle layers. ResNet: stage numbers 1-4 (default 1, 2, 3,
             strides 4/8/16); ViT: block numbers 1..depth (default the blocks at 1/3 and 2/3 depth).
         clip_cache_dir (str | None): cache folder to look for tagged weights in.
+        clip_config (str | None): an open_clip model-config JSON file (or a folder of them) to
+            register first, so ``clip_model`` may name a custom architecture. Default: None.
         pad_mode (str): padding for sizes not divisible by the stride ('reflect' or 'replicate').
 
     Input of forward: (B, 3, H, W) float RGB in [0, 1], H and W >= the network stride
@@ -164,10 +173,13 @@ class FrozenCLIP(nn.Module):
         clip_pretrained: str | None = "openai",
         feat_layers: list[int] | None = None,
         clip_cache_dir: str | None = None,
+        clip_config: str | None = None,
         pad_mode: str = "reflect",
     ) -> None:
         super().__init__()
         open_clip = _import_open_clip()
+        if clip_config:
+            register_clip_config(clip_config)
         path, kwargs = resolve_clip_weights(clip_model, clip_pretrained, clip_cache_dir)
         model = open_clip.create_model(clip_model, pretrained=path, **kwargs)
         if path is None:

@@ -48,6 +48,7 @@ class SFDDiscriminator(nn.Module):
         ctx_init (str | None): phrase initialising the contexts. Default: None (N(0, 0.02)).
         use_feat / use_text (bool): enable Feat-D / TG-D (ablations). Default: True / True.
         clip_cache_dir (str | None): where tagged CLIP weights are looked up.
+        clip_config (str | None): open_clip config JSON (file or folder) for a custom clip_model.
 
     Parameters are only the Feat-D heads and the prompt contexts; CLIP is hidden and frozen.
     ``forward(img)`` (B, 3, H, W) in [0, 1] returns ONE tensor so BasicSR's stock GAN models can
@@ -70,11 +71,12 @@ class SFDDiscriminator(nn.Module):
         use_feat: bool = True,
         use_text: bool = True,
         clip_cache_dir: str | None = None,
+        clip_config: str | None = None,
     ) -> None:
         super().__init__()
         if not (use_feat or use_text):
             raise ValueError("network_d: at least one of use_feat / use_text must be true")
-        self.backbone = FrozenCLIP(clip_model, clip_pretrained, feat_layers, clip_cache_dir)
+        self.backbone = FrozenCLIP(clip_model, clip_pretrained, feat_layers, clip_cache_dir, clip_config)
         self.use_feat, self.use_text = bool(use_feat), bool(use_text)
         self.feat_disc = (
             FeatDiscriminator(self.backbone.feat_channels, feat_mid_channels, feat_norm) if use_feat else None
@@ -87,6 +89,7 @@ class SFDDiscriminator(nn.Module):
             "version": CHECKPOINT_VERSION,
             "clip_model": clip_model,
             "clip_pretrained": clip_pretrained,
+            "clip_config": clip_config,
             "feat_layers": self.backbone.feat_layers,
             "feat_mid_channels": feat_mid_channels,
             "feat_norm": feat_norm,

@@ -13,6 +13,7 @@ import random
 
 import numpy as np
 import torch
+from basicsr.utils.dist_util import master_only
 from torch.nn.parallel import DataParallel, DistributedDataParallel
 
 
@@ -64,6 +65,7 @@ class ResumableMixin:
             extra["grad_scaler"] = scaler.state_dict()
         return extra
 
+    @master_only
     def save_training_state(self, epoch, current_iter):
         if current_iter == -1:
             return
@@ -72,7 +74,7 @@ class ResumableMixin:
         state["schedulers"] = [s.state_dict() for s in self.schedulers]
         state.update(self._extra_training_state())
         path = os.path.join(self.opt["path"]["training_states"], f"{current_iter}.state")
-        tmp = path + ".tmp"
+        tmp = f"{path}.{os.getpid()}.tmp"
         torch.save(state, tmp)
         os.replace(tmp, path)  # never leave a half-written state behind
 

@@ -16,6 +16,17 @@ from basicsr.utils.registry import MODEL_REGISTRY
 from sfd_model.sfd_model import SFDModel
 
 
+class _Contiguous(torch.nn.Module):
+    """Wraps a module so its output is contiguous (see feed_data)."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, *args, **kwargs):
+        return self.inner(*args, **kwargs).contiguous()
+
+
 @MODEL_REGISTRY.register()
 class SFDRealModel(SFDModel):
     """Options as basicsr's RealESRGANModel (degradation keys, ``queue_size``, ``l1_gt_usm``,
@@ -23,12 +34,16 @@ class SFDRealModel(SFDModel):
 
     def __init__(self, opt):
         super().__init__(opt)
-        self.jpeger = DiffJPEG(differentiable=False).to(self.device)
+        self.jpeger = _Contiguous(DiffJPEG(differentiable=False)).to(self.device)
         self.usm_sharpener = USMSharp().to(self.device)
         self.queue_size = opt.get("queue_size", 180)
 
-    # basicsr's synthesis, verbatim: it only needs jpeger, usm_sharpener and the pool below.
-    feed_data = RealESRGANModel.feed_data
+    def feed_data(self, data):
+        # basicsr's synthesis as it is (it needs only jpeger, usm_sharpener and the pool below).
+        # Its filter2D calls .view(), which fails on non-contiguous tensors (the dataset's CHW
+        # views, DiffJPEG's output on CPU); on GPU `.to(device)` happened to copy them.
+        data = {k: v.contiguous() if torch.is_tensor(v) else v for k, v in data.items()}
+        RealESRGANModel.feed_data(self, data)
 
     @torch.no_grad()
     def _dequeue_and_enqueue(self):

@@ -25,8 +25,10 @@ def check_options(opt: dict, datasets: bool = True) -> None:
             _need(f"path.{key}", value)
     net_d = opt.get("network_d") or {}
     if net_d.get("type") == "SFDDiscriminator":
-        from sfd_arch.clip_backbone import resolve_clip_weights
+        from sfd_arch.clip_backbone import register_clip_config, resolve_clip_weights
 
+        if net_d.get("clip_config"):
+            register_clip_config(net_d["clip_config"])
         resolve_clip_weights(
             net_d.get("clip_model", "RN50"), net_d.get("clip_pretrained", "openai"), net_d.get("clip_cache_dir")
         )

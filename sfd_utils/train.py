@@ -7,7 +7,8 @@ basicsr (no file of the installed package is touched) and calls ``train_pipeline
 - ``load_resume_state``: basicsr maps the state to ``cuda(current_device())``, which crashes on a
   CPU-only machine; ours maps to CPU when CUDA is absent, and ``--auto_resume`` looks under the
   experiment's own folder (basicsr looks in ``./experiments`` relative to the working directory).
-- ``init_dist``: basicsr calls ``torch.cuda.set_device`` and NCCL; without CUDA we use gloo.
+- ``init_dist``: basicsr calls ``torch.cuda.set_device`` and NCCL; without CUDA we use gloo. The
+  recipes' ``dist_params.port`` is dropped for torchrun (basicsr would pass it on and crash).
 - ``--local-rank=N`` (torch >= 2 launchers) is accepted as basicsr's ``--local_rank``.
 - ``parse_options``: after parsing, every file the recipe needs is checked (sfd_utils.options_check).
 """
@@ -67,9 +68,11 @@ def init_dist(launcher: str, backend: str = "nccl", **kwargs) -> None:
     import torch.distributed as dist
     from basicsr.utils import dist_util
 
-    if launcher == "pytorch" and not torch.cuda.is_available():
-        dist.init_process_group(backend="gloo", **kwargs)
-        return
+    if launcher == "pytorch":
+        kwargs.pop("port", None)  # torchrun passes MASTER_PORT; init_process_group rejects `port`
+        if not torch.cuda.is_available():
+            dist.init_process_group(backend="gloo", **kwargs)
+            return
     dist_util.init_dist(launcher, backend=backend, **kwargs)
 
 
