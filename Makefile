@@ -18,6 +18,8 @@ $(STAMP): setup.py pyproject.toml constraints.txt
 	$(PIP) install -q -c constraints.txt torch torchvision
 	$(PIP) install -q --no-build-isolation -c constraints.txt basicsr
 	$(PIP) install -q --no-build-isolation -c constraints.txt -e '.[test]'
+	# Real-ESRGAN's package only for the coexistence test; its face-restoration deps are not needed.
+	$(PIP) install -q --no-deps -c constraints.txt realesrgan
 	touch $@
 
 test: setup

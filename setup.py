@@ -48,7 +48,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.9",
     packages=["sfd_arch", "sfd_model", "sfd_loss", "sfd_data", "sfd_metric", "sfd_utils"],
-    include_package_data=True,
+    package_data={"sfd_arch": ["clip_configs/*.json"]},
     install_requires=[
         "basicsr>=1.4.2",
         "torch>=2.0",

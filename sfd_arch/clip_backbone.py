@@ -27,6 +27,8 @@ from torch import nn
 logger = logging.getLogger("basicsr")
 
 RANDOM_WEIGHTS = (None, "", "none", "random")
+# Tiny open_clip configs shipped with the package (tests, smoke benchmarks, learning check).
+TINY_CLIP_CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "clip_configs")
 
 
 class CLIPFeatures(NamedTuple):
@@ -440,7 +442,9 @@ def calibrate_random_clip(model: nn.Module, images: torch.Tensor, batch_size: in
     was_training = model.training
     model.visual.train()
     for i in range(0, len(images), batch_size):
-        model.visual((images[i : i + batch_size] - mean) / std)
+        x = model.visual.stem((images[i : i + batch_size] - mean) / std)
+        for stage in (model.visual.layer1, model.visual.layer2, model.visual.layer3, model.visual.layer4):
+            x = stage(x)  # BatchNorms only: the attention pool is skipped (any input size works)
     for bn in bns:
         bn.momentum = 0.1
     model.train(was_training)

@@ -18,7 +18,7 @@ install()  # before anything imports basicsr
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-CLIP_CONFIGS = os.path.join(ROOT, "tests", "clip_configs")
+CLIP_CONFIGS = os.path.join(ROOT, "sfd_arch", "clip_configs")  # tiny open_clip configs (package data)
 TINY_CLIPS = ("tiny-rn", "tiny-vit")
 
 
@@ -72,62 +72,16 @@ def tiny_clip_files(tmp_path_factory) -> dict[str, str]:
 
 
 def sfd_opt(clip_file: str | None, tmp_dir: str, model_type: str = "SFDModel", **train_overrides) -> dict:
-    """A complete BasicSR options dict for SFDModel with a tiny RRDBNet and a tiny CLIP (RN)."""
-    import os
+    """Options for SFDModel with a tiny RRDBNet and the tiny CLIP (RN) loaded from ``clip_file``."""
+    from sfd_utils.presets import sfd_options
 
-    paths = {k: os.path.join(tmp_dir, k) for k in ("models", "training_states", "visualization", "log")}
-    for p in paths.values():
-        os.makedirs(p, exist_ok=True)
     train = {
-        "ema_decay": 0,
         "optim_g": {"type": "Adam", "lr": 1e-3, "betas": [0.9, 0.99]},
         "optim_d": {"type": "Adam", "lr": 1e-3, "betas": [0.9, 0.99]},
-        "scheduler": {"type": "MultiStepLR", "milestones": [1000], "gamma": 0.5},
-        "total_iter": 1000,
-        "warmup_iter": -1,
-        "pixel_opt": {"type": "L1Loss", "loss_weight": 1e-2},
-        "feat_gan_opt": {"type": "SFDGANLoss", "loss_weight": 5e-3},
-        "text_gan_opt": {"type": "SFDGANLoss", "loss_weight": 5e-3},
-        "net_d_iters": 1,
-        "net_d_init_iters": 0,
+        **train_overrides,
     }
-    train.update(train_overrides)
-    return {
-        "name": "sfd_test",
-        "model_type": model_type,
-        "scale": 4,
-        "num_gpu": 0,
-        "dist": False,
-        "rank": 0,
-        "world_size": 1,
-        "is_train": True,
-        "network_g": {
-            "type": "RRDBNet",
-            "num_in_ch": 3,
-            "num_out_ch": 3,
-            "num_feat": 8,
-            "num_block": 1,
-            "num_grow_ch": 8,
-            "scale": 4,
-        },
-        "network_d": {
-            "type": "SFDDiscriminator",
-            "clip_model": "tiny-rn",
-            "clip_pretrained": clip_file,
-            "n_ctx": 4,
-            "feat_mid_channels": 16,
-        },
-        "path": {
-            "pretrain_network_g": None,
-            "pretrain_network_d": None,
-            "strict_load_g": True,
-            "resume_state": None,
-            **paths,
-        },
-        "train": train,
-        "val": None,
-        "logger": {"print_freq": 1, "use_tb_logger": False},
-    }
+    network_d = {"clip_model": "tiny-rn", "clip_pretrained": clip_file, "n_ctx": 4, "feat_mid_channels": 16}
+    return sfd_options(tmp_dir, network_d, train=train, model_type=model_type)
 
 
 def lr_hr_batch(batch: int = 2, size: int = 64, name: str = "astronaut") -> dict:
