@@ -15,10 +15,10 @@ from sfd_utils.learning_check import run_learning_check  # noqa: E402
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--out", default="results/learning_check", help="output folder (default: %(default)s)")
-    p.add_argument("--d-iters", type=int, default=400, help="discriminator iterations (default: %(default)s)")
+    p.add_argument("--d-iters", type=int, default=1000, help="discriminator iterations (default: %(default)s)")
     p.add_argument("--g-iters", type=int, default=60, help="generator iterations (default: %(default)s)")
-    p.add_argument("--batch", type=int, default=8, help="batch size (default: %(default)s)")
-    p.add_argument("--crop", type=int, default=64, help="HR crop size (default: %(default)s)")
+    p.add_argument("--batch", type=int, default=16, help="batch size (default: %(default)s)")
+    p.add_argument("--crop", type=int, default=96, help="HR crop size (default: %(default)s)")
     p.add_argument("--clip-model", default="tiny-rn", help="open_clip model (default: %(default)s)")
     p.add_argument(
         "--clip-pretrained",

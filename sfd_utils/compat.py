@@ -62,7 +62,17 @@ class _BasicsrLoader(importlib.abc.Loader):
         self._real.exec_module(module)
         if os.environ.get(AUTOLOAD_ENV, "") not in ("", "0"):
             return
-        load_plugin()
+        try:
+            load_plugin()
+        except Exception as err:  # a broken plugin must not make basicsr itself unusable
+            import warnings
+
+            warnings.warn(
+                f"sfd-basicsr: the plugin failed to load ({type(err).__name__}: {err}); its classes are not "
+                f"registered. Set {AUTOLOAD_ENV}=1 to skip it.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
 
 
 class _Finder(importlib.abc.MetaPathFinder):

@@ -74,10 +74,10 @@ def judge(disc, hr: torch.Tensor, fake: torch.Tensor) -> dict:
 
 def run_learning_check(
     out_dir: str = "results/learning_check",
-    d_iters: int = 400,
+    d_iters: int = 1000,
     g_iters: int = 60,
-    batch: int = 8,
-    crop: int = 64,
+    batch: int = 16,
+    crop: int = 96,
     clip_model: str = "tiny-rn",
     clip_pretrained: str | None = None,
     lr_d: float = 1e-3,
