@@ -60,7 +60,10 @@ def test_hook_makes_plain_basicsr_import_work_and_loads_plugin():
 
 
 def test_importing_plugin_package_first_works():
-    code = "import sfd_model; from basicsr.utils.registry import ARCH_REGISTRY; print(int('SFDDiscriminator' in ARCH_REGISTRY))"
+    code = (
+        "import sfd_model; from basicsr.utils.registry import ARCH_REGISTRY; "
+        "print(int('SFDDiscriminator' in ARCH_REGISTRY))"
+    )
     assert run_py(code) == "1"
 
 
