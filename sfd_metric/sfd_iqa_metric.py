@@ -1,0 +1,101 @@
+"""SFD-IQA as a BasicSR validation metric (METRIC_REGISTRY name ``calculate_sfd_iqa``).
+
+Recipe usage (any model's ``val.metrics`` block)::
+
+    metrics:
+      sfd_iqa:
+        type: calculate_sfd_iqa
+        checkpoint: experiments/<run>/models/net_d_latest.pth   # an SFD discriminator checkpoint
+        clip_pretrained: ~        # ~ = the CLIP weights recorded in the checkpoint; or a local file
+        component: q              # q | q_feat | q_text
+        tile: ~                   # ~ = recorded training patch size, else 256
+        crop_border: 0
+        better: higher
+
+The scorer is built once per (checkpoint file, options) and reused for every image.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+
+import numpy as np
+from basicsr.utils.registry import METRIC_REGISTRY
+
+from sfd_metric.sfd_iqa import SFDIQA
+
+COMPONENTS = ("q", "q_feat", "q_text")
+_CACHE_SIZE = 4
+_scorers: OrderedDict[tuple, SFDIQA] = OrderedDict()
+
+
+def get_scorer(checkpoint: str, **options) -> SFDIQA:
+    """A cached :class:`SFDIQA` for ``checkpoint`` and ``SFDIQA.from_checkpoint`` options; a checkpoint
+    rewritten on disk (new mtime) is loaded again."""
+    if not checkpoint:
+        raise ValueError("calculate_sfd_iqa: set `checkpoint:` to an SFD discriminator file (net_d_<iter>.pth)")
+    path = os.path.abspath(os.path.expanduser(checkpoint))
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"calculate_sfd_iqa: checkpoint {checkpoint!r} does not exist")
+    key = (path, os.stat(path).st_mtime_ns, tuple(sorted((k, str(v)) for k, v in options.items())))
+    if key in _scorers:
+        _scorers.move_to_end(key)
+        return _scorers[key]
+    scorer = SFDIQA.from_checkpoint(path, **options)
+    _scorers[key] = scorer
+    while len(_scorers) > _CACHE_SIZE:
+        _scorers.popitem(last=False)
+    return scorer
+
+
+@METRIC_REGISTRY.register()
+def calculate_sfd_iqa(
+    img: np.ndarray,
+    crop_border: int = 0,
+    checkpoint: str | None = None,
+    clip_pretrained: str | None = None,
+    component: str = "q",
+    input_order: str = "HWC",
+    tile: int | None = None,
+    stride: int | None = None,
+    alpha: float = 0.5,
+    batch_size: int = 16,
+    bf16: bool = False,
+    device: str | None = None,
+    **kwargs,
+) -> float:
+    """SFD-IQA of one image as BasicSR validation passes it: higher is better, in [0, 1].
+
+    Args:
+        img (ndarray): (H, W, 3) BGR (BasicSR's ``tensor2img`` output), uint8 in [0, 255] (uint16 and
+            float in [0, 1] work too); 'CHW' with ``input_order``.
+        crop_border (int): pixels cut from each edge first. Default: 0.
+        checkpoint (str): SFD discriminator checkpoint (required).
+        clip_pretrained (str | None): override of the recorded CLIP weights. Default: None.
+        component (str): 'q' (Q), 'q_feat' or 'q_text'. Default: 'q'.
+        tile, stride, alpha, batch_size, bf16, device: see :class:`SFDIQA`.
+        **kwargs: other YAML keys BasicSR passes through (``img2``, ``better``, ...), ignored.
+    """
+    if component not in COMPONENTS:
+        raise ValueError(f"calculate_sfd_iqa: component must be one of {COMPONENTS}, got {component!r}")
+    if input_order not in ("HWC", "CHW"):
+        raise ValueError(f"calculate_sfd_iqa: input_order must be 'HWC' or 'CHW', got {input_order!r}")
+    img = np.asarray(img)
+    if input_order == "CHW":
+        img = img.transpose(1, 2, 0)
+    if crop_border:
+        img = img[crop_border:-crop_border, crop_border:-crop_border]
+    if img.ndim == 3 and img.shape[2] >= 3:
+        img = img[..., 2::-1]  # BGR -> RGB (alpha, if any, dropped)
+    scorer = get_scorer(
+        checkpoint,
+        clip_pretrained=clip_pretrained,
+        tile=tile,
+        stride=stride,
+        alpha=alpha,
+        batch_size=batch_size,
+        bf16=bf16,
+        device=device,
+    )
+    return float(getattr(scorer.score(img), component))
