@@ -1,0 +1,280 @@
+"""Generator checkpoints in every layout an SR user meets, loaded safely (``weights_only=True``).
+
+Accepted files:
+
+- BasicSR / our training output: ``{"params": sd, "params_ema": sd}`` (``net_g_<iter>.pth``);
+- Real-ESRGAN releases: ``{"params_ema": sd}`` or ``{"params": sd}``;
+- raw state dicts (``torch.save(net.state_dict())``), with or without a DataParallel ``module.`` prefix;
+- the official SFD / ESRGAN RRDBNet release in the old ESRGAN naming (``RRDB_trunk``, ``trunk_conv``,
+  ``upconv1``, ``upconv2``, ``HRconv``). Old ×4 names are renamed to BasicSR's ``RRDBNet`` names
+  (and back, for a network that uses the old names). The official ×2 model has one upsampling conv
+  and no pixel-unshuffle; it loads into ``SFDRRDBNetOfficialX2`` only.
+
+This module imports only torch, so architectures can use it without import cycles.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import OrderedDict
+from collections.abc import Mapping
+
+import torch
+
+# Old ESRGAN name -> BasicSR RRDBNet name, applied to dotted key components.
+OLD_TO_BASICSR = {
+    "RRDB_trunk": "body",
+    "RDB1": "rdb1",
+    "RDB2": "rdb2",
+    "RDB3": "rdb3",
+    "trunk_conv": "conv_body",
+    "upconv1": "conv_up1",
+    "upconv2": "conv_up2",
+    "HRconv": "conv_hr",
+}
+BASICSR_TO_OLD = {v: k for k, v in OLD_TO_BASICSR.items()}
+# Keys preferred, in order, when a file holds several state dicts and no key was asked for.
+PARAM_KEYS = ("params_ema", "params", "state_dict", "model", "net_g", "generator")
+
+LAYOUT_BASICSR = "basicsr_rrdbnet"
+LAYOUT_OLD_X4 = "esrgan_old_x4"
+LAYOUT_OLD_X2 = "esrgan_old_x2"
+OFFICIAL_X2_ARCH = "SFDRRDBNetOfficialX2"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded into the given network; the message says why."""
+
+
+def _rename(key: str, table: Mapping[str, str]) -> str:
+    return ".".join(table.get(part, part) for part in key.split("."))
+
+
+def is_state_dict(obj) -> bool:
+    """True for a non-empty mapping of str -> tensor (a raw ``state_dict``; ``*_extra_state`` entries,
+    which modules may fill with any object, are allowed)."""
+    return (
+        isinstance(obj, Mapping)
+        and len(obj) > 0
+        and all(isinstance(k, str) for k in obj)
+        and all(isinstance(v, torch.Tensor) or k.endswith("_extra_state") for k, v in obj.items())
+        and any(isinstance(v, torch.Tensor) for v in obj.values())
+    )
+
+
+def strip_module_prefix(state_dict: Mapping[str, torch.Tensor]) -> OrderedDict:
+    """Drop the ``module.`` prefix DataParallel/DDP adds (keys without it are kept as they are)."""
+    return OrderedDict((k[7:] if k.startswith("module.") else k, v) for k, v in state_dict.items())
+
+
+def detect_rrdb_layout(state_dict: Mapping[str, torch.Tensor]) -> str | None:
+    """Which RRDBNet layout a state dict has.
+
+    Returns ``"esrgan_old_x4"`` / ``"esrgan_old_x2"`` (old ESRGAN names; ×2 = no ``upconv2``),
+    ``"basicsr_rrdbnet"`` (BasicSR names) or None (not an RRDBNet).
+    """
+    keys = set(strip_module_prefix(state_dict))
+    if any(k.startswith(("RRDB_trunk.", "trunk_conv.")) for k in keys):
+        return LAYOUT_OLD_X4 if "upconv2.weight" in keys else LAYOUT_OLD_X2
+    if "conv_body.weight" in keys and any(k.startswith("body.") for k in keys):
+        return LAYOUT_BASICSR
+    return None
+
+
+def old_esrgan_to_basicsr(state_dict: Mapping[str, torch.Tensor]) -> OrderedDict:
+    """Rename old ESRGAN RRDBNet keys (``RRDB_trunk.3.RDB2.conv4.weight``) to BasicSR's
+    (``body.3.rdb2.conv4.weight``). Keys already in BasicSR naming pass through unchanged.
+
+    Raises CheckpointError for the official ×2 layout, which has no BasicSR equivalent.
+    """
+    state_dict = strip_module_prefix(state_dict)
+    if detect_rrdb_layout(state_dict) == LAYOUT_OLD_X2:
+        raise CheckpointError(
+            "this is an official SFD x2 RRDBNet checkpoint (one upsampling conv `upconv1`, no "
+            "pixel-unshuffle): it does not fit BasicSR's RRDBNet(scale=2); use the architecture "
+            f"{OFFICIAL_X2_ARCH} (network_g type / --arch)"
+        )
+    return OrderedDict((_rename(k, OLD_TO_BASICSR), v) for k, v in state_dict.items())
+
+
+def basicsr_to_old_esrgan(state_dict: Mapping[str, torch.Tensor]) -> OrderedDict:
+    """Inverse of :func:`old_esrgan_to_basicsr` (for networks that use the old names)."""
+    return OrderedDict((_rename(k, BASICSR_TO_OLD), v) for k, v in strip_module_prefix(state_dict).items())
+
+
+def infer_rrdb_options(state_dict: Mapping[str, torch.Tensor]) -> dict:
+    """Network options (``type`` + RRDBNet kwargs) of an RRDBNet checkpoint in either naming.
+
+    Old ×4 files map to BasicSR's ``RRDBNet``; old ×2 files to ``SFDRRDBNetOfficialX2``. For BasicSR
+    files the scale comes from the pixel-unshuffle factor (conv_first in-channels / out-channels,
+    assuming as many input as output channels). Raises CheckpointError when it is not an RRDBNet.
+    """
+    layout = detect_rrdb_layout(state_dict)
+    if layout is None:
+        raise CheckpointError(
+            "cannot infer the architecture: the checkpoint is not an RRDBNet (give --arch/--arch-opt or --opt)"
+        )
+    sd = strip_module_prefix(state_dict)
+    if layout != LAYOUT_BASICSR:
+        sd = old_esrgan_to_basicsr(sd) if layout == LAYOUT_OLD_X4 else basicsr_key_view(sd)
+    blocks = {int(m.group(1)) for k in sd if (m := re.match(r"body\.(\d+)\.", k))}
+    num_feat, in_ch = sd["conv_first.weight"].shape[:2]
+    out_ch = sd["conv_last.weight"].shape[0]
+    opts = {
+        "num_in_ch": int(in_ch),
+        "num_out_ch": int(out_ch),
+        "num_feat": int(num_feat),
+        "num_block": len(blocks),
+        "num_grow_ch": int(sd["body.0.rdb1.conv1.weight"].shape[0]),
+    }
+    if layout == LAYOUT_OLD_X2:
+        return {"type": OFFICIAL_X2_ARCH, **opts, "scale": 2}
+    if layout == LAYOUT_OLD_X4:
+        return {"type": "RRDBNet", **opts, "scale": 4}
+    ratio = opts["num_in_ch"] // max(1, opts["num_out_ch"])
+    scale = {1: 4, 4: 2, 16: 1}.get(ratio, 4)
+    opts["num_in_ch"] //= {4: 1, 2: 4, 1: 16}[scale]
+    return {"type": "RRDBNet", **opts, "scale": scale}
+
+
+def basicsr_key_view(state_dict: Mapping[str, torch.Tensor]) -> OrderedDict:
+    """Rename old names to BasicSR names without the ×2 check (for shape inspection only)."""
+    return OrderedDict((_rename(k, OLD_TO_BASICSR), v) for k, v in state_dict.items())
+
+
+def extract_state_dict(obj, param_key: str | None = None) -> tuple[OrderedDict, str | None]:
+    """Pick the generator state dict out of a loaded checkpoint object.
+
+    Args:
+        obj: what ``torch.load`` returned.
+        param_key: the key to use (``params`` / ``params_ema`` / ...). None = the first of
+            ``params_ema, params, state_dict, model, net_g, generator`` present, else the object
+            itself when it is a raw state dict. A requested key that is absent falls back to
+            ``params`` (BasicSR's rule) or to a raw state dict.
+
+    Returns:
+        (state dict without ``module.`` prefixes, the key used or None for a raw state dict).
+    """
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"expected a dict of tensors, got {type(obj).__name__}")
+    if param_key is not None:
+        if param_key in obj:
+            chosen = param_key
+        elif "params" in obj:
+            chosen = "params"  # BasicSR's own fallback for files saved without EMA
+        elif is_state_dict(obj):
+            return strip_module_prefix(obj), None
+        else:
+            raise CheckpointError(f"param_key {param_key!r} not in the checkpoint (its keys: {sorted(obj)[:10]})")
+    elif is_state_dict(obj):
+        return strip_module_prefix(obj), None
+    else:
+        chosen = next((k for k in PARAM_KEYS if k in obj), None)
+        if chosen is None:
+            raise CheckpointError(
+                f"no state dict found: none of {list(PARAM_KEYS)} in the checkpoint (its keys: {sorted(obj)[:10]})"
+            )
+    inner = obj[chosen]
+    if not is_state_dict(inner):
+        raise CheckpointError(f"checkpoint entry {chosen!r} is not a dict of tensors")
+    return strip_module_prefix(inner), chosen
+
+
+def read_checkpoint(path: str):
+    """``torch.load(path, map_location="cpu", weights_only=True)`` with errors that name the file."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # pickle with code objects, truncated file, not a torch file at all
+        raise CheckpointError(
+            f"{path}: cannot be read as a weights-only torch checkpoint ({type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else ''}). Only tensors/dicts are loaded, never pickled code."
+        ) from err
+
+
+def match_to_network(state_dict: Mapping[str, torch.Tensor], net: torch.nn.Module) -> OrderedDict:
+    """Rename the checkpoint's RRDBNet keys to the naming ``net`` uses (old ESRGAN or BasicSR)."""
+    target = net.state_dict()
+    net_layout, ckpt_layout = detect_rrdb_layout(target), detect_rrdb_layout(state_dict)
+    if ckpt_layout in (LAYOUT_OLD_X4, LAYOUT_OLD_X2) and net_layout == LAYOUT_BASICSR:
+        return old_esrgan_to_basicsr(state_dict)
+    if ckpt_layout == LAYOUT_BASICSR and net_layout in (LAYOUT_OLD_X4, LAYOUT_OLD_X2):
+        return basicsr_to_old_esrgan(state_dict)
+    return OrderedDict(state_dict)
+
+
+def compare_keys(state_dict: Mapping[str, torch.Tensor], net: torch.nn.Module) -> dict:
+    """{'missing': [...], 'unexpected': [...], 'shape': ['key: ckpt (a, b) vs net (c, d)', ...]}."""
+    target = net.state_dict()
+    shape = [
+        f"{k}: checkpoint {tuple(v.shape)} vs network {tuple(target[k].shape)}"
+        for k, v in state_dict.items()
+        if isinstance(v, torch.Tensor) and isinstance(target.get(k), torch.Tensor) and v.shape != target[k].shape
+    ]
+    return {
+        "missing": sorted(set(target) - set(state_dict)),
+        "unexpected": sorted(set(state_dict) - set(target)),
+        "shape": shape,
+    }
+
+
+def _describe(problems: dict, limit: int = 8) -> str:
+    parts = []
+    for name in ("missing", "unexpected", "shape"):
+        items = problems[name]
+        if items:
+            more = f" ... (+{len(items) - limit} more)" if len(items) > limit else ""
+            label = {"missing": "missing keys", "unexpected": "unexpected keys", "shape": "shape mismatches"}[name]
+            parts.append(f"{label} ({len(items)}): {', '.join(items[:limit])}{more}")
+    return "; ".join(parts)
+
+
+def load_generator_weights(net: torch.nn.Module, path: str, param_key: str | None = None, strict: bool = True) -> dict:
+    """Load a generator checkpoint of any supported layout into ``net`` (in place).
+
+    Args:
+        net: the network (bare, not DataParallel-wrapped).
+        path: ``.pth`` file; read with ``weights_only=True`` on CPU.
+        param_key: see :func:`extract_state_dict`; None prefers ``params_ema`` over ``params``.
+        strict: raise on missing/unexpected keys or shape mismatches (default). With False, matching
+            keys are loaded and the rest reported in the returned dict.
+
+    Returns:
+        {'path', 'param_key', 'layout', 'missing', 'unexpected', 'shape'}.
+
+    Raises:
+        FileNotFoundError, CheckpointError (names the keys that do not fit and, for official ×2
+        files, the architecture to use).
+    """
+    state_dict, used_key = extract_state_dict(read_checkpoint(path), param_key)
+    layout = detect_rrdb_layout(state_dict)
+    try:
+        state_dict = match_to_network(state_dict, net)
+    except CheckpointError as err:
+        raise CheckpointError(f"{path}: {err}") from None
+    problems = compare_keys(state_dict, net)
+    if strict and any(problems.values()):
+        raise CheckpointError(f"{path} does not fit {type(net).__name__}: {_describe(problems)}")
+    if problems["shape"]:  # non-strict: leave mismatched tensors at their initial values
+        bad = {p.split(":")[0] for p in problems["shape"]}
+        state_dict = OrderedDict((k, v) for k, v in state_dict.items() if k not in bad)
+    net.load_state_dict(state_dict, strict=strict)
+    return {"path": path, "param_key": used_key, "layout": layout, **problems}
+
+
+def basicsr_load_network(model, net: torch.nn.Module, load_path: str, strict: bool = True, param_key="params") -> None:
+    """Drop-in for BasicSR's ``BaseModel.load_network`` that accepts every layout above.
+
+    Use as ``load_network = basicsr_load_network`` in a BasicSR model class: a recipe's
+    ``path.pretrain_network_g`` may then be an official SFD/ESRGAN file (raw state dict, old names)
+    even with ``param_key_g: params``, where BasicSR itself fails with ``KeyError: 'params'``.
+    """
+    from basicsr.utils import get_root_logger
+
+    info = load_generator_weights(model.get_bare_model(net), load_path, param_key, strict)
+    get_root_logger().info(
+        f"Loading {type(model.get_bare_model(net)).__name__} from {load_path} "
+        f"(param key {info['param_key']}, layout {info['layout'] or 'generic'})"
+    )
