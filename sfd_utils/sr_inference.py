@@ -1,0 +1,388 @@
+"""Upscale images with any registered generator: tiling, half precision, gray/RGBA/16-bit, folders.
+
+Conventions follow Real-ESRGAN's ``RealESRGANer`` (tile + tile_pad, alpha upscaled separately,
+output keeps the input's mode and bit depth, ``<name>_<suffix>.<ext>``), with two differences:
+16-bit input is recognised by its dtype (Real-ESRGAN guesses from ``max > 256``, which turns a dark
+16-bit image into an 8-bit one), and a file that cannot be read or processed is reported and
+skipped instead of ending the run.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from sfd_utils.checkpoint import extract_state_dict, infer_rrdb_options, load_generator_weights, read_checkpoint
+
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+# Formats that hold neither an alpha channel nor 16 bits with OpenCV: such outputs are written as PNG.
+EIGHT_BIT_ONLY = ("jpg", "jpeg", "bmp", "webp")
+
+
+# -- building the network --------------------------------------------------------------------------------
+def parse_arch_opts(items: Sequence[str] | None) -> dict:
+    """``["num_block=23", "scale=4", "upsampler=pixelshuffle"]`` -> dict with YAML-typed values."""
+    import yaml
+
+    opts = {}
+    for item in items or ():
+        if "=" not in item:
+            raise ValueError(f"--arch-opt expects key=value, got {item!r}")
+        key, value = item.split("=", 1)
+        opts[key.strip()] = yaml.safe_load(value)
+    return opts
+
+
+def network_options(
+    arch: str | None = None, arch_opt: dict | None = None, opt_file: str | None = None, checkpoint: str | None = None
+) -> dict:
+    """The generator's ``{'type': ..., **kwargs}``, from (in this order of precedence):
+    ``arch`` + ``arch_opt``; ``network_g`` of a BasicSR/our training YAML (``opt_file``, with
+    ``arch_opt`` overriding single keys); or, for RRDBNet checkpoints, the checkpoint itself.
+    """
+    if arch:
+        return {"type": arch, **(arch_opt or {})}
+    if opt_file:
+        import yaml
+
+        with open(opt_file) as f:
+            opt = yaml.safe_load(f)
+        net = dict(opt.get("network_g") or {})
+        if "type" not in net:
+            raise ValueError(f"{opt_file}: no network_g.type")
+        return {**net, **(arch_opt or {})}
+    if checkpoint:
+        state_dict, _ = extract_state_dict(read_checkpoint(checkpoint))
+        return {**infer_rrdb_options(state_dict), **(arch_opt or {})}
+    raise ValueError("give --arch (with --arch-opt), --opt <training yml>, or an RRDBNet checkpoint")
+
+
+def arch_class(name: str) -> type:
+    """The class registered in BasicSR's ARCH_REGISTRY under ``name`` (ours and basicsr's)."""
+    from basicsr.utils.registry import ARCH_REGISTRY
+
+    import sfd_arch  # noqa: F401  (registers our architectures together with basicsr's)
+
+    try:
+        return ARCH_REGISTRY.get(name)
+    except KeyError:
+        ours = sorted(k for k in ARCH_REGISTRY._obj_map if k.startswith(("SFD", "CSUD")))
+        raise KeyError(f"unknown architecture {name!r}; sfd-basicsr registers {ours} besides basicsr's") from None
+
+
+def build_generator(net_opt: dict, checkpoint: str | None = None, param_key: str | None = None) -> torch.nn.Module:
+    """Instantiate ``net_opt['type']`` with the other keys as arguments and load the weights.
+
+    Returns the network in eval mode on CPU. Raises KeyError for an unknown type.
+    """
+    opts = dict(net_opt)
+    net = arch_class(opts.pop("type"))(**opts)
+    if checkpoint:
+        load_generator_weights(net, checkpoint, param_key)
+    return net.eval()
+
+
+def network_scale(net_opt: dict, default: int = 4) -> int:
+    """The upscaling factor named in the options (``scale`` or SwinIR's ``upscale``)."""
+    return int(net_opt.get("scale", net_opt.get("upscale", default)))
+
+
+def input_multiple(net_opt: dict) -> int:
+    """Side lengths the network needs its input divisible by (pixel-unshuffle, SwinIR windows)."""
+    name = net_opt.get("type", "")
+    if name in ("RRDBNet", "SFDRRDBNet") and network_scale(net_opt) in (1, 2):
+        return 4 if network_scale(net_opt) == 1 else 2
+    if "window_size" in net_opt:
+        return int(net_opt["window_size"])
+    return 1
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    """``auto`` = CUDA when available, else CPU; a CUDA request without CUDA falls back to CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        warnings.warn(f"{device} requested but CUDA is not available: running on CPU", stacklevel=2)
+        return torch.device("cpu")
+    return dev
+
+
+# -- the upscaler ----------------------------------------------------------------------------------------
+@dataclass
+class Upscaler:
+    """Runs a generator on numpy images, whole or in overlapping tiles.
+
+    Args:
+        net: generator mapping (1, C, h, w) in [0, 1] to (1, C', h*scale, w*scale).
+        scale: the network's upscaling factor (checked against its output).
+        tile: LR tile side in pixels; 0 = whole image at once.
+        tile_pad: LR context added on each side of a tile and cut from its output (the overlap).
+        multiple: pad inputs (reflect) to a multiple of this (pixel-unshuffle / window size).
+        device: ``auto``, ``cpu``, ``cuda``, ``cuda:1``...
+        precision: ``fp32``, ``fp16`` or ``bf16``; fp16 on CPU falls back to fp32.
+        in_channels: channels the network takes (1 = gray networks, 3 = RGB).
+        alpha_upsampler: ``model`` (the network on the replicated alpha, like Real-ESRGAN) or ``bilinear``.
+        outscale: final output scale if different from ``scale`` (Lanczos resize), as Real-ESRGAN.
+    """
+
+    net: torch.nn.Module
+    scale: int = 4
+    tile: int = 0
+    tile_pad: int = 10
+    multiple: int = 1
+    device: str | torch.device = "auto"
+    precision: str = "fp32"
+    in_channels: int = 3
+    alpha_upsampler: str = "model"
+    outscale: float | None = None
+    notes: list = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {self.precision!r}")
+        if self.alpha_upsampler not in ("model", "bilinear"):
+            raise ValueError(f"alpha_upsampler must be 'model' or 'bilinear', got {self.alpha_upsampler!r}")
+        if self.tile < 0 or self.tile_pad < 0:
+            raise ValueError("tile and tile_pad must be >= 0")
+        self.device = pick_device(str(self.device))
+        if self.precision == "fp16" and self.device.type == "cpu":
+            self.notes.append("fp16 is not supported on CPU: running in fp32")
+            self.precision = "fp32"
+        self.dtype = PRECISIONS[self.precision]
+        self.net = self.net.to(self.device, self.dtype).eval()
+
+    # tensor level ---------------------------------------------------------------------------------------
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(1, C, h, w) on the device -> (1, C', h*scale, w*scale) float32 on the CPU."""
+        h, w = x.shape[-2:]
+        ph, pw = (-h) % self.multiple, (-w) % self.multiple
+        if ph or pw:  # reflect needs the pad smaller than the side; replicate covers tiny inputs
+            x = F.pad(x, (0, pw, 0, ph), mode="reflect" if ph < h and pw < w else "replicate")
+        with torch.no_grad():  # not inference_mode: callers may edit the output in place
+            out = self.net(x.to(self.device, self.dtype))
+        expect = ((h + ph) * self.scale, (w + pw) * self.scale)
+        if tuple(out.shape[-2:]) != expect:
+            raise ValueError(
+                f"the network turned {h + ph}x{w + pw} into {out.shape[-2]}x{out.shape[-1]}, not x{self.scale}: "
+                "set --scale (or the network's scale option) to the network's real factor"
+            )
+        return out[..., : h * self.scale, : w * self.scale].float().cpu()
+
+    def upscale_tensor(self, x: torch.Tensor) -> torch.Tensor:
+        """(1, C, H, W) float in [0, 1] -> (1, C', H*scale, W*scale) float32 (unclamped) on the CPU.
+
+        With ``tile > 0`` the image is cut into tile×tile pieces, each run with ``tile_pad`` pixels of
+        context on every side (clipped at the border); only each piece's own area is kept, so the
+        result equals the untiled one wherever the receptive field fits inside ``tile_pad``.
+        """
+        _, _, height, width = x.shape
+        if self.tile <= 0 or (height <= self.tile and width <= self.tile):
+            return self._forward(x)
+        s, t, p = self.scale, self.tile, self.tile_pad
+        out = None
+        for y0 in range(0, height, t):
+            for x0 in range(0, width, t):
+                y1, x1 = min(y0 + t, height), min(x0 + t, width)
+                ya, xa = max(y0 - p, 0), max(x0 - p, 0)
+                yb, xb = min(y1 + p, height), min(x1 + p, width)
+                piece = self._forward(x[:, :, ya:yb, xa:xb])
+                if out is None:
+                    out = torch.zeros(1, piece.shape[1], height * s, width * s)
+                out[:, :, y0 * s : y1 * s, x0 * s : x1 * s] = piece[
+                    :, :, (y0 - ya) * s : (y1 - ya) * s, (x0 - xa) * s : (x1 - xa) * s
+                ]
+        return out
+
+    def _run_rgb(self, img: np.ndarray) -> np.ndarray:
+        """(H, W, 3) float32 RGB in [0, 1] -> (sH, sW, 3) float32 RGB in [0, 1]."""
+        x = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))[None]
+        if self.in_channels == 1:
+            x = x.mean(dim=1, keepdim=True)  # a gray network gets the gray image (never colour)
+        y = self.upscale_tensor(x).clamp(0, 1)[0].numpy().transpose(1, 2, 0)
+        return np.repeat(y, 3, axis=2) if y.shape[2] == 1 else y
+
+    # image level ----------------------------------------------------------------------------------------
+    def enhance(self, img: np.ndarray) -> tuple[np.ndarray, str]:
+        """Upscale an image as ``cv2.imread(path, cv2.IMREAD_UNCHANGED)`` returns it.
+
+        Args:
+            img: (H, W) gray, (H, W, 1) gray, (H, W, 3) BGR or (H, W, 4) BGRA; uint8 or uint16.
+
+        Returns:
+            (output with the same channel layout and dtype, of size (H*outscale, W*outscale),
+            mode: ``L``, ``RGB`` or ``RGBA``; with a ``-16`` suffix for 16-bit input).
+        """
+        if img.dtype not in (np.uint8, np.uint16):
+            raise ValueError(f"unsupported image dtype {img.dtype} (8- or 16-bit images only)")
+        max_value = 65535.0 if img.dtype == np.uint16 else 255.0
+        data = img.astype(np.float32) / max_value
+        if data.ndim == 3 and data.shape[2] == 1:
+            data = data[:, :, 0]
+        alpha = None
+        if data.ndim == 2:
+            mode, rgb = "L", np.repeat(data[:, :, None], 3, axis=2)
+        elif data.shape[2] == 4:
+            mode, rgb, alpha = "RGBA", data[:, :, 2::-1], data[:, :, 3]
+        elif data.shape[2] == 3:
+            mode, rgb = "RGB", data[:, :, ::-1]
+        else:
+            raise ValueError(f"unsupported number of channels: {data.shape[2]}")
+
+        out = self._run_rgb(rgb)
+        if mode == "L":
+            out = cv2.cvtColor(out, cv2.COLOR_RGB2GRAY)
+        else:
+            out = out[:, :, ::-1]  # back to OpenCV's BGR
+        if alpha is not None:
+            h, w = alpha.shape
+            if self.alpha_upsampler == "model":  # the network sees the alpha as a gray image
+                up_alpha = self._run_rgb(np.repeat(alpha[:, :, None], 3, axis=2)).mean(axis=2)
+            else:
+                up_alpha = cv2.resize(alpha, (w * self.scale, h * self.scale), interpolation=cv2.INTER_LINEAR)
+            out = np.concatenate([out, up_alpha[:, :, None]], axis=2)
+
+        out = np.clip(np.round(out * max_value), 0, max_value).astype(img.dtype)
+        if self.outscale is not None and self.outscale != self.scale:
+            h, w = img.shape[:2]
+            size = (int(round(w * self.outscale)), int(round(h * self.outscale)))
+            out = cv2.resize(out, size, interpolation=cv2.INTER_LANCZOS4)
+        return out, mode + ("-16" if img.dtype == np.uint16 else "")
+
+
+def load_upscaler(
+    checkpoint: str,
+    arch: str | None = None,
+    arch_opt: dict | None = None,
+    opt_file: str | None = None,
+    param_key: str | None = None,
+    scale: int | None = None,
+    **upscaler_kwargs,
+) -> Upscaler:
+    """Network options (see :func:`network_options`) + weights -> a ready :class:`Upscaler`.
+
+    ``scale`` fills the architecture's ``scale`` argument when the options leave it out, and must
+    agree with it otherwise. Remaining keyword arguments go to :class:`Upscaler`.
+    """
+    import inspect
+
+    net_opt = network_options(arch, arch_opt, opt_file, checkpoint)
+    named = net_opt.get("scale", net_opt.get("upscale"))
+    if scale is not None and named is not None and int(named) != int(scale):
+        raise ValueError(f"--scale {scale} disagrees with the network options (scale {named})")
+    if scale is not None and named is None and "scale" in inspect.signature(arch_class(net_opt["type"])).parameters:
+        net_opt["scale"] = int(scale)
+    net = build_generator(net_opt, checkpoint, param_key)
+    in_ch = int(net_opt.get("num_in_ch", net_opt.get("in_chans", 3)))
+    return Upscaler(
+        net,
+        scale=int(scale if scale is not None else network_scale(net_opt)),
+        multiple=input_multiple(net_opt),
+        in_channels=in_ch,
+        **upscaler_kwargs,
+    )
+
+
+# -- files -----------------------------------------------------------------------------------------------
+def list_images(path: str) -> list[str]:
+    """A file -> [it]; a folder -> its image files (by extension), sorted. Raises if nothing is there."""
+    if os.path.isfile(path):
+        return [path]
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"input not found: {path}")
+    return sorted(
+        os.path.join(path, f)
+        for f in os.listdir(path)
+        if f.lower().endswith(IMAGE_EXTS) and os.path.isfile(os.path.join(path, f))
+    )
+
+
+def output_name(path: str, suffix: str, ext: str, mode: str) -> tuple[str, str | None]:
+    """``<stem>_<suffix>.<ext>`` (no ``_`` when the suffix is empty); ext ``auto`` = the input's.
+
+    Returns (file name, note or None): RGBA and 16-bit outputs are written as PNG when the chosen
+    format cannot hold them.
+    """
+    stem, in_ext = os.path.splitext(os.path.basename(path))
+    ext = (in_ext[1:] if ext == "auto" else ext).lower().lstrip(".")
+    note = None
+    if ext in EIGHT_BIT_ONLY and (mode.startswith("RGBA") or mode.endswith("-16")):
+        note = f"{os.path.basename(path)}: {mode} cannot be stored as .{ext}; writing .png"
+        ext = "png"
+    return f"{stem}_{suffix}.{ext}" if suffix else f"{stem}.{ext}", note
+
+
+@dataclass
+class RunSummary:
+    """What :func:`upscale_paths` did: written files, failures ``(path, reason)``, notes."""
+
+    written: list = field(default_factory=list)
+    failed: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def read_image(path: str) -> np.ndarray:
+    """``cv2.imread(path, IMREAD_UNCHANGED)`` that raises ValueError for unreadable/corrupt files."""
+    data = np.fromfile(path, dtype=np.uint8)  # also handles non-ASCII paths on every OS
+    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if img is None:
+        raise ValueError("unreadable or corrupt image file")
+    return img
+
+
+def upscale_paths(
+    inputs: Iterable[str],
+    output_dir: str,
+    upscaler: Upscaler,
+    suffix: str = "out",
+    ext: str = "auto",
+    progress: bool = True,
+) -> RunSummary:
+    """Upscale every image in ``inputs`` into ``output_dir``; failures are reported and skipped.
+
+    A file that cannot be decoded, has an unsupported layout, or fails in the network (e.g. out
+    of memory: use tiling) is recorded in ``summary.failed`` with the reason, and the run goes on.
+    Refuses to overwrite an input file with its own output.
+    """
+    from tqdm import tqdm
+
+    os.makedirs(output_dir, exist_ok=True)
+    summary = RunSummary(notes=list(upscaler.notes))
+    paths = list(inputs)
+    bar = tqdm(paths, unit="img", disable=not progress)
+    for path in bar:
+        bar.set_postfix_str(os.path.basename(path))
+        try:
+            img = read_image(path)
+            out, mode = upscaler.enhance(img)
+            name, note = output_name(path, suffix, ext, mode)
+            target = os.path.join(output_dir, name)
+            if os.path.abspath(target) == os.path.abspath(path):
+                raise ValueError("output would overwrite the input (give a --suffix or another output folder)")
+            ok, buf = cv2.imencode(os.path.splitext(name)[1], out)
+            if not ok:
+                raise ValueError(f"OpenCV cannot encode {mode} as {os.path.splitext(name)[1]}")
+            buf.tofile(target)
+            if note:
+                summary.notes.append(note)
+            summary.written.append(target)
+        except (ValueError, RuntimeError, cv2.error, OSError) as err:  # report and go on with the next file
+            reason = f"{type(err).__name__}: {err}".splitlines()[0]
+            if isinstance(err, torch.cuda.OutOfMemoryError):
+                reason += " (try --tile 256)"
+            summary.failed.append((path, reason))
+            if progress:
+                tqdm.write(f"skipped {path}: {reason}")
+    return summary
