@@ -20,6 +20,7 @@ from basicsr.utils.registry import MODEL_REGISTRY
 from sfd_arch.clip_backbone import cat_features, detach_features
 from sfd_arch.sfd_discriminator_arch import SFDDiscriminator
 from sfd_model.model_utils import ResumableMixin
+from sfd_utils.checkpoint import basicsr_load_network
 from sfd_utils.options_check import check_options
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -44,6 +45,13 @@ class SFDModel(ResumableMixin, SRGANModel):
     def __init__(self, opt):
         check_options(opt, datasets=False)  # generator checkpoint, CLIP and VGG files, by YAML key
         super().__init__(opt)
+
+    def load_network(self, net, load_path, strict=True, param_key="params"):
+        """Generators: also official SFD / old-ESRGAN files and raw state dicts (BasicSR would raise
+        KeyError on `params`/`params_ema`); other networks: BasicSR's loader."""
+        if net is getattr(self, "net_g", None) or net is getattr(self, "net_g_ema", None):
+            return basicsr_load_network(self, net, load_path, strict, param_key)
+        return super().load_network(net, load_path, strict, param_key)
 
     def init_training_settings(self):
         train_opt = self.opt["train"]

@@ -176,7 +176,7 @@ def test_recipes_run_with_tiny_overrides(tmp_path, pairs, tiny_clip_files, recip
                 os.path.join(lr_dir, f),
                 cv2.resize(img, None, fx=1 / scale, fy=1 / scale, interpolation=cv2.INTER_CUBIC),
             )
-    if opt["network_g"]["type"] == "RRDBNet":
+    if opt["network_g"]["type"] in ("RRDBNet", "SFDRRDBNet"):
         entries += ["network_g:num_feat=8", "network_g:num_block=1", "network_g:num_grow_ch=8"]
     else:  # SwinIR
         entries += [
@@ -194,5 +194,14 @@ def test_recipes_run_with_tiny_overrides(tmp_path, pairs, tiny_clip_files, recip
             "queue_size=4",
             "datasets:train:use_shuffle=false",
         ]
+    if recipe == "train_SFD_RRDB_x4.yml":  # start from a checkpoint in the official SFD (old ESRGAN) naming
+        import torch
+
+        from basicsr.archs.rrdbnet_arch import RRDBNet
+        from sfd_utils.checkpoint import basicsr_to_old_esrgan
+
+        net = RRDBNet(3, 3, num_feat=8, num_block=1, num_grow_ch=8, scale=4)
+        torch.save(basicsr_to_old_esrgan(net.state_dict()), tmp_path / "official_x4.pth")
+        entries += [f"path:pretrain_network_g={tmp_path}/official_x4.pth", "path:param_key_g=~"]
     run_train(root, write_recipe(tmp_path, recipe), force(entries))
     assert (tmp_path / "experiments" / name / "models" / "net_d_2.pth").is_file()
