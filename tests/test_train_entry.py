@@ -196,8 +196,8 @@ def test_recipes_run_with_tiny_overrides(tmp_path, pairs, tiny_clip_files, recip
         ]
     if recipe == "train_SFD_RRDB_x4.yml":  # start from a checkpoint in the official SFD (old ESRGAN) naming
         import torch
-
         from basicsr.archs.rrdbnet_arch import RRDBNet
+
         from sfd_utils.checkpoint import basicsr_to_old_esrgan
 
         net = RRDBNet(3, 3, num_feat=8, num_block=1, num_grow_ch=8, scale=4)
