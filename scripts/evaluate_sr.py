@@ -9,7 +9,7 @@ Examples:
       --sfd-iqa-checkpoint experiments/demo_SFD_cpu/models/net_d_latest.pth
 Writes <out>/<name>.json, <name>_per_image.csv and <name>_mean.csv. Unpaired names, unreadable files
 and size mismatches are listed, not dropped. Exit status 1 if nothing could be evaluated, or (with
---strict) if anything was left out.
+--strict) if anything was left out; 2 if it could not start (missing folder or weight file).
 """
 
 import argparse
@@ -81,5 +81,14 @@ def main(argv=None) -> int:
     return 1 if a.strict and n_problems(result) else 0
 
 
+def run(argv=None) -> int:
+    """main() with known failures (missing file, bad option, unfit checkpoint) as one line, exit 2."""
+    try:
+        return main(argv)
+    except (FileNotFoundError, ValueError, KeyError, ImportError) as err:
+        print(f"error: {err.args[0] if isinstance(err, KeyError) else err}", file=sys.stderr)
+        return 2
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())

@@ -6,10 +6,13 @@ Examples:
       --model experiments/demo_SFD_cpu/models/net_g_latest.pth --opt options/demo_SFD_cpu.yml
   # official SFD x4 / x2 RRDBNet release (architecture read from the checkpoint)
   python scripts/inference_sr.py -i inputs -o results/sfd_x4 --model SFD_RRDB_x4.pth
+  # a bicubic baseline (parameter-free network, no checkpoint)
+  python scripts/inference_sr.py -i inputs -o results/bicubic --arch SFDBicubicUpsampler --arch-opt scale=4
   # any architecture
   python scripts/inference_sr.py -i inputs -o out --model net.pth --arch SwinIR \\
       --arch-opt upscale=4 window_size=8 img_size=64 embed_dim=180 --tile 256
-Exit status: 0 when every image was written, 1 when some were skipped (listed at the end).
+Exit status: 0 when every image was written, 1 when some were skipped (listed at the end), 2 when
+the run could not start (missing file, unknown architecture, checkpoint that does not fit).
 """
 
 import argparse
@@ -27,7 +30,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-i", "--input", required=True, help="image file or folder")
     p.add_argument("-o", "--output", default="results/inference", help="output folder (default: %(default)s)")
-    p.add_argument("--model", required=True, help="generator checkpoint (.pth): ours, Real-ESRGAN, official SFD")
+    p.add_argument("--model", help="generator checkpoint (.pth): ours, Real-ESRGAN, official SFD (none for bicubic)")
     p.add_argument("--arch", help="registered architecture name, e.g. RRDBNet, SRVGGNetCompact, SFDRRDBNetOfficialX2")
     p.add_argument("--arch-opt", nargs="*", default=[], metavar="KEY=VALUE", help="architecture arguments")
     p.add_argument("--opt", help="training YAML whose network_g describes the generator")
@@ -69,5 +72,14 @@ def main(argv=None) -> int:
     return 0 if summary.ok else 1
 
 
+def run(argv=None) -> int:
+    """main() with known failures (missing file, bad option, unfit checkpoint) as one line, exit 2."""
+    try:
+        return main(argv)
+    except (FileNotFoundError, ValueError, KeyError, ImportError) as err:
+        print(f"error: {err.args[0] if isinstance(err, KeyError) else err}", file=sys.stderr)
+        return 2
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())

@@ -31,5 +31,14 @@ def main(argv=None) -> int:
     return 0
 
 
+def run(argv=None) -> int:
+    """main() with known failures (missing file, bad option, unfit checkpoint) as one line, exit 2."""
+    try:
+        return main(argv)
+    except (FileNotFoundError, ValueError, KeyError, ImportError) as err:
+        print(f"error: {err.args[0] if isinstance(err, KeyError) else err}", file=sys.stderr)
+        return 2
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())

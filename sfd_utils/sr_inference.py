@@ -84,7 +84,11 @@ def build_generator(net_opt: dict, checkpoint: str | None = None, param_key: str
     Returns the network in eval mode on CPU. Raises KeyError for an unknown type.
     """
     opts = dict(net_opt)
-    net = arch_class(opts.pop("type"))(**opts)
+    name = opts.pop("type")
+    try:
+        net = arch_class(name)(**opts)
+    except TypeError as err:  # missing/unknown constructor arguments
+        raise ValueError(f"cannot build {name} with {opts}: {err} (set them with --arch-opt KEY=VALUE)") from err
     if checkpoint:
         load_generator_weights(net, checkpoint, param_key)
     return net.eval()
@@ -259,7 +263,7 @@ class Upscaler:
 
 
 def load_upscaler(
-    checkpoint: str,
+    checkpoint: str | None,
     arch: str | None = None,
     arch_opt: dict | None = None,
     opt_file: str | None = None,
@@ -270,10 +274,13 @@ def load_upscaler(
     """Network options (see :func:`network_options`) + weights -> a ready :class:`Upscaler`.
 
     ``scale`` fills the architecture's ``scale`` argument when the options leave it out, and must
-    agree with it otherwise. Remaining keyword arguments go to :class:`Upscaler`.
+    agree with it otherwise. ``checkpoint`` may be None only for parameter-free networks (e.g.
+    ``SFDBicubicUpsampler``, a bicubic baseline). Remaining keyword arguments go to :class:`Upscaler`.
     """
     import inspect
 
+    if checkpoint and not os.path.isfile(checkpoint):
+        raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
     net_opt = network_options(arch, arch_opt, opt_file, checkpoint)
     named = net_opt.get("scale", net_opt.get("upscale"))
     if scale is not None and named is not None and int(named) != int(scale):
@@ -281,6 +288,8 @@ def load_upscaler(
     if scale is not None and named is None and "scale" in inspect.signature(arch_class(net_opt["type"])).parameters:
         net_opt["scale"] = int(scale)
     net = build_generator(net_opt, checkpoint, param_key)
+    if checkpoint is None and any(True for _ in net.parameters()):
+        raise ValueError(f"{net_opt['type']} has weights: give the checkpoint (--model)")
     in_ch = int(net_opt.get("num_in_ch", net_opt.get("in_chans", 3)))
     return Upscaler(
         net,
