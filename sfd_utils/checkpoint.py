@@ -47,8 +47,9 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be loaded into the given network; the message says why."""
 
 
-def _rename(key: str, table: Mapping[str, str]) -> str:
-    return ".".join(table.get(part, part) for part in key.split("."))
+def _rename_all(state_dict: Mapping[str, torch.Tensor], table: Mapping[str, str]) -> OrderedDict:
+    """Rename every dotted key component found in ``table`` (``RRDB_trunk.0.RDB1`` -> ``body.0.rdb1``)."""
+    return OrderedDict((".".join(table.get(p, p) for p in k.split(".")), v) for k, v in state_dict.items())
 
 
 def is_state_dict(obj) -> bool:
@@ -95,12 +96,12 @@ def old_esrgan_to_basicsr(state_dict: Mapping[str, torch.Tensor]) -> OrderedDict
             "pixel-unshuffle): it does not fit BasicSR's RRDBNet(scale=2); use the architecture "
             f"{OFFICIAL_X2_ARCH} (network_g type / --arch)"
         )
-    return OrderedDict((_rename(k, OLD_TO_BASICSR), v) for k, v in state_dict.items())
+    return _rename_all(state_dict, OLD_TO_BASICSR)
 
 
 def basicsr_to_old_esrgan(state_dict: Mapping[str, torch.Tensor]) -> OrderedDict:
     """Inverse of :func:`old_esrgan_to_basicsr` (for networks that use the old names)."""
-    return OrderedDict((_rename(k, BASICSR_TO_OLD), v) for k, v in strip_module_prefix(state_dict).items())
+    return _rename_all(strip_module_prefix(state_dict), BASICSR_TO_OLD)
 
 
 def infer_rrdb_options(state_dict: Mapping[str, torch.Tensor]) -> dict:
@@ -117,7 +118,7 @@ def infer_rrdb_options(state_dict: Mapping[str, torch.Tensor]) -> dict:
         )
     sd = strip_module_prefix(state_dict)
     if layout != LAYOUT_BASICSR:
-        sd = old_esrgan_to_basicsr(sd) if layout == LAYOUT_OLD_X4 else basicsr_key_view(sd)
+        sd = _rename_all(sd, OLD_TO_BASICSR)  # names only, to read the shapes (x2 included)
     blocks = {int(m.group(1)) for k in sd if (m := re.match(r"body\.(\d+)\.", k))}
     num_feat, in_ch = sd["conv_first.weight"].shape[:2]
     out_ch = sd["conv_last.weight"].shape[0]
@@ -136,11 +137,6 @@ def infer_rrdb_options(state_dict: Mapping[str, torch.Tensor]) -> dict:
     scale = {1: 4, 4: 2, 16: 1}.get(ratio, 4)
     opts["num_in_ch"] //= {4: 1, 2: 4, 1: 16}[scale]
     return {"type": "RRDBNet", **opts, "scale": scale}
-
-
-def basicsr_key_view(state_dict: Mapping[str, torch.Tensor]) -> OrderedDict:
-    """Rename old names to BasicSR names without the ×2 check (for shape inspection only)."""
-    return OrderedDict((_rename(k, OLD_TO_BASICSR), v) for k, v in state_dict.items())
 
 
 def extract_state_dict(obj, param_key: str | None = None) -> tuple[OrderedDict, str | None]:

@@ -64,14 +64,14 @@ class DropRed(nn.Module):
     ],
 )
 def test_tiling_equals_untiled_on_odd_sizes(net, scale, multiple):
-    x = photo_tensor("chelsea", None)[:, :, 100:137, 150:203]  # 37 x 53: odd, not a tile multiple
+    x = photo_tensor("chelsea", None)[:, :, 100:129, 150:187]  # 29 x 37: odd, not a tile multiple
     counted = CountCalls(net)
     up = Upscaler(counted, scale=scale, multiple=multiple, device="cpu")
     whole = up.upscale_tensor(x)
-    assert whole.shape[-2:] == (37 * scale, 53 * scale) and counted.calls == 1
-    up.tile, up.tile_pad = 16, 24  # overlap wider than the tiny networks' receptive field
+    assert whole.shape[-2:] == (29 * scale, 37 * scale) and counted.calls == 1
+    up.tile, up.tile_pad = 16, 20 * multiple  # overlap wider than the tiny networks' receptive field
     tiled = up.upscale_tensor(x)
-    assert counted.calls == 1 + 3 * 4  # ceil(37/16) x ceil(53/16) tiles
+    assert counted.calls == 1 + 2 * 3  # ceil(29/16) x ceil(37/16) tiles
     assert torch.allclose(tiled, whole, atol=1e-5)
 
 
@@ -144,7 +144,7 @@ def test_folder_run_skips_bad_files_and_keeps_modes(tmp_path):
     paths = list_images(str(src))
     assert [os.path.basename(p) for p in paths][-2:] == ["f_corrupt.png", "g_empty.jpg"] and len(paths) == 7
 
-    up = Upscaler(tiny_rrdb(4), scale=4, device="cpu", tile=8, tile_pad=4)
+    up = Upscaler(tiny_rrdb(4), scale=4, device="cpu", tile=16, tile_pad=4)
     summary = upscale_paths(paths, str(tmp_path / "out"), up, suffix="sr", ext="jpg", progress=False)
     assert sorted(os.path.basename(p) for p, _ in summary.failed) == ["f_corrupt.png", "g_empty.jpg"]
     assert all("unreadable or corrupt" in reason for _, reason in summary.failed)
