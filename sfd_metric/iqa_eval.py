@@ -31,7 +31,7 @@ BASELINES = ("niqe",)
 
 def niqe_score(img: np.ndarray) -> float:
     """BasicSR's NIQE (MATLAB-compatible, Y channel, no border crop) of an (H, W, 3) RGB image of any
-    sample type (uint8, uint16, float [0, 1]); lower is better. Needs at least 96x96 pixels."""
+    sample type (uint8, uint16, float [0, 1]); lower is better. Needs two 96x96 blocks (e.g. 96x192)."""
     from basicsr.metrics.niqe import calculate_niqe
 
     if img.dtype == np.uint16:
@@ -40,9 +40,13 @@ def niqe_score(img: np.ndarray) -> float:
         scaled = np.clip(img, 0, 1).astype(np.float32) * 255.0
     else:
         scaled = img.astype(np.float32)
-    if min(img.shape[:2]) < 96:
-        raise ValueError(f"NIQE needs at least 96x96 pixels, image is {img.shape[1]}x{img.shape[0]}")
-    return float(calculate_niqe(np.ascontiguousarray(scaled[..., ::-1]), 0))
+    h, w = img.shape[:2]
+    if (h // 96) * (w // 96) < 2:  # its patch statistics need a covariance over >= 2 blocks
+        raise ValueError(f"NIQE needs at least two 96x96 blocks, image is {w}x{h}")
+    value = float(calculate_niqe(np.ascontiguousarray(scaled[..., ::-1]), 0))
+    if not np.isfinite(value):
+        raise ValueError("NIQE is undefined for this image (degenerate block statistics)")
+    return value
 
 
 def baseline_fn(name: str) -> tuple[Callable[[np.ndarray], float], bool]:

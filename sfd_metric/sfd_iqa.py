@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from sfd_arch.clip_backbone import RANDOM_WEIGHTS, TINY_CLIP_CONFIGS, CLIPWeightsNotFound, _import_open_clip
-from sfd_arch.sfd_discriminator_arch import STRUCTURAL_KEYS, SFDDiscriminator, decode_config
+from sfd_arch.sfd_discriminator_arch import STRUCTURAL_KEYS, SFDDiscriminator, SFDLogits, decode_config
 
 DEFAULT_TILE = 256
 # Config keys an SFD-IQA checkpoint must record to rebuild the discriminator.
@@ -243,6 +243,10 @@ class SFDIQA:
         self.disc = disc.to(self.device).eval()
         self.tile, self.stride, self.alpha, self.batch_size, self.bf16 = tile, stride, alpha, batch_size, bf16
         self.config = dict(disc.config)
+        self.text_features = None
+        if disc.use_text:  # constant in eval mode: one text-tower pass per scorer, not per batch
+            with torch.inference_mode():
+                self.text_features = disc.text_features().float()
 
     @classmethod
     def from_checkpoint(
@@ -282,8 +286,12 @@ class SFDIQA:
         """
         b, _, h, w = crops.shape
         x = crops.to(self.device, non_blocking=True)
+        disc = self.disc
         with self._autocast():
-            logits = self.disc.logits(self.disc.extract(x))
+            feats = disc.extract(x)
+            feat_logits = disc.feat_disc(feats.middle) if disc.use_feat else []
+            text_logit = disc.text_logit(feats.embedding, self.text_features) if disc.use_text else None
+        logits = SFDLogits(feat_logits, text_logit)
         nan = torch.full((b,), float("nan"))
         q_feat, q_text = nan, nan
         if logits.feat:
