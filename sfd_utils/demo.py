@@ -70,8 +70,63 @@ def run_demo(root: str = ".", iters: int | None = None) -> int:
     if code:
         return code
     name = "demo_SFD_cpu"
-    print(f"[demo] checkpoints:      experiments/{name}/models/ (net_g_latest.pth, net_d_latest.pth)")
+    models = f"experiments/{name}/models"
+    # The README's infer -> evaluate -> plot commands on the held-out crops, as a user runs them.
+    after = [
+        [
+            "scripts/inference_sr.py",
+            "-i",
+            f"{DATA}/val/lr_x4",
+            "-o",
+            f"results/{name}",
+            "--model",
+            f"{models}/net_g_latest.pth",
+            "--opt",
+            RECIPE,
+        ],
+        [
+            "scripts/evaluate_sr.py",
+            "--sr",
+            f"results/{name}",
+            "--gt",
+            f"{DATA}/val/hr",
+            "--sr-suffix",
+            "_out",
+            "--scale",
+            "4",
+            "--metrics",
+            "psnr",
+            "ssim",
+            "sfd_iqa",
+            "--sfd-iqa-checkpoint",
+            f"{models}/net_d_latest.pth",
+            "--label",
+            "SFD-demo",
+            "--out",
+            "results/eval",
+        ],
+        ["scripts/plot_pd.py", "results/eval/SFD-demo.json", "--y", "sfd_iqa", "--out", "results/pd_demo"],
+    ]
+    for args in after:
+        print("[demo] python " + " ".join(args))
+        code = subprocess.call([sys.executable, *args])
+        if code:
+            return code
+    from sfd_metric.iqa_ranking import run_ranking_report
+
+    report = run_ranking_report(
+        f"{models}/net_d_latest.pth",
+        out_dir="results/iqa_ranking_demo",
+        speed=False,
+        training={"recipe": RECIPE, "clip_pretrained": clip, "random_clip": is_random},
+    )
+    print(f"[demo] checkpoints:      {models}/ (net_g_latest.pth, net_d_latest.pth)")
     print(f"[demo] training states:  experiments/{name}/training_states/ (resume with --auto_resume)")
     print(f"[demo] validation images: experiments/{name}/visualization/")
     print(f"[demo] TensorBoard:      tensorboard --logdir tb_logger/{name}")
+    print(
+        f"[demo] SR outputs:       results/{name}/ ; evaluation: results/eval/SFD-demo.json ; "
+        "perception-distortion plot: results/pd_demo.png"
+    )
+    print(f"[demo] SFD-IQA report:   {report}")
     return 0
