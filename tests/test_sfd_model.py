@@ -74,6 +74,7 @@ def test_generator_learns_through_clip_only(tiny_clip_files, tmp_path, use):
 def test_generator_adversarial_loss_falls_against_fixed_discriminator(tiny_clip_files, tmp_path):
     """Train D alone until it spots the tiny generator, freeze it, then train G alone: G's
     adversarial loss (Feat-D + TG-D) must fall, i.e. G learns to fool a fixed SFD discriminator."""
+    torch.manual_seed(0)  # networks start from the global RNG: independent of the tests run before
     opt = sfd_opt(tiny_clip_files["tiny-rn"], str(tmp_path), pixel_opt=None)
     opt["train"]["feat_gan_opt"]["loss_weight"] = opt["train"]["text_gan_opt"]["loss_weight"] = 1.0
     model = build_model(opt)
