@@ -5,7 +5,8 @@ Recipe usage (any model's ``val.metrics`` block)::
     metrics:
       sfd_iqa:
         type: calculate_sfd_iqa
-        checkpoint: experiments/<run>/models/net_d_latest.pth   # an SFD discriminator checkpoint
+        checkpoint: experiments/<run>/models/net_d_latest.pth   # an SFD discriminator checkpoint,
+                                  # or `current`: the discriminator SFDModel is training (its validation)
         clip_pretrained: ~        # ~ = the CLIP weights recorded in the checkpoint; or a local file
         component: q              # q | q_feat | q_text
         tile: ~                   # ~ = recorded training patch size, else 256
@@ -19,6 +20,8 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 from basicsr.utils.registry import METRIC_REGISTRY
@@ -28,6 +31,37 @@ from sfd_metric.sfd_iqa import SFDIQA
 COMPONENTS = ("q", "q_feat", "q_text")
 _CACHE_SIZE = 4
 _scorers: OrderedDict[tuple, SFDIQA] = OrderedDict()
+CURRENT = "current"
+_live: dict = {}  # the discriminator being trained, while SFDModel validates (live_discriminator)
+
+
+@contextmanager
+def live_discriminator(disc, tile: int) -> Iterator[None]:
+    """Within the block, ``checkpoint: current`` scores with ``disc`` (the bare SFDDiscriminator being
+    trained) at ``tile``; its train/eval mode is restored afterwards. Used by SFDModel.validation."""
+    was_training = disc.training
+    _live.clear()
+    _live.update(disc=disc, tile=tile, scorers={})
+    try:
+        yield
+    finally:
+        _live.clear()
+        disc.train(was_training)
+
+
+def _live_scorer(tile: int | None, **options) -> SFDIQA:
+    if not _live:
+        raise ValueError(
+            "calculate_sfd_iqa: `checkpoint: current` means the discriminator an SFDModel is training and "
+            "works only in that model's validation; elsewhere give a net_d_<iter>.pth file"
+        )
+    options.pop("clip_pretrained", None)
+    key = (tile, tuple(sorted((k, str(v)) for k, v in options.items())))
+    if key not in _live["scorers"]:  # once per validation: prompts are fixed while it runs
+        disc = _live["disc"]
+        device = options.pop("device", None) or next(disc.parameters()).device
+        _live["scorers"][key] = SFDIQA(disc, tile or _live["tile"], device=device, **options)
+    return _live["scorers"][key]
 
 
 def get_scorer(checkpoint: str, **options) -> SFDIQA:
@@ -71,7 +105,8 @@ def calculate_sfd_iqa(
         img (ndarray): (H, W, 3) BGR (BasicSR's ``tensor2img`` output), uint8 in [0, 255] (uint16 and
             float in [0, 1] work too); 'CHW' with ``input_order``.
         crop_border (int): pixels cut from each edge first. Default: 0.
-        checkpoint (str): SFD discriminator checkpoint (required).
+        checkpoint (str): SFD discriminator checkpoint (required), or ``'current'`` inside SFDModel's
+            validation: the discriminator being trained, at the training crop size unless ``tile``.
         clip_pretrained (str | None): override of the recorded CLIP weights. Default: None.
         component (str): 'q' (Q), 'q_feat' or 'q_text'. Default: 'q'.
         tile, stride, alpha, batch_size, bf16, device: see :class:`SFDIQA`.
@@ -88,14 +123,9 @@ def calculate_sfd_iqa(
         img = img[crop_border:-crop_border, crop_border:-crop_border]
     if img.ndim == 3 and img.shape[2] >= 3:
         img = img[..., 2::-1]  # BGR -> RGB (alpha, if any, dropped)
-    scorer = get_scorer(
-        checkpoint,
-        clip_pretrained=clip_pretrained,
-        tile=tile,
-        stride=stride,
-        alpha=alpha,
-        batch_size=batch_size,
-        bf16=bf16,
-        device=device,
-    )
+    options = dict(stride=stride, alpha=alpha, batch_size=batch_size, bf16=bf16, device=device)
+    if checkpoint == CURRENT:
+        scorer = _live_scorer(tile, **options)
+    else:
+        scorer = get_scorer(checkpoint, clip_pretrained=clip_pretrained, tile=tile, **options)
     return float(getattr(scorer.score(img), component))

@@ -209,6 +209,16 @@ class SFDModel(ResumableMixin, SRGANModel):
     def _relativistic(self) -> bool:
         return any(getattr(c, "relativistic", False) for c in (self.cri_feat, self.cri_text) if c is not None)
 
+    def validation(self, dataloader, current_iter, tb_logger, save_img=False):
+        """BasicSR's validation; a ``calculate_sfd_iqa`` metric with ``checkpoint: current`` scores the
+        outputs with the discriminator being trained (tile = the training crop size)."""
+        from sfd_metric.sfd_iqa_metric import live_discriminator
+
+        disc = self.get_bare_model(self.net_d)
+        tile = ((self.opt.get("datasets") or {}).get("train") or {}).get("gt_size") or 256
+        with live_discriminator(disc, int(tile)):
+            return super().validation(dataloader, current_iter, tb_logger, save_img)
+
     def test(self):
         """SRModel.test, padding the input to ``network_g.window_size`` (SwinIR) when set."""
         window = self.opt["network_g"].get("window_size")

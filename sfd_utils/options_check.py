@@ -11,8 +11,33 @@ def _need(key: str, path) -> None:
         raise FileNotFoundError(f"{key}: {path!r} does not exist")
 
 
+_NUMERIC = ("lr", "weight_decay", "eps", "loss_weight", "ema_decay", "gamma")
+
+
+def _check_numbers(train: dict) -> None:
+    """YAML reads ``1e-3`` (no dot) and BasicSR's ``--force_yml key=1e-3`` as strings; PyTorch then
+    fails deep inside an optimizer. Name the key instead."""
+
+    def bad(key: str, value) -> None:
+        if isinstance(value, str):
+            raise ValueError(
+                f"{key}: {value!r} is a string, not a number; write it with a dot (0.001, 1.0e-3) or as "
+                f"`!!float {value}` in YAML"
+            )
+
+    for name, sub in train.items():
+        if name in _NUMERIC:
+            bad(f"train.{name}", sub)
+        elif isinstance(sub, dict):
+            for key in _NUMERIC:
+                if key in sub:
+                    bad(f"train.{name}.{key}", sub[key])
+
+
 def check_options(opt: dict, datasets: bool = True) -> None:
-    """Raise FileNotFoundError / ValueError naming the first missing file's YAML key."""
+    """Raise FileNotFoundError / ValueError naming the first missing file's (or non-numeric
+    hyper-parameter's) YAML key."""
+    _check_numbers(opt.get("train") or {})
     if datasets:
         for phase, dopt in (opt.get("datasets") or {}).items():
             for key, value in (dopt or {}).items():

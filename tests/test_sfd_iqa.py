@@ -16,7 +16,7 @@ from conftest import lr_hr_batch, photo, sfd_opt
 from sfd_arch.sfd_discriminator_arch import SFDDiscriminator
 from sfd_metric.iqa_data import read_image
 from sfd_metric.sfd_iqa import SFDIQA, SFDCheckpointError, load_sfd_checkpoint, tile_starts, upsized_shape
-from sfd_metric.sfd_iqa_metric import calculate_sfd_iqa, get_scorer
+from sfd_metric.sfd_iqa_metric import calculate_sfd_iqa, get_scorer, live_discriminator
 
 TILE = 64
 
@@ -161,6 +161,22 @@ def test_basicsr_metric(trained, scorer):
         calculate_metric(data, {**opt, "component": "niqe"})
     with pytest.raises(ValueError, match="checkpoint"):
         calculate_metric(data, {"type": "calculate_sfd_iqa"})
+
+
+def test_metric_scores_with_the_discriminator_being_trained(trained, scorer):
+    """`checkpoint: current` in SFDModel's validation = the live discriminator, at the training crop."""
+    disc = trained["model"].get_bare_model(trained["model"].net_d)
+    rgb = photo("coffee")[:128, :160]
+    data = {"img": np.ascontiguousarray(rgb[..., ::-1]), "img2": rgb}
+    opt = {"type": "calculate_sfd_iqa", "checkpoint": "current"}
+    with pytest.raises(ValueError, match="only in that model's validation"):
+        calculate_metric(data, opt)
+    disc.train()
+    with live_discriminator(disc, tile=TILE):
+        live = calculate_metric(data, opt)
+        assert not disc.training  # scored in eval mode
+    assert disc.training  # and given back in train mode
+    assert live == pytest.approx(scorer.score(rgb).q, abs=1e-5)  # same heads as the saved checkpoint
 
 
 def test_clip_override_and_random_clip_refused(trained, tmp_path):

@@ -108,7 +108,8 @@ def test_launcher_trains_and_auto_resumes_on_cpu(tmp_path, pairs, tiny_clip_file
     root = launcher_root(tmp_path)
     recipe = write_recipe(tmp_path)
     entries = tiny_overrides(pairs, tiny_clip_files["tiny-rn"], "launch", iters=2)
-    run_train(root, recipe, force(entries))
+    _, log = run_train(root, recipe, force(entries))
+    assert "# sfd_iqa:" in log  # validation scores with the discriminator being trained
     models = tmp_path / "experiments" / "launch" / "models"
     assert (models / "net_g_2.pth").is_file() and (models / "net_d_2.pth").is_file()
     assert (tmp_path / "experiments" / "launch" / "training_states" / "2.state").is_file()
@@ -128,6 +129,9 @@ def test_missing_file_stops_at_startup_naming_the_key(tmp_path, pairs, tiny_clip
     entries[-1] = f"datasets:train:dataroot_gt={tmp_path}/no_data"
     code, log = run_train(root, write_recipe(tmp_path), force(entries), expect_ok=False)
     assert code != 0 and "datasets.train.dataroot_gt" in log
+    entries[-1] = "train:optim_d:lr=1e-3"  # BasicSR's --force_yml keeps this a string
+    code, log = run_train(root, write_recipe(tmp_path), force(entries), expect_ok=False)
+    assert code != 0 and "train.optim_d.lr: '1e-3' is a string" in log
 
 
 def test_unmodified_fork_finds_plugin(tmp_path, pairs, tiny_clip_files):
