@@ -74,11 +74,9 @@ def main(argv=None) -> int:
 
 def run(argv=None) -> int:
     """main() with known failures (missing file, bad option, unfit checkpoint) as one line, exit 2."""
-    try:
-        return main(argv)
-    except (FileNotFoundError, ValueError, KeyError, ImportError) as err:
-        print(f"error: {err.args[0] if isinstance(err, KeyError) else err}", file=sys.stderr)
-        return 2
+    from sfd_utils.cli import run_cli
+
+    return run_cli(main, argv)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from sfd_utils.compat import install  # noqa: E402
 
 install()
-from sfd_data.synthetic_rain import make_synthetic_rain  # noqa: E402
+from sfd_data.synthetic_rain import CLEAN_FROM, RainStyle, make_synthetic_rain  # noqa: E402
 
 
 def main() -> None:
@@ -22,8 +22,21 @@ def main() -> None:
     parser.add_argument("--test-size", type=int, default=128, help="test crop size (default: %(default)s)")
     parser.add_argument("--per-photo", type=int, default=16, help="training crops per photo (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    parser.add_argument(
+        "--clean-from", choices=CLEAN_FROM, default="other_halves", help="clean set source (default: %(default)s)"
+    )
+    default = RainStyle()
+    parser.add_argument(
+        "--density", type=float, nargs=2, default=default.density, help="streaks per 1000 px, min max (%(default)s)"
+    )
+    parser.add_argument(
+        "--strength", type=float, nargs=2, default=default.strength, help="streak intensity, min max (%(default)s)"
+    )
     args = parser.parse_args()
-    counts = make_synthetic_rain(args.root, args.size, args.test_size, args.per_photo, seed=args.seed)
+    style = RainStyle(density=tuple(args.density), strength=tuple(args.strength))
+    counts = make_synthetic_rain(
+        args.root, args.size, args.test_size, args.per_photo, seed=args.seed, style=style, clean_from=args.clean_from
+    )
     print(", ".join(f"{k}: {v}" for k, v in counts.items()), f"(under {args.root})")
 
 

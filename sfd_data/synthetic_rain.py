@@ -21,6 +21,8 @@ from sfd_data.demo_data import load_photo, tiles
 RAIN_PHOTOS = ("astronaut", "rocket", "motorcycle_left", "motorcycle_right", "camera", "brick")
 CLEAN_PHOTOS = ("coffee", "ihc", "hubble_deep_field", "grass", "gravel", "moon")
 TEST_PHOTOS = ("chelsea", "coins", "retina")
+TRAIN_PHOTOS = RAIN_PHOTOS + CLEAN_PHOTOS
+CLEAN_FROM = ("other_halves", "other_photos")
 
 
 @dataclass
@@ -80,6 +82,23 @@ def _crops(photos, size: int, max_per_photo: int) -> list[tuple[str, np.ndarray]
     return out
 
 
+def half_crops(photos, size: int, max_per_photo: int, rain: bool) -> list[tuple[str, np.ndarray]]:
+    """Crops of one half of each photo: the rainy set takes the left half of even-numbered photos and
+    the right half of odd ones, the clean set the other half (so the two never share a pixel)."""
+    out = []
+    for i, name in enumerate(photos):
+        img = load_photo(name)
+        half = img.shape[1] // 2
+        left = (i % 2 == 0) == rain
+        part = img[:, :half] if left else img[:, half:]
+        crops = tiles(part, size, size)
+        if not crops:
+            continue
+        keep = np.linspace(0, len(crops) - 1, min(len(crops), max_per_photo)).round().astype(int)
+        out += [(f"{name}_{'l' if left else 'r'}{int(j):03d}.png", crops[j]) for j in sorted(set(keep.tolist()))]
+    return out
+
+
 def make_synthetic_rain(
     root: str = "datasets/csud_synthetic",
     train_size: int = 128,
@@ -88,23 +107,32 @@ def make_synthetic_rain(
     max_test_per_photo: int = 8,
     seed: int = 0,
     style: RainStyle | None = None,
+    clean_from: str = "other_halves",
 ) -> dict:
     """Write the CSUD demo data set (RGB PNGs) and return the image count per folder::
 
-        root/train/rain   rainy crops of RAIN_PHOTOS            (unpaired)
-        root/train/clean  clean crops of CLEAN_PHOTOS           (unpaired, other photos)
+        root/train/rain   rainy crops                           (unpaired: other halves of
+        root/train/clean  clean crops                            TRAIN_PHOTOS, or other photos)
         root/test/rain    rainy crops of TEST_PHOTOS            (held out, paired by file name
         root/test/clean   the same crops without rain            with test/clean)
 
     Deterministic for a given ``seed``; existing files of the same name are overwritten.
     """
+    if clean_from not in CLEAN_FROM:
+        raise ValueError(f"clean_from must be one of {CLEAN_FROM}, got {clean_from!r}")
     rng = np.random.default_rng(seed)
     folders = {k: os.path.join(root, *k.split("/")) for k in ("train/rain", "train/clean", "test/rain", "test/clean")}
     for folder in folders.values():
         os.makedirs(folder, exist_ok=True)
-    for name, crop in _crops(RAIN_PHOTOS, train_size, max_per_photo):
+    if clean_from == "other_halves":
+        rain_crops = half_crops(TRAIN_PHOTOS, train_size, max_per_photo, rain=True)
+        clean_crops = half_crops(TRAIN_PHOTOS, train_size, max_per_photo, rain=False)
+    else:
+        rain_crops = _crops(RAIN_PHOTOS, train_size, max_per_photo)
+        clean_crops = _crops(CLEAN_PHOTOS, train_size, max_per_photo)
+    for name, crop in rain_crops:
         _write(folders["train/rain"], name, add_rain(crop, rng, style))
-    for name, crop in _crops(CLEAN_PHOTOS, train_size, max_per_photo):
+    for name, crop in clean_crops:
         _write(folders["train/clean"], name, crop)
     for name, crop in _crops(TEST_PHOTOS, test_size, max_test_per_photo):
         _write(folders["test/clean"], name, crop)

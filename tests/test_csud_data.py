@@ -12,7 +12,16 @@ import torch
 from basicsr.data import build_dataset
 from conftest import photo
 
-from sfd_data.synthetic_rain import CLEAN_PHOTOS, RAIN_PHOTOS, TEST_PHOTOS, add_rain, make_synthetic_rain, rain_layer
+from sfd_data.synthetic_rain import (
+    CLEAN_PHOTOS,
+    RAIN_PHOTOS,
+    TEST_PHOTOS,
+    TRAIN_PHOTOS,
+    add_rain,
+    half_crops,
+    make_synthetic_rain,
+    rain_layer,
+)
 from sfd_loss.csud_loss import channel_consistency
 
 
@@ -102,17 +111,37 @@ def test_synthetic_rain_is_near_achromatic_streaks():
     np.testing.assert_array_equal(add_rain(img, np.random.default_rng(3)), add_rain(img, np.random.default_rng(3)))
 
 
-def test_make_synthetic_rain_layout(tmp_path):
-    counts = make_synthetic_rain(str(tmp_path), train_size=96, test_size=96, max_per_photo=2, max_test_per_photo=2)
+@pytest.mark.parametrize("clean_from", ["other_halves", "other_photos"])
+def test_make_synthetic_rain_layout(tmp_path, clean_from):
+    counts = make_synthetic_rain(
+        str(tmp_path), train_size=96, test_size=96, max_per_photo=2, max_test_per_photo=2, clean_from=clean_from
+    )
     assert all(v > 0 for v in counts.values())
 
     def photos(split):
         return {f.rsplit("_", 1)[0] for f in os.listdir(tmp_path / split)}
 
-    assert photos("train/rain") <= set(RAIN_PHOTOS) and photos("train/clean") <= set(CLEAN_PHOTOS)
+    if clean_from == "other_photos":
+        assert photos("train/rain") <= set(RAIN_PHOTOS) and photos("train/clean") <= set(CLEAN_PHOTOS)
+    else:  # every training photo in both sets, from opposite halves
+        assert photos("train/rain") == photos("train/clean") == set(TRAIN_PHOTOS)
+        sides = {f.rsplit("_", 1)[0]: f.rsplit("_", 1)[1][0] for f in os.listdir(tmp_path / "train/rain")}
+        for f in os.listdir(tmp_path / "train/clean"):
+            name, tail = f.rsplit("_", 1)
+            assert {tail[0], sides[name]} == {"l", "r"}
     assert photos("test/rain") <= set(TEST_PHOTOS)
     assert not (set(RAIN_PHOTOS) & set(CLEAN_PHOTOS)) and not (set(TEST_PHOTOS) & set(RAIN_PHOTOS + CLEAN_PHOTOS))
     assert sorted(os.listdir(tmp_path / "test/rain")) == sorted(os.listdir(tmp_path / "test/clean"))
     name = sorted(os.listdir(tmp_path / "test/rain"))[0]
     rainy, clean = cv2.imread(str(tmp_path / "test/rain" / name)), cv2.imread(str(tmp_path / "test/clean" / name))
     assert rainy.shape == clean.shape == (96, 96, 3) and not np.array_equal(rainy, clean)
+    with pytest.raises(ValueError, match="clean_from"):
+        make_synthetic_rain(str(tmp_path), clean_from="same")
+
+
+def test_half_crops_never_share_pixels():
+    rain = dict(half_crops(TRAIN_PHOTOS[:2], 64, 50, rain=True))
+    clean = dict(half_crops(TRAIN_PHOTOS[:2], 64, 50, rain=False))
+    assert rain and clean and not set(rain) & set(clean)
+    for a in rain.values():
+        assert not any(np.array_equal(a, b) for b in clean.values())

@@ -153,3 +153,14 @@ def test_benchmark_function_writes_json_and_markdown(tmp_path):
     assert result["profile"] == "tiny"
     with pytest.raises(ValueError, match="profile"):
         run_csud_benchmark("huge", None)
+
+
+def test_derain_script_reports_a_missing_checkpoint_in_one_line(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "scripts/derain.py", "-i", str(tmp_path), "-w", str(tmp_path / "none.pth")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 2 and out.stderr.startswith("error: weights:") and "Traceback" not in out.stderr
