@@ -25,10 +25,12 @@ STRUCTURAL_KEYS = ("clip_model", "feat_layers", "feat_mid_channels", "feat_norm"
 
 
 class SFDLogits(NamedTuple):
-    """feat: M per-position logit maps (B, 1, h_m, w_m) or []; text: (B,) TG-D logits or None."""
+    """feat: M per-position logit maps (B, 1, h_m, w_m) or []; text: (B,) TG-D logits or None;
+    text_features: the (2, D) prompt features ``text`` was computed with (None without TG-D)."""
 
     feat: list[torch.Tensor]
     text: torch.Tensor | None
+    text_features: torch.Tensor | None = None
 
 
 @ARCH_REGISTRY.register()
@@ -118,10 +120,14 @@ class SFDDiscriminator(nn.Module):
         sims = embedding @ t.to(embedding.dtype).t()
         return self.backbone.logit_scale * (sims[:, 0] - sims[:, 1])
 
-    def logits(self, feats: CLIPFeatures) -> SFDLogits:
+    def logits(self, feats: CLIPFeatures, text_features: torch.Tensor | None = None) -> SFDLogits:
+        """Feat-D maps and TG-D logits of CLIP features; ``text_features`` (2, D): use these prompt
+        features (e.g. cached from the last D step) instead of running the text tower."""
         feat = self.feat_disc(feats.middle) if self.use_feat else []
-        text = self.text_logit(feats.embedding) if self.use_text else None
-        return SFDLogits(feat, text)
+        if not self.use_text:
+            return SFDLogits(feat, None)
+        t = self.text_features() if text_features is None else text_features
+        return SFDLogits(feat, self.text_logit(feats.embedding, t), t)
 
     def forward(self, x, mode: str = "image"):
         """mode 'image': x image batch -> one packed tensor (stock BasicSR models).

@@ -2,7 +2,9 @@
 
 Cost rules (SPEC.md): per iteration CLIP runs exactly twice, once on HR without grad (reused by
 the G and D steps) and once on SR with grad (its detached features reused by the D step). The
-D step judges real and fake in one batched pass through ``net_d`` (so DDP syncs the heads).
+D step judges real and fake in one batched pass through ``net_d`` (so DDP syncs the heads); the
+prompt features it computes (with grad to the contexts) are cached for the next G step, and saved in
+the training state so a resumed run continues exactly.
 """
 
 from __future__ import annotations
@@ -161,11 +163,12 @@ class SFDModel(ResumableMixin, SRGANModel):
                             l_g_total = l_g_total + value
                 feats_fake = disc.extract(self.output)  # CLIP forward 2 of 2: SR, with grad to it
                 # Bare module: no D gradient in this step, so DDP must not expect one.
-                fake = disc.logits(feats_fake)
+                text_feats = self._cached_text_features(disc)
+                fake = disc.logits(feats_fake, text_feats)
                 real = None
                 if self._relativistic():
                     with torch.no_grad():
-                        real = disc.logits(feats_real)
+                        real = disc.logits(feats_real, text_feats)
                 if self.cri_feat:
                     loss_dict["l_g_feat"] = self.cri_feat(real.feat if real else None, fake.feat, is_disc=False)
                     l_g_total = l_g_total + loss_dict["l_g_feat"]
@@ -185,6 +188,8 @@ class SFDModel(ResumableMixin, SRGANModel):
         b = gan_gt.shape[0]
         with self._autocast():
             logits = self.net_d(cat_features(feats_real, feats_fake), mode="logits")  # one pass, via DDP
+            if logits.text_features is not None:  # cached for the next G step (SPEC's cost rule)
+                self.text_cache = logits.text_features.detach()
             l_d_total = 0
             if self.cri_feat:
                 real_f, fake_f = [m[:b] for m in logits.feat], [m[b:] for m in logits.feat]
@@ -205,6 +210,27 @@ class SFDModel(ResumableMixin, SRGANModel):
         self.log_dict = self.reduce_loss_dict(loss_dict)
         if self.ema_decay > 0:
             self.model_ema(decay=self.ema_decay)
+
+    def _cached_text_features(self, disc) -> torch.Tensor | None:
+        """Prompt features of the last D step (constant in the G step); computed without grad when
+        there is none yet. Saved in the training state, so a resumed run uses the same ones."""
+        if not disc.use_text:
+            return None
+        if getattr(self, "text_cache", None) is None:
+            with torch.no_grad():
+                self.text_cache = disc.text_features().detach()
+        return self.text_cache
+
+    def _extra_training_state(self) -> dict:
+        extra = super()._extra_training_state()
+        if getattr(self, "text_cache", None) is not None:
+            extra["text_cache"] = self.text_cache.detach().cpu()
+        return extra
+
+    def resume_training(self, resume_state):
+        super().resume_training(resume_state)
+        cache = resume_state.get("text_cache")
+        self.text_cache = None if cache is None else cache.to(self.device)
 
     def _relativistic(self) -> bool:
         return any(getattr(c, "relativistic", False) for c in (self.cri_feat, self.cri_text) if c is not None)

@@ -46,6 +46,21 @@ def test_two_clip_forwards_per_iteration(tiny_clip_files, tmp_path, init_iters):
         assert ("l_g_feat" in logs) == (init_iters == 0)
 
 
+def test_text_tower_runs_once_per_iteration(tiny_clip_files, tmp_path):
+    """SPEC: prompt features once per D step, cached (no grad) for the next G step."""
+    model = build(tiny_clip_files["tiny-rn"], tmp_path)
+    disc = disc_of(model)
+    passes = []
+    disc.prompt_pair.register_forward_hook(lambda *_: passes.append(torch.is_grad_enabled()))
+    step(model, 1)
+    assert passes == [False, True]  # no cache yet: one no-grad pass for the G step, then the D step's
+    for it in (2, 3):
+        passes.clear()
+        step(model, it)
+        assert passes == [True]  # the D step's only; the G step used the cache
+    assert model.text_cache.requires_grad is False and model.text_cache.shape[0] == 2
+
+
 def test_d_step_updates_only_heads_and_prompts(tiny_clip_files, tmp_path):
     model = build(tiny_clip_files["tiny-rn"], tmp_path, net_d_init_iters=10)
     disc = disc_of(model)
