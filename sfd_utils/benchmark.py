@@ -540,6 +540,15 @@ class _Entry:
             return None
         return getattr(self.model.get_bare_model(net_d), "backbone", None)
 
+    def frozen_mb(self) -> float | None:
+        """Size of the frozen CLIP weights (hidden from the model; part of the peak, batch-independent)."""
+        backbone = self.backbone()
+        if backbone is None:
+            return None
+        clip = backbone.clip
+        tensors = list(clip.parameters()) + list(clip.buffers())
+        return sum(t.numel() * t.element_size() for t in tensors) / 2**20
+
     def step(self, record_losses: bool = False) -> float:
         """One optimize_parameters (feed_data outside the timing); returns its wall seconds."""
         self.it += 1
@@ -605,6 +614,7 @@ def _entry_row(entry: _Entry) -> dict:
         + (f" (autocast {entry.ctx.profile.amp})" if spec.stock and entry.ctx.profile.amp else ""),
         **_stats(entry.times),
         "peak_mem_mb": entry.peak_mb,
+        "frozen_clip_mb": entry.frozen_mb(),
         "gflops_per_iter": entry.gflops,
         "clip_forwards_per_iter": (forwards[0] if len(forwards) == 1 else forwards) if forwards else None,
     }
@@ -646,6 +656,8 @@ def row_gan_step(ctx: _Context, trace: bool) -> dict:
     for r in rows:
         r["time_ratio"] = _ratio(r["median_s"], base["median_s"])
         r["mem_ratio"] = _ratio(r["peak_mem_mb"], base["peak_mem_mb"])
+        if r["peak_mem_mb"] is not None and r["frozen_clip_mb"] is not None:
+            r["mem_ratio_without_frozen_clip"] = _ratio(r["peak_mem_mb"] - r["frozen_clip_mb"], base["peak_mem_mb"])
         r["flop_ratio"] = _ratio(r["gflops_per_iter"], base["gflops_per_iter"])
         if r["name"] != "sr_only":
             r["disc_part_s"] = r["median_s"] - sr_only["median_s"]
@@ -1202,6 +1214,8 @@ def to_markdown(results: dict) -> str:
                 "time ×",
                 "peak MB",
                 "mem ×",
+                "frozen CLIP MB",
+                "mem × w/o it",
                 "GFLOP",
                 "FLOP ×",
                 "D part s",
@@ -1218,6 +1232,8 @@ def to_markdown(results: dict) -> str:
                     _f(c["time_ratio"], 2),
                     _f(c["peak_mem_mb"], 0),
                     _f(c["mem_ratio"], 2),
+                    _f(c.get("frozen_clip_mb"), 0),
+                    _f(c.get("mem_ratio_without_frozen_clip"), 2),
                     _f(c["gflops_per_iter"], 1),
                     _f(c["flop_ratio"], 2),
                     _f(c.get("disc_part_s")),

@@ -10,7 +10,9 @@ basicsr (no file of the installed package is touched) and calls ``train_pipeline
 - ``init_dist``: basicsr calls ``torch.cuda.set_device`` and NCCL; without CUDA we use gloo. The
   recipes' ``dist_params.port`` is dropped for torchrun (basicsr would pass it on and crash).
 - ``--local-rank=N`` (torch >= 2 launchers) is accepted as basicsr's ``--local_rank``.
-- ``parse_options``: after parsing, every file the recipe needs is checked (sfd_utils.options_check).
+- ``parse_options``: after parsing, every file the recipe needs is checked (sfd_utils.options_check),
+  and the RNGs are seeded again from the final ``manual_seed``: basicsr seeds *before* applying
+  ``--force_yml``, so ``--force_yml manual_seed=1`` was logged but silently ignored.
 """
 
 from __future__ import annotations
@@ -100,12 +102,17 @@ def prepare_basicsr() -> None:
 
 
 def _checked(parse_options):
-    """Wrap basicsr's parse_options: missing files stop the run at start-up, naming the YAML key."""
+    """Wrap basicsr's parse_options: missing files stop the run at start-up, naming the YAML key;
+    seed from the final ``manual_seed`` (nothing random runs between basicsr's seeding and here,
+    so without a ``--force_yml`` seed this reproduces basicsr's state exactly)."""
+    from basicsr.utils import set_random_seed
+
     from sfd_utils.options_check import check_options
 
     def parse_and_check(root_path, is_train=True):
         opt, args = parse_options(root_path, is_train=is_train)
         check_options(opt)
+        set_random_seed(int(opt["manual_seed"]) + opt["rank"])
         return opt, args
 
     parse_and_check._sfd_checked = True

@@ -134,6 +134,22 @@ def test_missing_file_stops_at_startup_naming_the_key(tmp_path, pairs, tiny_clip
     assert code != 0 and "train.optim_d.lr: '1e-3' is a string" in log
 
 
+def test_force_yml_seed_takes_effect(tmp_path, pairs, tiny_clip_files, monkeypatch):
+    """basicsr seeds before applying --force_yml (the new seed is logged, not used); ours re-seeds."""
+    import torch
+    from basicsr.utils import options as bo
+
+    from sfd_utils.train import _checked
+
+    entries = tiny_overrides(pairs, tiny_clip_files["tiny-rn"], "seed") + ["manual_seed=7"]
+    argv = ["train.py", "-opt", write_recipe(tmp_path), *force(entries)]
+    monkeypatch.setattr(sys, "argv", argv)
+    opt, _ = bo.parse_options(str(tmp_path), is_train=True)
+    assert opt["manual_seed"] == 7 and torch.initial_seed() != 7  # the pitfall, as basicsr does it
+    opt, _ = _checked(bo.parse_options)(str(tmp_path), is_train=True)
+    assert opt["manual_seed"] == 7 and torch.initial_seed() == 7
+
+
 def test_unmodified_fork_finds_plugin(tmp_path, pairs, tiny_clip_files):
     """A BasicSR checkout built from the installed basicsr's files, run as `python basicsr/train.py`."""
     fork = tmp_path / "fork"
