@@ -272,6 +272,20 @@ def _f(v: float) -> str:
     return "n/a" if v is None or not math.isfinite(v) else f"{v:.3f}"
 
 
+_RANKING_TRAIN_KEYS = ("iters", "batch", "crop", "train_photos", "seconds")
+
+
+def _training_sentence(t: dict) -> str:
+    """One line on how the checkpoint was trained: the ranking check's own run, or any caller's facts."""
+    if all(k in t for k in _RANKING_TRAIN_KEYS):
+        return (
+            f"Discriminator trained here: SFDModel, fixed bicubic generator (Feat-D + TG-D only), {t['iters']} "
+            f"iterations, batch {t['batch']}, {t['crop']}² HR crops of {', '.join(t['train_photos'])} vs bicubic x4 "
+            f"down-up, {t['seconds']} s on CPU."
+        )
+    return "Training: " + "; ".join(f"{k} = {v}" for k, v in t.items()) + "."
+
+
 def render_ranking_markdown(r: dict) -> str:
     t = r.get("training")
     lines = ["# SFD-IQA ranking check", ""]
@@ -281,12 +295,7 @@ def render_ranking_markdown(r: dict) -> str:
         "each at 6 levels per degradation (level 0 = pristine)."
     )
     if t:
-        lines += [
-            "",
-            f"Discriminator trained here: SFDModel, fixed bicubic generator (Feat-D + TG-D only), {t['iters']} "
-            f"iterations, batch {t['batch']}, {t['crop']}² HR crops of {', '.join(t['train_photos'])} vs bicubic x4 "
-            f"down-up, {t['seconds']} s on CPU.",
-        ]
+        lines += ["", _training_sentence(t)]
     lines += ["", "Ranking SROCC = SROCC(quality, −level), 1 = perfect order (NIQE: quality = −NIQE).", ""]
     has_niqe = any("niqe" in e["srocc"] for e in r["degradations"].values())
     head = "| degradation | levels | trained against | SFD-IQA Q pooled | Q per-image | q_feat pooled | q_text pooled |"

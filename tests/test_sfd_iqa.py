@@ -236,7 +236,7 @@ def test_raw_state_dict_and_untrained_discriminator(tiny_clip_files, tmp_path):
 def test_ranking_report_runs_on_any_checkpoint(trained, tmp_path):
     import json
 
-    from sfd_metric.iqa_ranking import DEGRADATIONS, degrade, run_ranking_report
+    from sfd_metric.iqa_ranking import DEGRADATIONS, degrade, render_ranking_markdown, run_ranking_report
 
     img = photo("chelsea")[:64, :64]
     assert all(degrade(img, k, 0).tobytes() == img.tobytes() for k in DEGRADATIONS)
@@ -251,9 +251,14 @@ def test_ranking_report_runs_on_any_checkpoint(trained, tmp_path):
         crop_stride=1000,
         speed=False,
         progress=False,
+        training={"recipe": "options/demo_SFD_cpu.yml", "random_clip": True},  # the demo's form
     )
     text = open(path).read()
     assert all(f"| {k} |" in text for k in DEGRADATIONS) and "NIQE pooled" in text
+    assert "recipe = options/demo_SFD_cpu.yml" in text
+    report = json.loads((tmp_path / "report.json").read_text())
+    report["training"] = {"iters": 5, "batch": 2, "crop": 96, "train_photos": ["astronaut"], "seconds": 1.0}
+    assert "5 iterations, batch 2, 96² HR crops of astronaut" in render_ranking_markdown(report)
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["n_base_images"] == 1
     for entry in report["degradations"].values():
