@@ -111,6 +111,7 @@ def run_eval(
     has_mos = any(it.mos is not None for it in items)
 
     rows, skipped, seconds = [], [], {"sfd_iqa": 0.0, **{b: 0.0 for b in baselines}}
+    n_ok = dict.fromkeys(seconds, 0)  # speed counts only images a method actually scored
     bar = tqdm(items, unit="img", desc="SFD-IQA", disable=not progress, dynamic_ncols=True)
     for item in bar:
         try:
@@ -122,6 +123,7 @@ def run_eval(
         t0 = time.perf_counter()
         s = scorer.score(img)
         seconds["sfd_iqa"] += time.perf_counter() - t0
+        n_ok["sfd_iqa"] += 1
         row = {"name": item.name, **s.as_dict(), "height": int(img.shape[0]), "width": int(img.shape[1])}
         if item.mos is not None:
             row["mos"] = item.mos
@@ -132,7 +134,9 @@ def run_eval(
             except Exception as err:  # e.g. NIQE on an image smaller than its 96-pixel blocks
                 row[name] = math.nan
                 row[f"{name}_error"] = f"{type(err).__name__}: {err}"
-            seconds[name] += time.perf_counter() - t0
+            else:
+                seconds[name] += time.perf_counter() - t0
+                n_ok[name] += 1
         rows.append(row)
     bar.close()
     if not rows:
@@ -147,7 +151,8 @@ def run_eval(
         "n_scored": len(rows),
         "n_skipped": len(skipped),
         "skipped": skipped,
-        "speed_images_per_s": {k: (len(rows) / v if v > 0 else math.nan) for k, v in seconds.items()},
+        "speed_images_per_s": {k: (n_ok[k] / v if n_ok[k] and v > 0 else math.nan) for k, v in seconds.items()},
+        "n_scored_by": n_ok,
         "correlations": {},
         "images": rows,
         "files": {},
@@ -281,8 +286,18 @@ def render_markdown(s: dict) -> str:
         mean = {c: sum(r[c] for r in s["images"]) / n for c in COMPONENTS}
         what = "Scores" if n == 1 else f"Mean over {n} images"
         lines += [f"{what}: Q {mean['q']:.4f}, q_feat {mean['q_feat']:.4f}, q_text {mean['q_text']:.4f}", ""]
-    speed = ", ".join(f"{k} {_fmt(v)} images/s" for k, v in s["speed_images_per_s"].items())
-    lines += [f"Speed (scoring only, this run): {speed}.", ""]
+    speed = ", ".join(
+        f"{k} {_fmt(v)} images/s" if math.isfinite(v) else f"{k} n/a" for k, v in s["speed_images_per_s"].items()
+    )
+    lines += [f"Speed (scoring only, this run; images a method could not score are left out): {speed}.", ""]
+    for name in s["settings"]["compare"]:
+        failed = [r for r in s["images"] if f"{name}_error" in r]
+        if failed:
+            lines += [
+                f"{name} could not score {len(failed)} of {len(s['images'])} images (column `{name}_error`), "
+                f"e.g. `{failed[0]['name']}`: {failed[0][f'{name}_error']}",
+                "",
+            ]
     if s["skipped"]:
         lines += [f"## Skipped files ({s['n_skipped']})", ""]
         lines += [f"- `{x['name']}`: {x['reason']}" for x in s["skipped"]]

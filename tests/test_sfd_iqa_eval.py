@@ -71,6 +71,10 @@ def test_folder_with_bad_files_is_scored_and_skips_are_counted(scorer, tmp_path)
     assert all(0 <= r[c] <= 1 for r in s["images"] for c in ("q", "q_feat", "q_text"))
     assert np.isnan(scored["tiny.png"]["niqe"]) and "two 96x96 blocks" in scored["tiny.png"]["niqe_error"]
     assert np.isfinite(scored["img0.png"]["niqe"])
+    n_niqe = sum(np.isfinite(r["niqe"]) for r in s["images"])
+    assert s["n_scored_by"] == {"sfd_iqa": 6, "niqe": n_niqe} and n_niqe < 6  # speed counts scored images only
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert f"niqe could not score {6 - n_niqe} of 6 images" in report
     with open(tmp_path / "out" / "scores.csv") as f:
         assert len(list(csv.DictReader(f))) == 6
     saved = json.loads((tmp_path / "out" / "scores.json").read_text())
