@@ -111,7 +111,10 @@ def _checked(parse_options):
 
     def parse_and_check(root_path, is_train=True):
         opt, args = parse_options(root_path, is_train=is_train)
-        check_options(opt)
+        try:
+            check_options(opt)
+        except (FileNotFoundError, ValueError) as err:  # a user's recipe problem: no traceback
+            raise SystemExit(f"sfd-basicsr: cannot start {args.opt}: {err}") from None
         set_random_seed(int(opt["manual_seed"]) + opt["rank"])
         return opt, args
 
