@@ -34,6 +34,13 @@ def _accuracy(real: list[torch.Tensor], fake: list[torch.Tensor]) -> torch.Tenso
     return torch.stack(accs).mean()
 
 
+def train_patch_size(opt: dict) -> int | None:
+    """The HR crop the discriminator sees in training: top-level ``gt_size`` (Real-ESRGAN-style
+    recipes crop after synthesis) or ``datasets.train.gt_size``; None if neither is set."""
+    size = opt.get("gt_size") or ((opt.get("datasets") or {}).get("train") or {}).get("gt_size")
+    return int(size) if size else None
+
+
 @MODEL_REGISTRY.register()
 class SFDModel(ResumableMixin, SRGANModel):
     """SRGANModel with the SFD discriminator and SPEC's cost rules.
@@ -71,6 +78,9 @@ class SFDModel(ResumableMixin, SRGANModel):
                 f"SFDModel needs network_d.type SFDDiscriminator, got {type(disc).__name__}; "
                 "use SRGANModel/ESRGANModel for other discriminators"
             )
+        patch = train_patch_size(self.opt)
+        if patch:  # saved in every net_d checkpoint: SFD-IQA scores on tiles of this size by default
+            disc.config["train_patch_size"] = patch
         self.cri_feat = self._build_gan_loss("feat_gan_opt", disc.use_feat)
         self.cri_text = self._build_gan_loss("text_gan_opt", disc.use_text)
         self.grad_scaler = None
@@ -241,8 +251,7 @@ class SFDModel(ResumableMixin, SRGANModel):
         from sfd_metric.sfd_iqa_metric import live_discriminator
 
         disc = self.get_bare_model(self.net_d)
-        tile = ((self.opt.get("datasets") or {}).get("train") or {}).get("gt_size") or 256
-        with live_discriminator(disc, int(tile)):
+        with live_discriminator(disc, train_patch_size(self.opt) or 256):
             return super().validation(dataloader, current_iter, tb_logger, save_img)
 
     def test(self):

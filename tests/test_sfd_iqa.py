@@ -27,6 +27,7 @@ def trained(tiny_clip_files, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("sfd_iqa_run")
     opt = sfd_opt(tiny_clip_files["tiny-rn"], str(tmp))
     opt["network_g"] = {"type": "SFDBicubicUpsampler", "scale": 4}
+    opt["datasets"] = {"train": {"gt_size": TILE}}  # recorded in net_d: SFD-IQA's default tile
     torch.manual_seed(0)
     model = build_model(opt)
     for it, name in enumerate(("astronaut", "coffee", "rocket", "astronaut", "coffee", "rocket") * 2, start=1):
@@ -39,6 +40,16 @@ def trained(tiny_clip_files, tmp_path_factory):
 @pytest.fixture(scope="module")
 def scorer(trained):
     return SFDIQA.from_checkpoint(trained["ckpt"], tile=TILE, device="cpu")
+
+
+def test_checkpoint_records_the_training_crop_as_default_tile(trained):
+    from sfd_model.sfd_model import train_patch_size
+
+    assert SFDIQA.from_checkpoint(trained["ckpt"], device="cpu").tile == TILE  # not the 256 fallback
+    assert SFDIQA.from_checkpoint(trained["ckpt"], device="cpu", tile=96).tile == 96
+    assert train_patch_size({"gt_size": 256, "datasets": {"train": {"gt_size": 128}}}) == 256  # Real-ESRGAN style
+    assert train_patch_size({"datasets": {"train": {"gt_size": 128}}}) == 128
+    assert train_patch_size({"datasets": {}}) is None
 
 
 def test_scores_in_unit_interval_and_deterministic(trained, scorer):
