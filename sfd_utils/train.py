@@ -87,6 +87,59 @@ def _normalise_argv(argv: list[str]) -> list[str]:
     return out
 
 
+def _option_value(argv: list[str], flag: str) -> list[str]:
+    """The arguments following ``flag`` up to the next option (``--force_yml a=1 b=2`` -> [a=1, b=2])."""
+    if flag not in argv:
+        return []
+    out = []
+    for arg in argv[argv.index(flag) + 1 :]:
+        if arg.startswith("-"):
+            break
+        out.append(arg)
+    return out
+
+
+def check_command_line(argv: list[str]) -> None:
+    """Catch what basicsr would turn into a traceback: a missing ``-opt`` file, a ``--force_yml``
+    entry without ``key=value`` or below a key the recipe lacks. A ``--force_yml`` key the recipe
+    does not have yet is allowed (basicsr adds it) but warned about, with the closest existing key."""
+    import difflib
+
+    import yaml
+
+    recipe = _option_value(argv, "-opt")
+    if not recipe:
+        return  # basicsr's argparse reports the missing -opt
+    if not osp.isfile(recipe[0]):
+        raise SystemExit(f"sfd-basicsr: options file {recipe[0]!r} does not exist")
+    try:
+        with open(recipe[0], encoding="utf-8") as f:
+            opt = yaml.safe_load(f) or {}
+    except yaml.YAMLError as err:
+        raise SystemExit(f"sfd-basicsr: {recipe[0]} is not valid YAML: {err}") from None
+    for entry in _option_value(argv, "--force_yml"):
+        if entry.count("=") != 1:
+            raise SystemExit(f"sfd-basicsr: --force_yml {entry!r}: write one key=value, e.g. train:total_iter=1000")
+        keys = [k.strip() for k in entry.split("=")[0].split(":")]
+        node, path = opt, []
+        for i, key in enumerate(keys):
+            last = i == len(keys) - 1
+            if not isinstance(node, dict):
+                raise SystemExit(f"sfd-basicsr: --force_yml {entry!r}: {':'.join(path)} is not a section")
+            if key not in node:
+                close = difflib.get_close_matches(key, [str(k) for k in node], n=1)
+                hint = f"; did you mean {':'.join([*path, close[0]])}?" if close else ""
+                where = ":".join([*path, key])
+                if not last:
+                    raise SystemExit(f"sfd-basicsr: --force_yml {entry!r}: {where} is not in {recipe[0]}{hint}")
+                print(
+                    f"sfd-basicsr: warning: --force_yml adds {where}, which {recipe[0]} does not have{hint}",
+                    file=sys.stderr,
+                )
+                break
+            node, path = node[key], [*path, key]
+
+
 def prepare_basicsr() -> None:
     """Install the shim, import the plugin and patch the running basicsr's entry functions."""
     install()
@@ -128,6 +181,7 @@ def train_pipeline(root_path: str) -> None:
     import basicsr.train as bt
 
     sys.argv = _normalise_argv(sys.argv)
+    check_command_line(sys.argv)
     bt.train_pipeline(root_path)
 
 

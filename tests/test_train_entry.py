@@ -225,3 +225,23 @@ def test_recipes_run_with_tiny_overrides(tmp_path, pairs, tiny_clip_files, recip
         entries += [f"path:pretrain_network_g={tmp_path}/official_x4.pth", "path:param_key_g=~"]
     run_train(root, write_recipe(tmp_path, recipe), force(entries))
     assert (tmp_path / "experiments" / name / "models" / "net_d_2.pth").is_file()
+
+
+def test_command_line_mistakes_are_named_before_basicsr_starts(tmp_path, capsys):
+    from sfd_utils.train import check_command_line
+
+    recipe = os.path.join(ROOT, "options", "demo_SFD_cpu.yml")
+    with pytest.raises(SystemExit, match="options file .*nope.yml. does not exist"):
+        check_command_line(["train.py", "-opt", str(tmp_path / "nope.yml")])
+    bad = tmp_path / "bad.yml"
+    bad.write_text("train: [unclosed\n")
+    with pytest.raises(SystemExit, match="not valid YAML"):
+        check_command_line(["train.py", "-opt", str(bad)])
+    with pytest.raises(SystemExit, match="write one key=value"):
+        check_command_line(["train.py", "-opt", recipe, "--force_yml", "train:total_iter"])
+    with pytest.raises(SystemExit, match="trian is not in .*did you mean train\\?"):
+        check_command_line(["train.py", "-opt", recipe, "--force_yml", "trian:total_iter=3"])
+    check_command_line(["train.py", "-opt", recipe, "--force_yml", "train:totl_iter=3", "--auto_resume"])
+    assert "did you mean train:total_iter?" in capsys.readouterr().err  # a new key: warned, not refused
+    check_command_line(["train.py", "-opt", recipe, "--force_yml", "train:total_iter=3", "name=x"])
+    assert capsys.readouterr().err == ""
