@@ -157,6 +157,8 @@ class Upscaler:
             raise ValueError(f"alpha_upsampler must be 'model' or 'bilinear', got {self.alpha_upsampler!r}")
         if self.tile < 0 or self.tile_pad < 0:
             raise ValueError("tile and tile_pad must be >= 0")
+        if self.outscale is not None and not self.outscale > 0:
+            raise ValueError(f"outscale must be > 0, got {self.outscale}")
         self.device = pick_device(str(self.device))
         if self.precision == "fp16" and self.device.type == "cpu":
             self.notes.append("fp16 is not supported on CPU: running in fp32")
@@ -367,9 +369,12 @@ def upscale_paths(
     """
     from tqdm import tqdm
 
+    if ext != "auto" and not cv2.haveImageWriter(f"x.{ext.lower().lstrip('.')}"):
+        raise ValueError(f"--ext {ext}: OpenCV cannot write this format (use png, jpg, webp, tif, bmp...)")
     os.makedirs(output_dir, exist_ok=True)
     summary = RunSummary(notes=list(upscaler.notes))
     paths = list(inputs)
+    sources: dict[str, str] = {}  # output file -> the input it came from in this run
     bar = tqdm(paths, unit="img", disable=not progress)
     for path in bar:
         bar.set_postfix_str(os.path.basename(path))
@@ -380,10 +385,16 @@ def upscale_paths(
             target = os.path.join(output_dir, name)
             if os.path.abspath(target) == os.path.abspath(path):
                 raise ValueError("output would overwrite the input (give a --suffix or another output folder)")
+            if os.path.abspath(target) in sources:
+                raise ValueError(
+                    f"output {name} was already written for {sources[os.path.abspath(target)]} "
+                    "(same file stem; run the two in separate folders or with --ext auto)"
+                )
             ok, buf = cv2.imencode(os.path.splitext(name)[1], out)
             if not ok:
                 raise ValueError(f"OpenCV cannot encode {mode} as {os.path.splitext(name)[1]}")
             buf.tofile(target)
+            sources[os.path.abspath(target)] = os.path.basename(path)
             if note:
                 summary.notes.append(note)
             summary.written.append(target)

@@ -169,6 +169,15 @@ def test_output_names_and_overwrite_guard(tmp_path):
     summary = upscale_paths([img], str(tmp_path), up, suffix="", ext="auto", progress=False)
     assert not summary.written and "overwrite the input" in summary.failed[0][1]
     assert cv2.imread(img).shape == (8, 8, 3)
+    jpg = write(tmp_path / "p.jpg", cv2.cvtColor(photo("coffee")[:8, :8], cv2.COLOR_RGB2BGR))
+    out = tmp_path / "clash"
+    summary = upscale_paths([img, jpg], str(out), up, ext="png", progress=False)  # both -> p_out.png
+    assert len(summary.written) == 1 and "already written for p.png" in summary.failed[0][1]
+    assert summary.failed[0][0] == jpg and os.listdir(out) == ["p_out.png"]
+    with pytest.raises(ValueError, match="--ext xyz"):
+        upscale_paths([img], str(out), up, ext="xyz", progress=False)
+    with pytest.raises(ValueError, match="outscale must be > 0"):
+        Upscaler(tiny_rrdb(4), scale=4, device="cpu", outscale=0)
 
 
 def test_cli_with_checkpoints_of_each_kind(tmp_path, capsys):
