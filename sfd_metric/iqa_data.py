@@ -155,8 +155,11 @@ def read_mos_table(
     """
     if not os.path.isfile(table):
         raise InputError(f"MOS table {table!r} does not exist")
-    with open(table, newline="", encoding="utf-8-sig") as f:
-        text = f.read()
+    try:
+        with open(table, newline="", encoding="utf-8-sig") as f:
+            text = f.read()
+    except UnicodeDecodeError as err:
+        raise InputError(f"MOS table {table!r} is not a text (UTF-8) table: {err.reason} at byte {err.start}") from None
     if table.lower().endswith(".tsv"):
         delimiter = "\t"
     else:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 
@@ -240,6 +241,9 @@ class SFDIQA:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.device = torch.device(device if device else ("cuda" if torch.cuda.is_available() else "cpu"))
+        if self.device.type == "cuda" and not torch.cuda.is_available():  # as inference_sr / evaluate_sr
+            warnings.warn(f"{device} requested but CUDA is not available: scoring on CPU", stacklevel=2)
+            self.device = torch.device("cpu")
         self.disc = disc.to(self.device).eval()
         self.tile, self.stride, self.alpha, self.batch_size, self.bf16 = tile, stride, alpha, batch_size, bf16
         self.config = dict(disc.config)

@@ -190,3 +190,24 @@ def test_single_image_cli_and_help(ckpt, tmp_path, capsys):
     text = build_parser().format_help()
     for word in ("KonIQ-10k", "LIVE Challenge", "alpha channel is dropped", "--compare", "--mos-col", "16-bit"):
         assert word in text, word
+
+
+def test_bad_command_line_values_are_refused(ckpt, tmp_path, capsys):
+    img = tmp_path / "p.png"
+    write_rgb(img, photo("chelsea")[:64, :64])
+    for flag in ("--tile", "--limit", "--stride", "--batch-size"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args([str(img), "-c", ckpt, flag, "0"])
+        assert "must be a positive integer" in capsys.readouterr().err
+    assert main([str(img), "-c", ckpt, "--dataset", "koniq", "-o", str(tmp_path / "o"), "--quiet"]) == 2
+    assert "not a text (UTF-8) table" in capsys.readouterr().err
+
+
+def test_cuda_request_without_cuda_falls_back_to_cpu(ckpt):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present: nothing to fall back from")
+    with pytest.warns(UserWarning, match="CUDA is not available"):
+        s = SFDIQA.from_checkpoint(ckpt, tile=64, device="cuda")
+    assert s.device.type == "cpu" and 0.0 <= s.score(photo("chelsea")[:64, :64]).q <= 1.0
