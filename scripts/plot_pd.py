@@ -26,6 +26,8 @@ def main(argv=None) -> int:
     points = load_points(a.results, a.label, a.x, a.y)
     for pt in points:
         print(f"{pt['label']:<20} {a.x} {pt['x']:.4f}  {a.y} {pt['y']:.4f}  ({pt['count']} images)")
+    if len({pt["count"] for pt in points}) > 1:
+        print("warning: the methods were evaluated on different numbers of images; their means are not comparable")
     for path in plot_pd(points, a.y, a.x, a.out, a.title):
         print(f"wrote {path}")
     return 0

@@ -40,8 +40,13 @@ def load_points(paths: Sequence[str], labels: Sequence[str] | None, x: str, y: s
         raise ValueError(f"{len(labels)} label(s) for {len(paths)} result file(s): give one --label per file")
     points = []
     for i, path in enumerate(paths):
-        with open(path) as f:
-            res = json.load(f)
+        try:
+            with open(path, encoding="utf-8") as f:
+                res = json.load(f)
+        except ValueError as err:  # JSONDecodeError, UnicodeDecodeError
+            raise ValueError(f"{path}: not an evaluation JSON written by evaluate_sr.py ({err})") from None
+        if not isinstance(res, dict):
+            raise ValueError(f"{path}: not an evaluation JSON written by evaluate_sr.py")
         mean = res.get("mean") or {}
         for metric in (x, y):
             if mean.get(metric) is None:

@@ -70,6 +70,10 @@ def test_missing_metric_names_the_file(tmp_path, jsons):
         load_points([*jsons, no_lpips], None, "psnr", "lpips")
     with open(no_lpips) as f:
         assert json.load(f)["mean"]["niqe"] == 5.0
+    for name, content in (("table.csv", "name,psnr\na,1\n"), ("list.json", "[1, 2]")):
+        (tmp_path / name).write_text(content)
+        with pytest.raises(ValueError, match=f"{name}: not an evaluation JSON"):
+            load_points([str(tmp_path / name)], None, "psnr", "niqe")
 
 
 def test_cli(jsons, tmp_path, capsys):
@@ -78,3 +82,9 @@ def test_cli(jsons, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "SFD" in out and "pd_niqe.png" in out and "pd_niqe.svg" in out
     assert mpimg.imread(str(tmp_path / "pd_niqe.png")).shape[2] in (3, 4)
+    assert "different numbers of images" not in out
+    fewer = result("Few", 24.0, 0.3, 6.0)
+    fewer["count"] = 1
+    few = write_results(fewer, str(tmp_path), "few")["json"]
+    assert cli.main([*jsons, few, "--y", "niqe", "--out", str(tmp_path / "pd_mixed")]) == 0
+    assert "different numbers of images" in capsys.readouterr().out
