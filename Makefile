@@ -31,7 +31,7 @@ demo: setup
 # CSUD on CPU (about 10 minutes): synthetic rain, 400 iterations, derain the held-out set and
 # print rainy-input vs derained PSNR/SSIM.
 demo-csud: setup
-	$(PY) scripts/make_synthetic_rain.py --root datasets/csud_synthetic
+	$(PY) scripts/make_synthetic_rain.py --root datasets/csud_synthetic --overwrite
 	$(PY) basicsr/train.py -opt options/demo_CSUD_cpu.yml
 	$(PY) scripts/derain.py -i datasets/csud_synthetic/test/rain --gt datasets/csud_synthetic/test/clean \
 		-w experiments/demo_CSUD_cpu/models/net_g_latest.pth -o results/demo_CSUD_cpu

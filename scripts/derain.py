@@ -2,6 +2,8 @@
 
 Example: python scripts/derain.py -i datasets/csud_synthetic/test/rain --gt datasets/csud_synthetic/test/clean \\
              -w experiments/demo_CSUD_cpu/models/net_g_latest.pth -o results/demo_CSUD_cpu
+Start-up problems (missing or unfit checkpoint, bad option, output folder that is the input or GT
+folder, two inputs with the same output name) are printed as one ``error:`` line, exit status 2.
 """
 
 import os

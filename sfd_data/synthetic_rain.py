@@ -3,14 +3,16 @@
 Rain model ``O = clip(B + tint * R)``: R is a layer of anti-aliased line streaks (one main angle per
 image with a small jitter, random length, thickness and strength, slightly blurred); ``tint`` is a
 near-achromatic colour (each channel within a few percent of 1), matching the Channel Consistency
-Prior. Three disjoint photo groups give an unpaired rainy set, a clean set of *other* photos and a
-held-out paired test set.
+Prior. The training photos give an unpaired rainy set and a clean set (by default the other half of
+each photo, so the two never share a pixel; or a disjoint group of other photos), and held-out
+photos a paired test set.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import shutil
 from dataclasses import dataclass
 
 import cv2
@@ -23,6 +25,11 @@ CLEAN_PHOTOS = ("coffee", "ihc", "hubble_deep_field", "grass", "gravel", "moon")
 TEST_PHOTOS = ("chelsea", "coins", "retina")
 TRAIN_PHOTOS = RAIN_PHOTOS + CLEAN_PHOTOS
 CLEAN_FROM = ("other_halves", "other_photos")
+SPLITS = ("train/rain", "train/clean", "test/rain", "test/clean")
+
+
+class OutputNotEmptyError(FileExistsError, ValueError):
+    """An output split folder already holds files (and overwriting was not asked for)."""
 
 
 @dataclass
@@ -75,7 +82,9 @@ def add_rain(img: np.ndarray, rng: np.random.Generator, style: RainStyle | None 
 
 
 def _write(folder: str, name: str, img_rgb: np.ndarray) -> None:
-    cv2.imwrite(os.path.join(folder, name), cv2.cvtColor(img_rgb, cv2.COLOR_RGB2BGR))
+    path = os.path.join(folder, name)
+    if not cv2.imwrite(path, cv2.cvtColor(img_rgb, cv2.COLOR_RGB2BGR)):
+        raise OSError(f"cannot write {path}")
 
 
 def _crops(photos, size: int, max_per_photo: int) -> list[tuple[str, np.ndarray]]:
@@ -104,6 +113,46 @@ def half_crops(photos, size: int, max_per_photo: int, rain: bool) -> list[tuple[
     return out
 
 
+def check_style(style: RainStyle) -> None:
+    """ValueError for ranges a rain layer cannot be drawn from (negative, or min > max)."""
+    for name in ("density", "length", "strength"):
+        lo, hi = getattr(style, name)
+        if lo < 0 or lo > hi:
+            raise ValueError(f"{name} must be a range 0 <= min <= max, got {lo} {hi}")
+
+
+def _largest_crop(photos, halves: bool) -> tuple[int, str]:
+    """The largest square crop any of ``photos`` (or of their halves) holds, and which photo."""
+    sizes = []
+    for name in photos:
+        h, w = load_photo(name).shape[:2]
+        sizes.append((min(h, w // 2 if halves else w), f"{name} {h}x{w // 2 if halves else w}"))
+    return max(sizes)
+
+
+def _need_crops(crops: list, photos, size: int, option: str, what: str, halves: bool = False) -> None:
+    if not crops:
+        largest, which = _largest_crop(photos, halves)
+        raise ValueError(
+            f"{option} {size} is larger than every {what} (the largest is {which}): no crop fits; "
+            f"use {option} {largest} or less"
+        )
+
+
+def _prepare_folders(folders: dict[str, str], overwrite: bool) -> None:
+    """Create the split folders; refuse non-empty ones unless ``overwrite`` (then they are emptied)."""
+    used = [f for f in folders.values() if os.path.isdir(f) and os.listdir(f)]
+    if used and not overwrite:
+        raise OutputNotEmptyError(
+            f"output folder(s) not empty: {', '.join(used)}; old and new crops would mix. Give --overwrite "
+            "(overwrite=True) to empty them first, or another --root"
+        )
+    for folder in folders.values():
+        if overwrite and os.path.isdir(folder):
+            shutil.rmtree(folder)
+        os.makedirs(folder, exist_ok=True)
+
+
 def make_synthetic_rain(
     root: str = "datasets/csud_synthetic",
     train_size: int = 128,
@@ -113,33 +162,53 @@ def make_synthetic_rain(
     seed: int = 0,
     style: RainStyle | None = None,
     clean_from: str = "other_halves",
+    overwrite: bool = False,
 ) -> dict:
-    """Write the CSUD demo data set (RGB PNGs) and return the image count per folder::
+    """Write the CSUD demo data set (RGB PNGs) and return the number of images written per folder::
 
         root/train/rain   rainy crops                           (unpaired: other halves of
         root/train/clean  clean crops                            TRAIN_PHOTOS, or other photos)
         root/test/rain    rainy crops of TEST_PHOTOS            (held out, paired by file name
         root/test/clean   the same crops without rain            with test/clean)
 
-    Deterministic for a given ``seed``; existing files of the same name are overwritten.
+    Deterministic for a given ``seed``. Everything is checked before anything is written: sizes and
+    counts must be positive, the crops must fit in the photos, and the four split folders must be
+    empty or absent; ``overwrite=True`` empties them first (nothing else under ``root`` is touched).
     """
     if clean_from not in CLEAN_FROM:
         raise ValueError(f"clean_from must be one of {CLEAN_FROM}, got {clean_from!r}")
+    for name, value in (("train_size", train_size), ("test_size", test_size)):
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+    for name, value in (("max_per_photo", max_per_photo), ("max_test_per_photo", max_test_per_photo)):
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+    check_style(style or RainStyle())
     rng = np.random.default_rng(seed)
-    folders = {k: os.path.join(root, *k.split("/")) for k in ("train/rain", "train/clean", "test/rain", "test/clean")}
-    for folder in folders.values():
-        os.makedirs(folder, exist_ok=True)
     if clean_from == "other_halves":
         rain_crops = half_crops(TRAIN_PHOTOS, train_size, max_per_photo, rain=True)
         clean_crops = half_crops(TRAIN_PHOTOS, train_size, max_per_photo, rain=False)
+        _need_crops(rain_crops and clean_crops, TRAIN_PHOTOS, train_size, "--size", "training photo half", True)
     else:
         rain_crops = _crops(RAIN_PHOTOS, train_size, max_per_photo)
         clean_crops = _crops(CLEAN_PHOTOS, train_size, max_per_photo)
+        _need_crops(rain_crops, RAIN_PHOTOS, train_size, "--size", "rainy training photo")
+        _need_crops(clean_crops, CLEAN_PHOTOS, train_size, "--size", "clean training photo")
+    test_crops = _crops(TEST_PHOTOS, test_size, max_test_per_photo)
+    _need_crops(test_crops, TEST_PHOTOS, test_size, "--test-size", "test photo")
+
+    folders = {k: os.path.join(root, *k.split("/")) for k in SPLITS}
+    _prepare_folders(folders, overwrite)
+    counts = dict.fromkeys(SPLITS, 0)
     for name, crop in rain_crops:
         _write(folders["train/rain"], name, add_rain(crop, rng, style))
+        counts["train/rain"] += 1
     for name, crop in clean_crops:
         _write(folders["train/clean"], name, crop)
-    for name, crop in _crops(TEST_PHOTOS, test_size, max_test_per_photo):
+        counts["train/clean"] += 1
+    for name, crop in test_crops:
         _write(folders["test/clean"], name, crop)
         _write(folders["test/rain"], name, add_rain(crop, rng, style))
-    return {k: len(os.listdir(v)) for k, v in folders.items()}
+        counts["test/clean"] += 1
+        counts["test/rain"] += 1
+    return counts

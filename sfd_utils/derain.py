@@ -8,6 +8,10 @@
   differs slightly from whole-image output; ``tile=0`` always uses the whole image).
 - Metrics: PSNR/SSIM on RGB and on Y (BasicSR's ``calculate_psnr/ssim``, uint8, no border crop)
   against a GT folder matched by file stem, for the derained output and for the rainy input.
+- Images: 8- or 16-bit, gray, RGB or RGBA; the output PNG keeps the input's bit depth and channel
+  layout (the alpha channel is copied unchanged). Metrics are computed on 8-bit RGB.
+- Outputs are ``<out_dir>/<stem>.png``; a run that would write into the input or GT folder, or
+  write two inputs to the same file (``a.jpg`` and ``a.png``), is refused before any work.
 - Unreadable inputs or GT files are reported by name, skipped and counted; the run goes on.
 """
 
@@ -24,17 +28,25 @@ import numpy as np
 import torch
 from torch import nn
 
-from sfd_data.unpaired_rain_dataset import list_images, read_image
+from sfd_data.unpaired_rain_dataset import list_images
 
 METRICS = ("psnr_rgb", "ssim_rgb", "psnr_y", "ssim_y")
 
 
-def _state_dict(checkpoint: dict) -> dict:
-    for key in ("params_ema", "params", "state_dict"):
-        if isinstance(checkpoint.get(key), dict):
-            checkpoint = checkpoint[key]
-            break
-    return {(k[7:] if k.startswith("module.") else k): v for k, v in checkpoint.items()}
+def _examples(keys: list[str], n: int = 2) -> str:
+    return ", ".join(keys[:n]) + (", ..." if len(keys) > n else "")
+
+
+def _mismatch_message(weights: str, net_type: str, problems: dict) -> str:
+    parts = []
+    if problems["missing"]:
+        parts.append(f"{len(problems['missing'])} missing keys (e.g. {_examples(problems['missing'])})")
+    if problems["unexpected"]:
+        parts.append(f"{len(problems['unexpected'])} unexpected keys (e.g. {_examples(problems['unexpected'])})")
+    if problems["shape"]:
+        parts.append(f"{len(problems['shape'])} shape mismatches (e.g. {problems['shape'][0]})")
+    hint = "the derainer is saved as net_g_*.pth (net_t_* is the rain generator, net_d_* the discriminator)"
+    return f"{weights} does not match the derainer architecture {net_type}: {'; '.join(parts)}; {hint}"
 
 
 def load_derainer(weights: str, network: dict | None = None, device: str | torch.device = "cpu") -> nn.Module:
@@ -46,16 +58,27 @@ def load_derainer(weights: str, network: dict | None = None, device: str | torch
     from basicsr.archs import build_network
 
     from sfd_arch.nafnet_arch import nafnet_options_from_state_dict
+    from sfd_utils.checkpoint import CheckpointError, compare_keys, extract_state_dict, read_checkpoint
 
     if not osp.isfile(weights):
         raise FileNotFoundError(f"weights: checkpoint {weights!r} does not exist")
-    sd = _state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    try:  # read_checkpoint names the file when it is not a (weights-only) torch checkpoint
+        sd, _ = extract_state_dict(read_checkpoint(weights))
+    except CheckpointError as err:
+        raise CheckpointError(str(err) if weights in str(err) else f"{weights}: {err}") from None
     if network is None:
         try:
             network = {"type": "CSUDNAFNet", **nafnet_options_from_state_dict(sd)}
         except KeyError as err:
-            raise ValueError(f"{weights}: not a NAFNet checkpoint ({err}); give the network (--opt recipe)") from err
+            hint = "; net_g_*.pth is the derainer" if osp.basename(weights).startswith(("net_t_", "net_d_")) else ""
+            why = str(err.args[0]).split(": ", 1)[-1]
+            raise ValueError(
+                f"{weights}: not a NAFNet checkpoint ({why}); give the network (--opt recipe){hint}"
+            ) from None
     net = build_network(dict(network))
+    problems = compare_keys(sd, net)
+    if any(problems.values()):
+        raise CheckpointError(_mismatch_message(weights, type(net).__name__, problems))
     net.load_state_dict(sd, strict=True)
     return net.to(device).eval()
 
@@ -87,12 +110,57 @@ def derain_tensor(net: nn.Module, x: torch.Tensor, tile: int = 0, overlap: int =
     return (out / weight).clamp(0, 1)
 
 
-def derain_image(net: nn.Module, img_bgr: np.ndarray, tile: int = 0, overlap: int = 32) -> np.ndarray:
-    """(H, W, 3) uint8 BGR -> derained (H, W, 3) uint8 BGR."""
+def read_image(path: str) -> np.ndarray:
+    """An image as stored (``cv2.IMREAD_UNCHANGED``: gray, BGR or BGRA; 8 or 16 bits).
+
+    OSError naming the file when it cannot be decoded or is neither 8- nor 16-bit.
+    """
+    import cv2
+
+    with open(path, "rb") as f:
+        buf = f.read()
+    img = cv2.imdecode(np.frombuffer(buf, np.uint8), cv2.IMREAD_UNCHANGED) if buf else None
+    if img is None:
+        raise OSError(f"cannot decode image {path!r} (empty, truncated or not an image)")
+    if img.dtype not in (np.uint8, np.uint16) or (img.ndim == 3 and img.shape[2] not in (1, 3, 4)):
+        raise OSError(f"unsupported image {path!r}: {img.dtype} with shape {img.shape} (8/16-bit gray, RGB, RGBA)")
+    return img
+
+
+def to_bgr8(img: np.ndarray) -> np.ndarray:
+    """Gray / BGR / BGRA, 8 or 16 bits -> (H, W, 3) uint8 BGR (alpha dropped), for metrics."""
+    if img.dtype == np.uint16:
+        img = np.round(img.astype(np.float32) / 257.0).astype(np.uint8)
+    if img.ndim == 2:
+        img = img[..., None]
+    if img.shape[2] == 1:
+        return np.repeat(img, 3, axis=2)
+    return np.ascontiguousarray(img[..., :3])
+
+
+def derain_image(net: nn.Module, img: np.ndarray, tile: int = 0, overlap: int = 32) -> np.ndarray:
+    """Derain an image as :func:`read_image` returns it; the output has its dtype and channel layout.
+
+    (H, W, 3) uint8 BGR -> (H, W, 3) uint8 BGR; 16-bit stays 16-bit, gray stays gray (the network runs
+    on the gray image replicated to RGB), and an alpha channel is copied unchanged.
+    """
+    max_value = 65535.0 if img.dtype == np.uint16 else 255.0
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[..., 0]
+    gray = img.ndim == 2
+    bgr = np.repeat(img[..., None], 3, axis=2) if gray else img[..., :3]
+    alpha = img[..., 3:] if not gray and img.shape[2] == 4 else None
     device = next(net.parameters()).device
-    x = torch.from_numpy(np.ascontiguousarray(img_bgr[..., ::-1])).permute(2, 0, 1)[None].float() / 255.0
+    x = torch.from_numpy(np.ascontiguousarray(bgr[..., ::-1])).permute(2, 0, 1)[None].float() / max_value
     y = derain_tensor(net, x.to(device), tile, overlap)[0].permute(1, 2, 0).cpu().numpy()
-    return np.ascontiguousarray(np.round(y * 255.0).astype(np.uint8)[..., ::-1])
+    if gray:
+        y = y.mean(axis=2)  # equal weights: the gray image went in on every channel
+    else:
+        y = y[..., ::-1]
+    out = np.round(y * max_value).astype(img.dtype)
+    if alpha is not None:
+        out = np.concatenate([out, alpha], axis=2)
+    return np.ascontiguousarray(out)
 
 
 def image_metrics(img_bgr: np.ndarray, gt_bgr: np.ndarray) -> dict[str, float]:
@@ -111,6 +179,55 @@ def _gt_index(gt_dir: str) -> dict[str, str]:
     return {osp.splitext(osp.basename(p))[0]: p for p in list_images(gt_dir, "gt")}
 
 
+def _same_path(a: str, b: str) -> bool:
+    """True when two spellings name the same file or folder (symlinks, ``..``, case on macOS/Windows)."""
+    if osp.exists(a) and osp.exists(b):
+        return osp.samefile(a, b)
+    return osp.normcase(osp.realpath(a)) == osp.normcase(osp.realpath(b))
+
+
+def check_output_dir(out_dir: str, inputs: list[str], input_path: str | None = None, gt_dir: str | None = None) -> None:
+    """ValueError when ``out_dir`` is the folder of the input (``input_path`` or an input image's) or the
+    GT folder: the derained PNGs would overwrite or mix with the rainy inputs / the clean references."""
+    folders = {osp.dirname(osp.abspath(p)) for p in inputs}
+    if input_path and osp.isdir(input_path):
+        folders.add(input_path)
+    for folder in sorted(folders):
+        if _same_path(out_dir, folder):
+            raise ValueError(
+                f"output would overwrite the input: -o {out_dir} is the input folder {folder}; "
+                "choose another output folder"
+            )
+    if gt_dir and _same_path(out_dir, gt_dir):
+        raise ValueError(
+            f"output would overwrite the GT: -o {out_dir} is the --gt folder {gt_dir}; choose another output folder"
+        )
+
+
+def output_paths(inputs: list[str], out_dir: str) -> dict[str, str]:
+    """Input -> ``<out_dir>/<stem>.png``. ValueError naming the files when two inputs share an output
+    (same stem, e.g. ``a.jpg`` and ``a.png``) or an output is an input file itself."""
+    targets = {p: osp.join(out_dir, f"{osp.splitext(osp.basename(p))[0]}.png") for p in inputs}
+    by_target: dict[str, list[str]] = {}
+    for path, target in targets.items():
+        by_target.setdefault(osp.normcase(osp.realpath(target)), []).append(path)
+    clashes = [paths for paths in by_target.values() if len(paths) > 1]
+    if clashes:
+        shown = "; ".join(
+            f"{' and '.join(osp.basename(p) for p in paths)} -> {osp.basename(targets[paths[0]])}"
+            for paths in clashes[:5]
+        )
+        more = f" (+{len(clashes) - 5} more)" if len(clashes) > 5 else ""
+        raise ValueError(
+            f"{len(clashes)} output name clash(es): {shown}{more}; each would overwrite the other "
+            "(outputs are <stem>.png): rename the inputs or derain them separately"
+        )
+    for path, target in targets.items():
+        if _same_path(path, target):
+            raise ValueError(f"output would overwrite the input {path}; choose another output folder")
+    return targets
+
+
 def derain_paths(
     net: nn.Module,
     inputs: list[str],
@@ -127,6 +244,11 @@ def derain_paths(
     [(gt, reason)], 'rows': [...], 'mean': {...}}``; ``mean`` averages each metric over the scored
     images (``in_*``: the rainy input against GT).
     """
+    if tile < 0 or overlap < 0:
+        raise ValueError(f"tile ({tile}) and overlap ({overlap}) must be >= 0")
+    if out_dir:
+        check_output_dir(out_dir, inputs, gt_dir=gt_dir)
+    targets = output_paths(inputs, out_dir) if out_dir else {}
     gts = _gt_index(gt_dir) if gt_dir else {}
     if out_dir:
         os.makedirs(out_dir, exist_ok=True)
@@ -146,7 +268,10 @@ def derain_paths(
         if out_dir:
             import cv2
 
-            cv2.imwrite(osp.join(out_dir, f"{stem}.png"), out)
+            if not cv2.imwrite(targets[path], out):
+                skipped.append((path, f"cannot write {targets[path]}"))
+                log(f"skipped (cannot write the output): {targets[path]}")
+                continue
         if gt_dir:
             gt_path = gts.get(stem)
             gt = None
@@ -154,17 +279,17 @@ def derain_paths(
                 no_gt.append(path)
             else:
                 try:
-                    gt = read_image(gt_path)
+                    gt = to_bgr8(read_image(gt_path))
                 except OSError as err:
                     gt_problems.append((gt_path, str(err)))
                     log(f"no metrics (unreadable GT): {gt_path}: {err}")
-                if gt is not None and gt.shape != img.shape:
+                if gt is not None and gt.shape[:2] != img.shape[:2]:
                     gt_problems.append((gt_path, f"GT size {gt.shape[:2]} != input size {img.shape[:2]}"))
                     log(f"no metrics (GT size differs): {gt_path}")
                     gt = None
             if gt is not None:
-                row.update(image_metrics(out, gt))
-                row.update({f"in_{k}": v for k, v in image_metrics(img, gt).items()})
+                row.update(image_metrics(to_bgr8(out), gt))
+                row.update({f"in_{k}": v for k, v in image_metrics(to_bgr8(img), gt).items()})
         rows.append(row)
     scored = [r for r in rows if "psnr_rgb" in r]
     keys = [*METRICS, *(f"in_{m}" for m in METRICS)]
@@ -215,24 +340,40 @@ def network_from_recipe(recipe: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="Exit status: 0 when images were derained, 1 when none was, 2 when the run could not start "
+        "(missing file, unfit checkpoint, bad option, output folder = input/GT folder, output name clash).",
+    )
     parser.add_argument("-i", "--input", required=True, help="an image or a folder of images")
     parser.add_argument("-w", "--weights", required=True, help="derainer checkpoint (net_g_*.pth or official NAFNet)")
     parser.add_argument("-o", "--output", default=None, help="folder for the derained PNGs (default: none written)")
     parser.add_argument("--gt", default=None, help="folder of clean images (same file stems) to score against")
     parser.add_argument("--csv", default=None, help="per-image CSV report (default: <output>/metrics.csv with --gt)")
     parser.add_argument("--opt", default=None, help="recipe whose network_g to build (default: read from the keys)")
-    parser.add_argument("--tile", type=int, default=1024, help="tile side for larger images; 0 = whole image")
+    parser.add_argument(
+        "--tile", type=int, default=1024, help="tile side for larger images; 0 = whole image (default: %(default)s)"
+    )
     parser.add_argument(
         "--overlap", type=int, default=None, help="tile overlap in pixels (default: 32, at most a quarter tile)"
     )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
 
+    if args.tile < 0:
+        parser.error(f"--tile must be >= 0 (0 = whole image), got {args.tile}")
     if args.overlap is None:
-        args.overlap = min(32, max(args.tile // 4, 0))
-    net = load_derainer(args.weights, network_from_recipe(args.opt) if args.opt else None, args.device)
+        args.overlap = min(32, args.tile // 4)
+    if args.overlap < 0:
+        parser.error(f"--overlap must be >= 0, got {args.overlap}")
+    if args.tile and args.overlap >= args.tile:
+        parser.error(f"--overlap {args.overlap} must be smaller than --tile {args.tile}")
+    # Cheap checks first: nothing is loaded or written when the output plan is wrong.
     inputs = collect_inputs(args.input)
+    if args.output:
+        check_output_dir(args.output, inputs, args.input, args.gt)
+        output_paths(inputs, args.output)
+    net = load_derainer(args.weights, network_from_recipe(args.opt) if args.opt else None, args.device)
     csv_path = args.csv or (osp.join(args.output, "metrics.csv") if args.output and args.gt else None)
     res = derain_paths(net, inputs, args.output, args.gt, csv_path, args.tile, args.overlap)
     print(f"derained {res['processed']} of {len(inputs)} image(s); skipped {len(res['skipped'])} unreadable file(s)")
