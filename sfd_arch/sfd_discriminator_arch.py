@@ -149,7 +149,9 @@ class SFDDiscriminator(nn.Module):
         wrong = {k: (meta.get(k), self.config[k]) for k in STRUCTURAL_KEYS if meta.get(k) != self.config[k]}
         if wrong:
             detail = ", ".join(f"{k}: checkpoint {a!r} vs network {b!r}" for k, (a, b) in wrong.items())
-            raise ValueError(f"SFD discriminator checkpoint does not match network_d ({detail})")
+            from sfd_utils.checkpoint import CheckpointError  # a ValueError
+
+            raise CheckpointError(f"SFD discriminator checkpoint does not match network_d ({detail})")
         self.config["pos_words"], self.config["neg_words"] = meta["pos_words"], meta["neg_words"]
         if meta.get("train_patch_size"):
             self.config["train_patch_size"] = int(meta["train_patch_size"])

@@ -42,7 +42,36 @@ def set_rng_state(state: dict) -> None:
 
 
 class ResumableMixin:
-    """Mixin for BasicSR models: CPU-safe DDP, RNG and GradScaler in the training state."""
+    """Mixin for BasicSR models: CPU-safe DDP, RNG and GradScaler in the training state, and
+    pretrained-network files that do not fit named in one line."""
+
+    def load_network(self, net, load_path, strict=True, param_key="params"):
+        """BasicSR's loader; a file that does not fit ``net`` raises CheckpointError naming the file,
+        the network and the keys that differ (instead of PyTorch's list of every key)."""
+        try:
+            return super().load_network(net, load_path, strict, param_key)
+        except (RuntimeError, KeyError):
+            from sfd_utils.checkpoint import (
+                CheckpointError,
+                compare_keys,
+                describe_problems,
+                extract_state_dict,
+                read_checkpoint,
+            )
+
+            bare = self.get_bare_model(net)
+            what = f"{load_path} does not fit {type(bare).__name__}"
+            try:
+                sd, _ = extract_state_dict(read_checkpoint(load_path), param_key)
+            except CheckpointError as why:
+                raise CheckpointError(f"{what}: {why}") from None
+            problems = compare_keys({k.removeprefix("module."): v for k, v in sd.items()}, bare)
+            if not any(problems.values()):
+                raise
+            raise CheckpointError(
+                f"{what} ({describe_problems(problems, 3)}); check the path.pretrain_network_* "
+                "entries (net_g_* = generator, net_d_* = discriminator)"
+            ) from None
 
     def model_to_device(self, net):
         net = net.to(self.device)

@@ -216,7 +216,8 @@ def compare_keys(state_dict: Mapping[str, torch.Tensor], net: torch.nn.Module) -
     }
 
 
-def _describe(problems: dict, limit: int = 8) -> str:
+def describe_problems(problems: dict, limit: int = 8) -> str:
+    """One line on what :func:`compare_keys` found."""
     parts = []
     for name in ("missing", "unexpected", "shape"):
         items = problems[name]
@@ -252,7 +253,7 @@ def load_generator_weights(net: torch.nn.Module, path: str, param_key: str | Non
         raise CheckpointError(f"{path}: {err}") from None
     problems = compare_keys(state_dict, net)
     if strict and any(problems.values()):
-        raise CheckpointError(f"{path} does not fit {type(net).__name__}: {_describe(problems)}")
+        raise CheckpointError(f"{path} does not fit {type(net).__name__}: {describe_problems(problems)}")
     if problems["shape"]:  # non-strict: leave mismatched tensors at their initial values
         bad = {p.split(":")[0] for p in problems["shape"]}
         state_dict = OrderedDict((k, v) for k, v in state_dict.items() if k not in bad)

@@ -179,10 +179,14 @@ def train_pipeline(root_path: str) -> None:
     """``basicsr.train.train_pipeline`` with the plugin; outputs go under ``root_path``."""
     prepare_basicsr()
     import basicsr.train as bt
+    from sfd_utils.checkpoint import CheckpointError
 
     sys.argv = _normalise_argv(sys.argv)
     check_command_line(sys.argv)
-    bt.train_pipeline(root_path)
+    try:
+        bt.train_pipeline(root_path)
+    except CheckpointError as err:  # a pretrained/resumed file that does not fit: the user's to fix
+        raise SystemExit(f"sfd-basicsr: {err}") from None
 
 
 def main() -> None:

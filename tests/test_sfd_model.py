@@ -10,6 +10,7 @@ from basicsr.models import build_model
 from conftest import lr_hr_batch, sfd_opt
 
 from sfd_model.sfd_model import SFDModel
+from sfd_utils.checkpoint import CheckpointError
 
 
 def build(clip_file, tmp_path, **train):
@@ -169,6 +170,13 @@ def test_options_are_validated(tiny_clip_files, tmp_path):
     opt = sfd_opt(clip, str(tmp_path))
     opt["path"]["pretrain_network_g"] = str(tmp_path / "missing_g.pth")
     with pytest.raises(FileNotFoundError, match="path.pretrain_network_g"):
+        build_model(opt)
+    model = build(clip, tmp_path)
+    g_file = tmp_path / "net_g_1.pth"
+    torch.save({"params": model.net_g.state_dict()}, g_file)
+    opt = sfd_opt(clip, str(tmp_path))
+    opt["path"]["pretrain_network_d"] = str(g_file)  # a generator where the discriminator belongs
+    with pytest.raises(CheckpointError, match=r"net_g_1.pth does not fit SFDDiscriminator \(missing keys"):
         build_model(opt)
     opt = sfd_opt(clip, str(tmp_path))
     opt["network_d"] = {"type": "VGGStyleDiscriminator", "num_in_ch": 3, "num_feat": 8, "input_size": 128}
