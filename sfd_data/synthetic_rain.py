@@ -177,10 +177,13 @@ def make_synthetic_rain(
     """
     if clean_from not in CLEAN_FROM:
         raise ValueError(f"clean_from must be one of {CLEAN_FROM}, got {clean_from!r}")
-    for name, value in (("train_size", train_size), ("test_size", test_size)):
-        if value < 1:
-            raise ValueError(f"{name} must be >= 1, got {value}")
-    for name, value in (("max_per_photo", max_per_photo), ("max_test_per_photo", max_test_per_photo)):
+    counts_and_sizes = {
+        "train_size": train_size,
+        "test_size": test_size,
+        "max_per_photo": max_per_photo,
+        "max_test_per_photo": max_test_per_photo,
+    }
+    for name, value in counts_and_sizes.items():
         if value < 1:
             raise ValueError(f"{name} must be >= 1, got {value}")
     check_style(style or RainStyle())

@@ -65,7 +65,7 @@ class ResumableMixin:
                 sd, _ = extract_state_dict(read_checkpoint(load_path), param_key)
             except CheckpointError as why:
                 raise CheckpointError(f"{what}: {why}") from None
-            problems = compare_keys({k.removeprefix("module."): v for k, v in sd.items()}, bare)
+            problems = compare_keys(sd, bare)  # extract_state_dict already dropped `module.` prefixes
             if not any(problems.values()):
                 raise
             raise CheckpointError(

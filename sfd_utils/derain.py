@@ -115,13 +115,12 @@ def read_image(path: str) -> np.ndarray:
 
     OSError naming the file when it cannot be decoded or is neither 8- nor 16-bit.
     """
-    import cv2
+    from sfd_utils.sr_inference import read_image as read_unchanged
 
-    with open(path, "rb") as f:
-        buf = f.read()
-    img = cv2.imdecode(np.frombuffer(buf, np.uint8), cv2.IMREAD_UNCHANGED) if buf else None
-    if img is None:
-        raise OSError(f"cannot decode image {path!r} (empty, truncated or not an image)")
+    try:
+        img = read_unchanged(path)
+    except ValueError:
+        raise OSError(f"cannot decode image {path!r} (empty, truncated or not an image)") from None
     if img.dtype not in (np.uint8, np.uint16) or (img.ndim == 3 and img.shape[2] not in (1, 3, 4)):
         raise OSError(f"unsupported image {path!r}: {img.dtype} with shape {img.shape} (8/16-bit gray, RGB, RGBA)")
     return img

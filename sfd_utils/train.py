@@ -87,37 +87,32 @@ def _normalise_argv(argv: list[str]) -> list[str]:
     return out
 
 
-def _option_value(argv: list[str], flag: str) -> list[str]:
-    """The arguments following ``flag`` up to the next option (``--force_yml a=1 b=2`` -> [a=1, b=2])."""
-    if flag not in argv:
-        return []
-    out = []
-    for arg in argv[argv.index(flag) + 1 :]:
-        if arg.startswith("-"):
-            break
-        out.append(arg)
-    return out
-
-
 def check_command_line(argv: list[str]) -> None:
     """Catch what basicsr would turn into a traceback: a missing ``-opt`` file, a ``--force_yml``
     entry without ``key=value`` or below a key the recipe lacks. A ``--force_yml`` key the recipe
     does not have yet is allowed (basicsr adds it) but warned about, with the closest existing key."""
+    import argparse
     import difflib
 
     import yaml
+    from basicsr.utils.options import ordered_yaml
 
-    recipe = _option_value(argv, "-opt")
+    # The two options basicsr's own parser reads here, parsed the same way (the rest is basicsr's).
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("-opt")
+    parser.add_argument("--force_yml", nargs="+", default=[])
+    args, _ = parser.parse_known_args(argv[1:])
+    recipe = args.opt
     if not recipe:
         return  # basicsr's argparse reports the missing -opt
-    if not osp.isfile(recipe[0]):
-        raise SystemExit(f"sfd-basicsr: options file {recipe[0]!r} does not exist")
+    if not osp.isfile(recipe):
+        raise SystemExit(f"sfd-basicsr: options file {recipe!r} does not exist")
     try:
-        with open(recipe[0], encoding="utf-8") as f:
-            opt = yaml.safe_load(f) or {}
+        with open(recipe, encoding="utf-8") as f:
+            opt = yaml.load(f, Loader=ordered_yaml()[0]) or {}  # basicsr's loader: the recipe as it will see it
     except yaml.YAMLError as err:
-        raise SystemExit(f"sfd-basicsr: {recipe[0]} is not valid YAML: {err}") from None
-    for entry in _option_value(argv, "--force_yml"):
+        raise SystemExit(f"sfd-basicsr: {recipe} is not valid YAML: {err}") from None
+    for entry in args.force_yml:
         if entry.count("=") != 1:
             raise SystemExit(f"sfd-basicsr: --force_yml {entry!r}: write one key=value, e.g. train:total_iter=1000")
         keys = [k.strip() for k in entry.split("=")[0].split(":")]
@@ -131,9 +126,9 @@ def check_command_line(argv: list[str]) -> None:
                 hint = f"; did you mean {':'.join([*path, close[0]])}?" if close else ""
                 where = ":".join([*path, key])
                 if not last:
-                    raise SystemExit(f"sfd-basicsr: --force_yml {entry!r}: {where} is not in {recipe[0]}{hint}")
+                    raise SystemExit(f"sfd-basicsr: --force_yml {entry!r}: {where} is not in {recipe}{hint}")
                 print(
-                    f"sfd-basicsr: warning: --force_yml adds {where}, which {recipe[0]} does not have{hint}",
+                    f"sfd-basicsr: warning: --force_yml adds {where}, which {recipe} does not have{hint}",
                     file=sys.stderr,
                 )
                 break
