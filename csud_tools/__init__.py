@@ -1,0 +1,1 @@
+"""CSUD programs behind scripts/: deraining and synthetic-rain data."""

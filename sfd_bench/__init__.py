@@ -1,0 +1,1 @@
+"""Benchmarks and learning checks: timing/memory core plus one module per comparison."""

@@ -1,0 +1,1 @@
+"""SFD-IQA programs behind scripts/: evaluation on folders/MOS tables and the ranking report."""

@@ -1,0 +1,1 @@
+"""traiNNer-redux host support: registers the SFD parts in traiNNer's registries when traiNNer is imported."""
