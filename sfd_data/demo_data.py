@@ -11,39 +11,7 @@ import os
 import cv2
 import numpy as np
 
-TRAIN_PHOTOS = ("astronaut", "coffee", "rocket", "motorcycle_left", "hubble_deep_field", "retina", "ihc")
-HELDOUT_PHOTOS = ("chelsea", "motorcycle_right")
-
-
-def load_photo(name: str) -> np.ndarray:
-    """(H, W, 3) uint8 RGB photo shipped in ``skimage/data`` (gray replicated, alpha dropped)."""
-    import glob
-
-    import skimage.data
-    import skimage.io
-
-    found = sorted(glob.glob(os.path.join(skimage.data.data_dir, f"{name}.*")))
-    if not found:
-        raise FileNotFoundError(f"scikit-image ships no photo named {name!r} in {skimage.data.data_dir}")
-    img = skimage.io.imread(found[0])
-    if img.ndim == 2:
-        img = np.stack([img] * 3, axis=-1)
-    return np.ascontiguousarray(img[..., :3])
-
-
-def bicubic_down(img: np.ndarray, scale: int) -> np.ndarray:
-    """MATLAB-style bicubic downscaling (BasicSR's imresize), uint8 in, uint8 out."""
-    from basicsr.utils.matlab_functions import imresize
-
-    out = imresize(img.astype(np.float32) / 255.0, 1 / scale)
-    return np.clip(np.round(out * 255.0), 0, 255).astype(np.uint8)
-
-
-def tiles(img: np.ndarray, size: int, stride: int) -> list[np.ndarray]:
-    h, w = img.shape[:2]
-    return [
-        img[t : t + size, s : s + size] for t in range(0, h - size + 1, stride) for s in range(0, w - size + 1, stride)
-    ]
+from sfd_utils.photos import HELDOUT_PHOTOS, TRAIN_PHOTOS, bicubic_down, load_photo, tiles  # noqa: F401
 
 
 def prepare_demo_sr(
