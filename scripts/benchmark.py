@@ -1,4 +1,4 @@
-"""Benchmark SFD against BasicSR's discriminators side by side (issue 8); see sfd_utils/benchmark.py.
+"""Benchmark SFD against BasicSR's discriminators side by side (issue 8); see sfd_bench/run.py.
 
     python scripts/benchmark.py                      # auto: the GPU profile when CUDA is present, else CPU
     python scripts/benchmark.py --profile smoke      # seconds: tiny networks, checks the machinery
@@ -19,7 +19,8 @@ from sfd_utils.compat import install  # noqa: E402
 
 install()  # before anything imports basicsr
 
-from sfd_utils.benchmark import PROFILES, ROWS, run_benchmark  # noqa: E402
+from sfd_bench.profiles import PROFILES, ROWS  # noqa: E402
+from sfd_bench.run import run_benchmark  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

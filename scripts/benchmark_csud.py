@@ -10,7 +10,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from sfd_utils.compat import install  # noqa: E402
 
 install()
-from sfd_utils.bench_csud import PROFILES, run_csud_benchmark  # noqa: E402
+from sfd_bench.csud import PROFILES, run_csud_benchmark  # noqa: E402
 
 
 def main() -> None:

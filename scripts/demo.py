@@ -9,7 +9,7 @@ sys.path.insert(0, ROOT)
 from sfd_utils.compat import install  # noqa: E402
 
 install()
-from sfd_utils.demo import run_demo  # noqa: E402
+from sfd_tools.demo import run_demo  # noqa: E402
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)

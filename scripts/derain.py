@@ -13,8 +13,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from sfd_utils.compat import install  # noqa: E402
 
 install()
+from csud_tools.derain import main  # noqa: E402
 from sfd_utils.cli import run_cli  # noqa: E402
-from sfd_utils.derain import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(run_cli(main))

@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from sfd_utils.compat import install  # noqa: E402
 
 install()
-from sfd_utils.evaluation import evaluate_folders, format_summary, n_problems, write_results  # noqa: E402
+from sfd_tools.evaluation import evaluate_folders, format_summary, n_problems, write_results  # noqa: E402
 
 
 def main(argv=None) -> int:

@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from sfd_utils.compat import install  # noqa: E402
 
 install()
-from sfd_utils.sr_inference import list_images, load_upscaler, parse_arch_opts, upscale_paths  # noqa: E402
+from sfd_tools.sr_inference import list_images, load_upscaler, parse_arch_opts, upscale_paths  # noqa: E402
 
 
 def main(argv=None) -> int:

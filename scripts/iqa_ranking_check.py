@@ -10,7 +10,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from sfd_utils.compat import install  # noqa: E402
 
 install()  # before anything imports basicsr
-from sfd_metric.iqa_ranking import run_ranking_report, train_ranking_discriminator  # noqa: E402
+from sfd_iqa_tools.ranking import run_ranking_report, train_ranking_discriminator  # noqa: E402
 
 
 def main() -> int:

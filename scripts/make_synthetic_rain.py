@@ -16,7 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from sfd_utils.compat import install  # noqa: E402
 
 install()
-from sfd_data.synthetic_rain import CLEAN_FROM, RainStyle, make_synthetic_rain  # noqa: E402
+from csud_tools.synthetic_rain import CLEAN_FROM, RainStyle, make_synthetic_rain  # noqa: E402
 from sfd_utils.cli import run_cli  # noqa: E402
 
 

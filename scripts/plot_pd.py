@@ -11,7 +11,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from sfd_utils.plot_pd import load_points, plot_pd  # noqa: E402
+from sfd_tools.plot_pd import load_points, plot_pd  # noqa: E402
 
 
 def main(argv=None) -> int:

@@ -8,7 +8,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from sfd_utils.compat import install  # noqa: E402
 
 install()
-from sfd_data.demo_data import prepare_demo_sr  # noqa: E402
+from sfd_tools.demo_data import prepare_demo_sr  # noqa: E402
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from sfd_utils.compat import install  # noqa: E402
 
 install()  # before anything imports basicsr
-from sfd_metric.iqa_eval import main  # noqa: E402
+from sfd_iqa_tools.evaluate import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

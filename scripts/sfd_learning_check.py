@@ -9,7 +9,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from sfd_utils.compat import install  # noqa: E402
 
 install()
-from sfd_utils.learning_check import run_learning_check  # noqa: E402
+from sfd_bench.learning_check import run_learning_check  # noqa: E402
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
-from sfd_arch.clip_backbone import CLIPFeatures, FrozenCLIP
+from sfd_arch.clip_backbone import CLIPFeatures, FrozenCLIP, register_clip_config, resolve_clip_weights
 from sfd_arch.feat_discriminator_arch import FeatDiscriminator
 from sfd_arch.text_discriminator_arch import LearnablePromptPair
 
@@ -101,6 +101,16 @@ class SFDDiscriminator(nn.Module):
             "use_feat": self.use_feat,
             "use_text": self.use_text,
         }
+
+    @classmethod
+    def check_options(cls, section: dict, key: str = "network_d") -> None:
+        """Start-up check of a recipe's ``network_d`` section: the CLIP weights must be on this machine
+        (raises CLIPWeightsNotFound naming where it looked; nothing is downloaded)."""
+        if section.get("clip_config"):
+            register_clip_config(section["clip_config"])
+        resolve_clip_weights(
+            section.get("clip_model", "RN50"), section.get("clip_pretrained", "openai"), section.get("clip_cache_dir")
+        )
 
     # -- the pieces SFDModel and SFD-IQA call ---------------------------------------------------
     def extract(self, img: torch.Tensor) -> CLIPFeatures:

@@ -92,6 +92,12 @@ class SFDPerceptualLoss(PerceptualLoss):
     ``experiments/pretrained_models/`` or the torch hub cache. A missing file is an error at start-up.
     """
 
+    @classmethod
+    def check_options(cls, section: dict, key: str = "train.perceptual_opt") -> None:
+        """Start-up check: VGG19 weights must be a local file (BasicSR would start a download)."""
+        if section.get("vgg_type", "vgg19") == "vgg19":
+            find_vgg19_weights(section.get("vgg_weights"))
+
     def __init__(self, layer_weights: dict, vgg_type: str = "vgg19", vgg_weights: str | None = None, **kwargs):
         if vgg_type != "vgg19" and vgg_weights is None:
             raise ValueError("perceptual_opt: give `vgg_weights` for vgg types other than vgg19")

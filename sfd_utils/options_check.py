@@ -48,21 +48,9 @@ def check_options(opt: dict, datasets: bool = True) -> None:
     for key, value in (opt.get("path") or {}).items():
         if key.startswith("pretrain_network_") or key == "resume_state":
             _need(f"path.{key}", value)
-    net_d = opt.get("network_d") or {}
-    if net_d.get("type") == "SFDDiscriminator":
-        from sfd_arch.clip_backbone import register_clip_config, resolve_clip_weights
-
-        if net_d.get("clip_config"):
-            register_clip_config(net_d["clip_config"])
-        resolve_clip_weights(
-            net_d.get("clip_model", "RN50"), net_d.get("clip_pretrained", "openai"), net_d.get("clip_cache_dir")
-        )
+    _check_registered_components(opt)
     percep = (opt.get("train") or {}).get("perceptual_opt") or {}
-    if percep.get("type") == "SFDPerceptualLoss" and percep.get("vgg_type", "vgg19") == "vgg19":
-        from sfd_loss.sfd_loss import find_vgg19_weights
-
-        find_vgg19_weights(percep.get("vgg_weights"))
-    elif percep.get("type") == "PerceptualLoss":
+    if percep.get("type") == "PerceptualLoss":
         import basicsr.archs.vgg_arch as vgg_arch
 
         if not os.path.isfile(vgg_arch.VGG_PRETRAIN_PATH):
@@ -71,3 +59,20 @@ def check_options(opt: dict, datasets: bool = True) -> None:
                 f"({vgg_arch.VGG_PRETRAIN_PATH} is missing); use type SFDPerceptualLoss with "
                 "`vgg_weights: /path/to/vgg19-dcbb9e9d.pth`"
             )
+
+
+def _check_registered_components(opt: dict) -> None:
+    """Let each registered network and loss of the recipe check its own files: a class in BasicSR's
+    ARCH_REGISTRY / LOSS_REGISTRY with a ``check_options(section, key)`` classmethod is called with its
+    YAML section (e.g. SFDDiscriminator looks for its CLIP weights, SFDPerceptualLoss for VGG19).
+    Dispatching through the registries keeps this module free of imports from the component packages."""
+    from basicsr.utils.registry import ARCH_REGISTRY, LOSS_REGISTRY
+
+    sections = [(f"{k}", v, ARCH_REGISTRY) for k, v in opt.items() if k.startswith("network_")]
+    sections += [(f"train.{k}", v, LOSS_REGISTRY) for k, v in (opt.get("train") or {}).items() if k.endswith("_opt")]
+    for key, section, registry in sections:
+        name = section.get("type") if isinstance(section, dict) else None
+        if isinstance(name, str) and name in registry:
+            check = getattr(registry.get(name), "check_options", None)
+            if callable(check):
+                check(section, key)

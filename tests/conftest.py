@@ -34,7 +34,7 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 def photo(name: str = "astronaut") -> np.ndarray:
     """A colour photo shipped by scikit-image as (H, W, 3) uint8 RGB."""
-    from sfd_data.demo_data import load_photo
+    from sfd_utils.photos import load_photo
 
     return load_photo(name)
 

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 
 import pytest
 import torch
 
-from sfd_utils import benchmark
-from sfd_utils.benchmark import BASELINE, ROWS, SCHEMA, parse_rows, run_benchmark, tile_images, trace_ops
+from sfd_bench import csud
+from sfd_bench.core import trace_ops
+from sfd_bench.iqa import tile_images
+from sfd_bench.profiles import BASELINE, PROFILES, ROWS, SCHEMA, parse_rows
+from sfd_bench.run import run_benchmark
+from sfd_bench.steps import BenchContext
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +80,7 @@ def test_clip_cost_row_counts_forwards(smoke):
 def test_precision_row(smoke):
     row = smoke["rows"]["precision"]
     variants = [c["precision"] for c in row["configs"]]
-    expected = [v for v in benchmark.PROFILES["smoke"].precisions if torch.cuda.is_available() or "fp16" not in v]
+    expected = [v for v in PROFILES["smoke"].precisions if torch.cuda.is_available() or "fp16" not in v]
     assert sorted(variants) == sorted(expected)
     for c in row["configs"]:
         assert c["losses_first_iters"] and all(len(v) == row["loss_iters"] for v in c["losses_first_iters"].values())
@@ -110,18 +113,14 @@ def test_csud_row_and_pending(smoke):
         ]
 
 
-def test_csud_row_missing_or_broken(monkeypatch):
-    ctx = benchmark._Context(benchmark.PROFILES["smoke"], "/nonexistent")
-    monkeypatch.setitem(sys.modules, "sfd_utils.bench_csud", None)  # import raises ModuleNotFoundError
-    assert benchmark.row_csud(ctx, False)["status"] == "not available"
+def test_csud_row_broken(monkeypatch):
+    ctx = BenchContext(PROFILES["smoke"], "/nonexistent")
 
-    class Broken:
-        @staticmethod
-        def run_csud_benchmark(profile):
-            raise RuntimeError(f"boom in {profile}")
+    def broken(profile, out_dir=None):
+        raise RuntimeError(f"boom in {profile}")
 
-    monkeypatch.setitem(sys.modules, "sfd_utils.bench_csud", Broken)
-    row = benchmark.row_csud(ctx, False)
+    monkeypatch.setattr(csud, "run_csud_benchmark", broken)
+    row = csud.row_csud(ctx, False)
     assert row["status"] == "error" and "boom in tiny" in row["reason"]  # smoke maps to its tiny profile
 
 

@@ -12,7 +12,7 @@ import torch
 from basicsr.data import build_dataset
 from conftest import photo
 
-from sfd_data.synthetic_rain import (
+from csud_tools.synthetic_rain import (
     CLEAN_PHOTOS,
     RAIN_PHOTOS,
     TEST_PHOTOS,

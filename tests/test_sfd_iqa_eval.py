@@ -13,9 +13,9 @@ from conftest import photo
 from scipy import stats
 
 from sfd_arch.sfd_discriminator_arch import SFDDiscriminator
-from sfd_metric.iqa_data import InputError, read_koniq, read_livec, read_mos_table
-from sfd_metric.iqa_eval import build_parser, main, run_eval
-from sfd_metric.iqa_stats import correlations, logistic4, logistic5
+from sfd_iqa_tools.evaluate import build_parser, main, run_eval
+from sfd_iqa_tools.mos_data import InputError, read_koniq, read_livec, read_mos_table
+from sfd_iqa_tools.stats import correlations, logistic4, logistic5
 from sfd_metric.sfd_iqa import SFDIQA
 
 

@@ -15,7 +15,7 @@ import yaml
 from conftest import CLIP_CONFIGS, ROOT, photo
 
 import basicsr
-from sfd_data.demo_data import bicubic_down, tiles
+from sfd_utils.photos import bicubic_down, tiles
 
 
 @pytest.fixture(scope="module")

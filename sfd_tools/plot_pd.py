@@ -1,7 +1,7 @@
 """The perception-distortion plane (Blau & Michaeli 2018; SFD's Fig. 1) from evaluation results.
 
 Each method is one point: mean PSNR (distortion, x) against a perceptual score (y: LPIPS, NIQE,
-DISTS or SFD-IQA), read from the JSON files :mod:`sfd_utils.evaluation` writes. The corner where
+DISTS or SFD-IQA), read from the JSON files :mod:`sfd_tools.evaluation` writes. The corner where
 both axes are better (high PSNR, and low LPIPS/NIQE/DISTS or high SFD-IQA) is marked.
 """
 
@@ -11,7 +11,7 @@ import json
 import os
 from collections.abc import Sequence
 
-from sfd_utils.evaluation import BETTER
+from sfd_tools.evaluation import BETTER
 
 AXIS_NAMES = {
     "psnr": "PSNR (dB)",

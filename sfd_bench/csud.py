@@ -30,6 +30,10 @@ from collections import OrderedDict
 
 import torch
 
+from sfd_bench.core import ratio_of
+from sfd_bench.gan_step import judge_target
+from sfd_bench.steps import BenchContext
+
 # Profiles: networks, batch per domain, square crop, timed iterations per method.
 PROFILES = {
     "tiny": {"networks": "tiny", "batch": 2, "size": 32, "iters": 2},
@@ -213,3 +217,28 @@ def write_results(result: dict, out_dir: str) -> tuple[str, str]:
     with open(stem + ".md", "w") as f:
         f.write("\n".join(lines))
     return stem + ".json", stem + ".md"
+
+
+# The benchmark profile -> this module's CSUD profile (the CSUD comparison runs on CPU in every profile).
+CSUD_PROFILES = {"smoke": "tiny", "cpu": "cpu", "gpu": "full"}
+TARGET_CSUD = 0.8  # CSUDModel step / the released order of forwards, time and memory
+
+
+def row_csud(ctx: BenchContext, trace: bool) -> dict:
+    """Row ``csud``: :func:`run_csud_benchmark` for the matching CSUD profile, judged against TARGET_CSUD."""
+    profile = CSUD_PROFILES.get(ctx.profile.name, ctx.profile.name)
+    try:
+        result = run_csud_benchmark(profile, out_dir=None)  # results go in the main benchmark's files
+    except Exception as err:  # a broken neighbour row must not lose the other rows' results
+        return {"status": "error", "reason": f"run_csud_benchmark raised {type(err).__name__}: {err}"}
+    row = {"status": "ok", "csud_profile": profile, "result": result, "targets": []}
+    methods = result.get("methods") if isinstance(result, dict) else None
+    if isinstance(methods, dict) and {"ours", "released_order"} <= set(methods):
+        ours, released = methods["ours"], methods["released_order"]
+        for what, key in (("time", "s_per_iter_median"), ("peak memory", "peak_above_start_mib")):
+            value = ratio_of(ours.get(key), released.get(key))
+            row[f"{what.split()[-1]}_ratio"] = value
+            row["targets"].append(
+                judge_target(f"CSUD step {what} vs released order", value, "<=", TARGET_CSUD, ctx.profile)
+            )
+    return row

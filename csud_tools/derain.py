@@ -115,7 +115,7 @@ def read_image(path: str) -> np.ndarray:
 
     OSError naming the file when it cannot be decoded or is neither 8- nor 16-bit.
     """
-    from sfd_utils.sr_inference import read_image as read_unchanged
+    from sfd_tools.sr_inference import read_image as read_unchanged
 
     try:
         img = read_unchanged(path)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sfd_data.demo_data import HELDOUT_PHOTOS, TRAIN_PHOTOS, load_photo, tiles
+from sfd_utils.photos import HELDOUT_PHOTOS, TRAIN_PHOTOS, load_photo, tiles
 
 
 def photo_crops(names, size: int, stride: int) -> torch.Tensor:

@@ -11,7 +11,7 @@ import os
 import cv2
 import numpy as np
 
-from sfd_utils.photos import HELDOUT_PHOTOS, TRAIN_PHOTOS, bicubic_down, load_photo, tiles  # noqa: F401
+from sfd_utils.photos import HELDOUT_PHOTOS, TRAIN_PHOTOS, bicubic_down, load_photo, tiles
 
 
 def prepare_demo_sr(

@@ -35,7 +35,7 @@ def choose_clip_weights(root: str) -> tuple[str, bool]:
         import torch
 
         from sfd_arch.clip_backbone import calibrate_random_clip
-        from sfd_utils.learning_check import photo_crops
+        from sfd_bench.learning_check import photo_crops
 
         os.makedirs(os.path.dirname(path), exist_ok=True)
         torch.manual_seed(0)
@@ -46,7 +46,7 @@ def choose_clip_weights(root: str) -> tuple[str, bool]:
 
 
 def run_demo(root: str = ".", iters: int | None = None) -> int:
-    from sfd_data.demo_data import prepare_demo_sr
+    from sfd_tools.demo_data import prepare_demo_sr
 
     os.chdir(root)
     if not os.path.isdir(os.path.join(DATA, "val", "hr")):
@@ -112,7 +112,7 @@ def run_demo(root: str = ".", iters: int | None = None) -> int:
         code = subprocess.call([sys.executable, *args])
         if code:
             return code
-    from sfd_metric.iqa_ranking import run_ranking_report
+    from sfd_iqa_tools.ranking import run_ranking_report
 
     report = run_ranking_report(
         f"{models}/net_d_latest.pth",

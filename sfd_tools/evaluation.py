@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 import torch
 
-from sfd_utils.sr_inference import IMAGE_EXTS, pick_device
+from sfd_tools.sr_inference import IMAGE_EXTS, pick_device
 
 # Which way is better, per column; used for the summary and the perception-distortion plot.
 BETTER = {
@@ -178,9 +178,9 @@ def build_columns(
     """(column names, column function) for the metric names asked for (``psnr ssim niqe lpips dists sfd_iqa``).
 
     Weight files are resolved here, before any image is read, so a missing file stops the run at
-    once with a message naming it (see :mod:`sfd_utils.perceptual_metrics`).
+    once with a message naming it (see :mod:`sfd_tools.perceptual_metrics`).
     """
-    from sfd_utils.perceptual_metrics import load_dists, load_lpips
+    from sfd_tools.perceptual_metrics import load_dists, load_lpips
 
     unknown = sorted(set(metrics) - {"psnr", "ssim", "niqe", "lpips", "dists", "sfd_iqa"})
     if unknown:

@@ -24,9 +24,9 @@ import torch
 import torch.nn.functional as F
 from scipy import stats
 
-from sfd_data.demo_data import HELDOUT_PHOTOS, TRAIN_PHOTOS, load_photo, tiles
-from sfd_metric.iqa_eval import niqe_score
+from sfd_iqa_tools.evaluate import niqe_score
 from sfd_metric.sfd_iqa import SFDIQA
+from sfd_utils.photos import HELDOUT_PHOTOS, TRAIN_PHOTOS, load_photo, tiles
 
 # name -> (what the level parameter is, parameter per level; level 0 = pristine, trained-against?)
 DEGRADATIONS = {
@@ -102,7 +102,7 @@ def train_ranking_discriminator(
     """
     from basicsr.models import build_model
 
-    from sfd_utils.learning_check import bicubic_lr, photo_crops, prepare_tiny_clip
+    from sfd_bench.learning_check import bicubic_lr, photo_crops, prepare_tiny_clip
     from sfd_utils.presets import sfd_options
 
     os.makedirs(out_dir, exist_ok=True)

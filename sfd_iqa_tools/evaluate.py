@@ -20,8 +20,8 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from sfd_metric.iqa_data import LIVEC_N_TRAIN, InputError, UnreadableImage, read_image, resolve_inputs
-from sfd_metric.iqa_stats import correlations, fit_logistic
+from sfd_iqa_tools.mos_data import LIVEC_N_TRAIN, InputError, UnreadableImage, read_image, resolve_inputs
+from sfd_iqa_tools.stats import correlations, fit_logistic
 from sfd_metric.sfd_iqa import SFDIQA
 
 COMPONENTS = ("q", "q_feat", "q_text")

@@ -1,0 +1,160 @@
+"""Benchmark profiles (sizes, repeats, devices), the rows and the targets they are judged against."""
+
+from dataclasses import dataclass, field
+
+import torch
+
+SCHEMA = "sfd-basicsr-benchmark/1"
+ROWS = ("gan_step", "clip_cost", "precision", "iqa", "csud")
+BASELINE = "realesrgan_unet"
+# Issue 8's targets (benchmark figures, never test assertions).
+TARGET_STEP_TIME = {"resnet": 0.75, "vit": 0.8}  # SFD step / Real-ESRGAN step
+TARGET_STEP_MEM = 1.0
+TARGET_CLIP_SPEEDUP = 2.0  # naive drop-in / SFDModel
+TARGET_IQA_FLOOR_RATIO = 1.25  # SFD-IQA / bare CLIP forwards (CPU)
+TARGET_IQA_GPU_IMAGES_PER_S = 500.0
+# Largest relative deviation of a loss from fp32's over the first iterations (same seed, same batch).
+LOSS_TOLERANCE = {"channels_last": 1e-3, "bf16": 5e-2, "fp16": 1e-2, "bf16+channels_last": 5e-2}
+VGG_LAYERS = {"conv1_2": 0.1, "conv2_2": 0.1, "conv3_4": 1.0, "conv4_4": 1.0, "conv5_4": 1.0}  # Real-ESRGAN
+PHOTOS = ("astronaut", "coffee", "rocket", "retina", "hubble_deep_field", "ihc", "chelsea", "motorcycle_left")
+
+
+def rrdbnet(num_block: int = 23, num_feat: int = 64, num_grow_ch: int = 32, scale: int = 4) -> dict:
+    """BasicSR RRDBNet options (23 blocks = ESRGAN / Real-ESRGAN / the SFD release)."""
+    return {
+        "type": "RRDBNet",
+        "num_in_ch": 3,
+        "num_out_ch": 3,
+        "num_feat": num_feat,
+        "num_block": num_block,
+        "num_grow_ch": num_grow_ch,
+        "scale": scale,
+    }
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Sizes of one benchmark run.
+
+    device: 'cpu', 'cuda' or 'auto' (CUDA when present). amp: autocast dtype every row-1
+    model runs under ('bf16') or None. precisions: row-3 variants. iqa_*: row 4 (images of
+    iqa_size² scored as iqa_tile² tiles, iqa_images of them, batch sizes in images).
+    """
+
+    name: str
+    device: str
+    batch: int
+    gt_size: int
+    generator: dict
+    clip_models: tuple[str, ...]
+    unet_feat: int = 64
+    feat_mid_channels: int = 256
+    n_ctx: int = 16
+    perceptual: bool = True
+    warmup: int = 1
+    repeats: int = 3
+    amp: str | None = None
+    precisions: tuple[str, ...] = ("fp32", "bf16", "channels_last")
+    loss_iters: int = 3
+    clip_row_generator: dict = field(default_factory=lambda: rrdbnet(num_block=1, num_feat=16, num_grow_ch=16))
+    iqa_size: int = 512
+    iqa_tile: int = 256
+    iqa_images: int = 4
+    iqa_batches: tuple[int, ...] = (1, 4)
+    iqa_repeats: int = 2
+    niqe_images: int = 4
+    scale: int = 4
+    seed: int = 0
+    threads: int | None = None  # CPU threads (None: torch's default, one per core)
+
+
+PROFILES = {
+    # Seconds on 2 cores: tiny nets, tiny open_clip configs shipped in sfd_arch/clip_configs, no VGG
+    # (its random init alone costs ~3 s per model); checks the machinery, its numbers mean nothing.
+    "smoke": Profile(
+        name="smoke",
+        device="auto",
+        batch=2,
+        gt_size=64,
+        generator=rrdbnet(num_block=1, num_feat=8, num_grow_ch=8),
+        clip_models=("tiny-rn", "tiny-vit"),
+        unet_feat=8,
+        feat_mid_channels=16,
+        n_ctx=4,
+        perceptual=False,
+        warmup=1,
+        repeats=1,
+        loss_iters=2,
+        clip_row_generator=rrdbnet(num_block=1, num_feat=8, num_grow_ch=8),
+        iqa_size=192,
+        iqa_tile=96,
+        iqa_images=2,
+        iqa_batches=(1, 2),
+        iqa_repeats=1,
+        niqe_images=2,
+        threads=1,  # small ops on a shared machine: OpenMP barriers of 2+ threads stall under load
+    ),
+    # Minutes on 2 cores: the real networks at a small batch and crop.
+    "cpu": Profile(
+        name="cpu",
+        device="cpu",
+        batch=2,
+        gt_size=128,
+        generator=rrdbnet(),
+        clip_models=("RN50", "ViT-B-16"),
+        loss_iters=2,  # bf16 autocast on a CPU without native bf16 is ~5x slower than fp32
+    ),
+    # Paper scale, used whenever CUDA is present: batch 16, 256² crops, bf16 autocast.
+    "gpu": Profile(
+        name="gpu",
+        device="cuda",
+        batch=16,
+        gt_size=256,
+        generator=rrdbnet(),
+        clip_models=("RN50", "ViT-B-16"),
+        warmup=3,
+        repeats=10,
+        amp="bf16",
+        precisions=("fp32", "bf16", "fp16", "channels_last", "bf16+channels_last"),
+        iqa_images=64,
+        iqa_batches=(1, 4, 16, 64),
+        iqa_repeats=5,
+        niqe_images=8,
+    ),
+}
+
+
+def resolve_profile(name: str) -> Profile:
+    """'smoke' | 'cpu' | 'gpu' | 'auto' (gpu when CUDA is present, else cpu) -> Profile."""
+    if name == "auto":
+        name = "gpu" if torch.cuda.is_available() else "cpu"
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; choose from {sorted(PROFILES)} or 'auto'")
+    profile = PROFILES[name]
+    if profile.device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"profile {name!r} needs a CUDA device and none is available")
+    return profile
+
+
+def profile_device(profile: Profile) -> torch.device:
+    if profile.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(profile.device)
+
+
+def parse_rows(spec: str | None) -> tuple[str, ...]:
+    """'1,3' or 'gan_step,iqa' or None/'all' -> row names in ROWS order."""
+    if not spec or spec == "all":
+        return ROWS
+    chosen = set()
+    for item in (s.strip() for s in spec.split(",") if s.strip()):
+        if item.isdigit() and 1 <= int(item) <= len(ROWS):
+            chosen.add(ROWS[int(item) - 1])
+        elif item in ROWS:
+            chosen.add(item)
+        else:
+            raise ValueError(f"--rows: unknown row {item!r}; use 1-{len(ROWS)} or names {ROWS}")
+    return tuple(r for r in ROWS if r in chosen)
+
+
+# -- measurement helpers --------------------------------------------------------------------------

@@ -1,0 +1,161 @@
+"""Benchmark harness: SFD's cost side by side with the discriminators BasicSR users pick today.
+
+Every comparison runs in ONE process, side by side: each configuration is built and warmed up
+(its peak memory is taken then), then the timed iterations run round-robin over the row's
+configurations (so a machine whose speed drifts hurts them alike), with ``torch.cuda.synchronize``
+around every timed call on GPU. Reported: median and min of the repeats, peak memory, and ratios
+to the row's baseline. Rows:
+
+1. ``gan_step``: one ``optimize_parameters`` of SFDModel (CLIP RN50 / ViT-B-16, random weights)
+   vs BasicSR's RealESRGANModel (baseline) and ESRGANModel with UNetDiscriminatorSN, and SRModel
+   (generator + losses only, so "step - SRModel step" is each discriminator's share). Same RRDBNet,
+   batch, crop, L1 and VGG19 perceptual loss. FLOPs of one step counted by ``FlopCounterMode``.
+2. ``clip_cost``: CLIP image forwards per iteration (counted by ``FrozenCLIP.num_image_forwards``)
+   and step time of SFDModel vs the naive drop-in (SFDDiscriminator inside stock ESRGANModel,
+   which calls ``net_d(img)`` and so CLIP once per call), both with a 1-block generator and no VGG
+   loss so the step is the discriminator's cost.
+3. ``precision``: SFDModel in fp32, bf16/fp16 autocast (fp16 on CUDA only) and channels_last;
+   the losses of the first (seeded, same-batch) iterations against fp32's, within a stated tolerance.
+4. ``iqa``: SFD-IQA images/s on 512² images (four 256² tiles each, SPEC formula) vs BasicSR's NIQE
+   on the same images and the bare CLIP forward the score needs (the floor), over a batch sweep.
+5. ``csud``: delegated to ``sfd_bench.csud.run_csud_benchmark`` (CSUDModel vs the released order of forwards).
+
+Nothing downloads: CLIP and VGG19 have random weights (fine for timing), VGG19 read from a file
+written here. CPU peak memory is the resident-set high-water mark (``VmHWM``, reset through
+``/proc/self/clear_refs``) above the resident set measured before the configuration was built,
+after ``malloc_trim`` has returned freed heap pages; CUDA peak memory is
+``torch.cuda.max_memory_allocated`` above the allocation before the build.
+"""
+
+import datetime
+import os
+import platform
+import shlex
+import sys
+import tempfile
+import time
+from dataclasses import asdict, replace
+
+import torch
+
+from sfd_bench.core import _load, _slug, _version, device_name, quiet_basicsr
+from sfd_bench.csud import row_csud
+from sfd_bench.gan_step import row_clip_cost, row_gan_step
+from sfd_bench.iqa import row_iqa
+from sfd_bench.precision import row_precision
+from sfd_bench.profiles import SCHEMA, Profile, parse_rows, profile_device, resolve_profile
+from sfd_bench.report import to_markdown
+from sfd_bench.steps import BenchContext
+
+ROW_FUNCTIONS = {
+    "gan_step": row_gan_step,
+    "clip_cost": row_clip_cost,
+    "precision": row_precision,
+    "iqa": row_iqa,
+    "csud": row_csud,
+}
+
+
+# -- the run --------------------------------------------------------------------------------------
+
+
+def run_benchmark(
+    profile: str | Profile = "auto",
+    rows: tuple[str, ...] | str | None = None,
+    out_dir: str | None = "benchmarks/results",
+    command: str | None = None,
+    trace: bool = True,
+    notes: str | None = None,
+    threads: int | None = None,
+) -> dict:
+    """Run the chosen rows of ``profile`` side by side in this process; write JSON + Markdown.
+
+    Returns the results dict (schema SCHEMA) with ``files`` naming what was written (none when
+    ``out_dir`` is None). ``trace``: profile (torch.profiler) the configurations that miss a time
+    target. ``notes``: Markdown appended to the table file (findings).
+    """
+    from sfd_utils.compat import install
+
+    install()  # basicsr 1.4.2 needs the torchvision shim before it is imported
+    import open_clip
+
+    from sfd_arch.clip_backbone import TINY_CLIP_CONFIGS
+
+    open_clip.add_model_config(TINY_CLIP_CONFIGS)  # tiny-rn / tiny-vit for the smoke profile
+    prof = resolve_profile(profile) if isinstance(profile, str) else profile
+    chosen = parse_rows(rows) if rows is None or isinstance(rows, str) else tuple(rows)
+    device = profile_device(prof)
+    if threads or prof.threads:
+        prof = replace(prof, threads=threads or prof.threads)
+    saved_threads = torch.get_num_threads()
+    if prof.threads:
+        torch.set_num_threads(prof.threads)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # as basicsr/train.py sets it
+    started = time.time()
+    meta = {
+        "command": command or " ".join(shlex.quote(a) for a in sys.argv),
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "profile": asdict(prof),
+        "rows": list(chosen),
+        "device": device_name(device),
+        "device_type": device.type,
+        "threads": torch.get_num_threads(),
+        "versions": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "torchvision": _version("torchvision"),
+            "basicsr": _version("basicsr"),
+            "open_clip": _version("open_clip_torch"),
+            "sfd-basicsr": _version("sfd-basicsr"),
+        },
+        "cuda": torch.version.cuda if device.type == "cuda" else None,
+        "load_avg_before": _load(),
+        "memory_method": "torch.cuda.max_memory_allocated above the pre-build allocation"
+        if device.type == "cuda"
+        else "VmHWM (reset via /proc/self/clear_refs) above the pre-build VmRSS, after malloc_trim",
+    }
+    results: dict = {"schema": SCHEMA, "meta": meta, "rows": {}}
+    try:
+        with tempfile.TemporaryDirectory(prefix="sfd-bench-") as workdir, quiet_basicsr():
+            ctx = BenchContext(prof, workdir)
+            for name in chosen:
+                t0 = time.time()
+                print(f"[benchmark] row {name} ({prof.name} profile, {device.type}) ...", flush=True)
+                results["rows"][name] = ROW_FUNCTIONS[name](ctx, trace)
+                results["rows"][name]["wall_s"] = time.time() - t0
+    finally:
+        torch.set_num_threads(saved_threads)
+    meta["load_avg_after"] = _load()
+    meta["wall_s"] = time.time() - started
+    results["pending"] = [n for n, r in results["rows"].items() if r.get("status") != "ok"]
+    results["notes"] = notes
+    if out_dir:
+        results["files"] = write_results(results, out_dir)
+    return results
+
+
+def result_stem(results: dict) -> str:
+    """``<device>-<date>`` (``-smoke`` appended for the smoke profile)."""
+    meta = results["meta"]
+    device = "cpu" if meta["device_type"] == "cpu" else _slug(meta["device"])
+    stem = f"{device}-{meta['date'][:10]}"
+    return stem + ("-smoke" if meta["profile"]["name"] == "smoke" else "")
+
+
+def write_results(results: dict, out_dir: str) -> dict:
+    """Write ``<stem>.json`` and ``<stem>.md`` into ``out_dir``; returns their paths."""
+    import json
+
+    os.makedirs(out_dir, exist_ok=True)
+    stem = os.path.join(out_dir, result_stem(results))
+    files = {"json": stem + ".json", "markdown": stem + ".md"}
+    results["files"] = files
+    with open(files["json"], "w") as f:
+        json.dump(results, f, indent=1, default=str)
+    with open(files["markdown"], "w") as f:
+        f.write(to_markdown(results))
+    return files
+
+
+# -- Markdown -------------------------------------------------------------------------------------
