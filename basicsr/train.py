@@ -12,7 +12,10 @@ ROOT = osp.abspath(osp.join(__file__, osp.pardir, osp.pardir))
 if ROOT not in sys.path:
     sys.path.append(ROOT)  # appended, so an installed sfd-basicsr / basicsr is found first
 
-from sfd_utils.train import train_pipeline  # noqa: E402
+from sfd_utils.cli import require_dependencies  # noqa: E402
 
 if __name__ == "__main__":
+    require_dependencies()  # a Python without torch/basicsr: one line naming them and the fix
+    from sfd_utils.train import train_pipeline
+
     train_pipeline(ROOT)

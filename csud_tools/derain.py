@@ -17,11 +17,9 @@
 
 from __future__ import annotations
 
-import argparse
 import csv
 import os
 import os.path as osp
-import sys
 import time
 
 import numpy as np
@@ -338,35 +336,10 @@ def network_from_recipe(recipe: str) -> dict:
     return opt["network_g"]
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        epilog="Exit status: 0 when images were derained, 1 when none was, 2 when the run could not start "
-        "(missing file, unfit checkpoint, bad option, output folder = input/GT folder, output name clash).",
-    )
-    parser.add_argument("-i", "--input", required=True, help="an image or a folder of images")
-    parser.add_argument("-w", "--weights", required=True, help="derainer checkpoint (net_g_*.pth or official NAFNet)")
-    parser.add_argument("-o", "--output", default=None, help="folder for the derained PNGs (default: none written)")
-    parser.add_argument("--gt", default=None, help="folder of clean images (same file stems) to score against")
-    parser.add_argument("--csv", default=None, help="per-image CSV report (default: <output>/metrics.csv with --gt)")
-    parser.add_argument("--opt", default=None, help="recipe whose network_g to build (default: read from the keys)")
-    parser.add_argument(
-        "--tile", type=int, default=1024, help="tile side for larger images; 0 = whole image (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--overlap", type=int, default=None, help="tile overlap in pixels (default: 32, at most a quarter tile)"
-    )
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    args = parser.parse_args(argv)
-
-    if args.tile < 0:
-        parser.error(f"--tile must be >= 0 (0 = whole image), got {args.tile}")
-    if args.overlap is None:
-        args.overlap = min(32, args.tile // 4)
-    if args.overlap < 0:
-        parser.error(f"--overlap must be >= 0, got {args.overlap}")
-    if args.tile and args.overlap >= args.tile:
-        parser.error(f"--overlap {args.overlap} must be smaller than --tile {args.tile}")
+def run_derain(args) -> int:
+    """``scripts/derain.py``: the namespace of :func:`csud_tools.cli.derain_parser`."""
+    if args.device == "auto":
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
     # Cheap checks first: nothing is loaded or written when the output plan is wrong.
     inputs = collect_inputs(args.input)
     if args.output:
@@ -399,5 +372,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if res["processed"] else 1
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def main(argv: list[str] | None = None) -> int:
+    """The script's behaviour in-process: parse ``argv``, run, known failures as one ``error:`` line (exit 2)."""
+    from csud_tools.cli import derain_parser
+    from sfd_utils.cli import run_cli
+
+    return run_cli(lambda _argv: run_derain(derain_parser().parse_args(argv)))

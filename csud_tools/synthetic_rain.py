@@ -18,13 +18,13 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from csud_tools.cli import CLEAN_FROM, DEFAULT_DENSITY, DEFAULT_STRENGTH
 from sfd_utils.photos import load_photo, tiles
 
 RAIN_PHOTOS = ("astronaut", "rocket", "motorcycle_left", "motorcycle_right", "camera", "brick")
 CLEAN_PHOTOS = ("coffee", "ihc", "hubble_deep_field", "grass", "gravel", "moon")
 TEST_PHOTOS = ("chelsea", "coins", "retina")
 TRAIN_PHOTOS = RAIN_PHOTOS + CLEAN_PHOTOS
-CLEAN_FROM = ("other_halves", "other_photos")
 SPLITS = ("train/rain", "train/clean", "test/rain", "test/clean")
 
 
@@ -41,11 +41,11 @@ class RainStyle:
     about 26 dB) did not improve over the input in that budget.
     """
 
-    density: tuple[float, float] = (1.0, 2.0)
+    density: tuple[float, float] = DEFAULT_DENSITY
     length: tuple[float, float] = (10.0, 30.0)
     angle: tuple[float, float] = (-30.0, 30.0)  # degrees from vertical, one per image
     angle_jitter: float = 4.0
-    strength: tuple[float, float] = (0.5, 0.9)
+    strength: tuple[float, float] = DEFAULT_STRENGTH
     thick_prob: float = 0.2  # share of 2-px streaks
     chroma: float = 0.03  # per-channel deviation of the tint from grey
 
@@ -215,3 +215,21 @@ def make_synthetic_rain(
         counts["test/clean"] += 1
         counts["test/rain"] += 1
     return counts
+
+
+def run_synthetic_rain(args) -> int:
+    """``scripts/make_synthetic_rain.py``: the namespace of :func:`csud_tools.cli.synthetic_rain_parser`."""
+    style = RainStyle(density=tuple(args.density), strength=tuple(args.strength))
+    counts = make_synthetic_rain(
+        args.root,
+        args.size,
+        args.test_size,
+        args.per_photo,
+        seed=args.seed,
+        style=style,
+        clean_from=args.clean_from,
+        overwrite=args.overwrite,
+    )
+    written = ", ".join(f"{k} {v}" for k, v in counts.items())
+    print(f"wrote {sum(counts.values())} image(s) under {args.root}: {written}")
+    return 0

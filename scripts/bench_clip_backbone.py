@@ -1,14 +1,21 @@
 """Forward+backward time of the frozen CLIP backbone per 256² image (gradient to the input only),
-RN50 and ViT-B-16 with random weights, side by side in one process. Writes JSON + Markdown."""
+RN50 and ViT-B-16 with random weights, side by side in one process. Writes JSON + Markdown.
+
+Thin entry point: the arguments are parsed before torch is imported (``--help`` answers at once);
+the program is ``sfd_bench.clip_backbone.run_clip_backbone``.
+"""
 
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from sfd_utils.compat import install  # noqa: E402
+from sfd_bench.cli import clip_backbone_parser  # noqa: E402
+from sfd_utils.cli import launch  # noqa: E402
 
-install()
-from sfd_bench.clip_backbone import main  # noqa: E402
+
+def main(argv: list[str] | None = None) -> int:
+    return launch(clip_backbone_parser, "sfd_bench.clip_backbone:run_clip_backbone", argv)
+
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,27 +1,21 @@
 """CSUD training step on CPU: s/iter and peak memory of CSUDModel vs the released code's order of
-forwards (with its retain_graph), same networks and batch, one process. Writes JSON + Markdown."""
+forwards (with its retain_graph), same networks and batch, one process. Writes JSON + Markdown.
 
-import argparse
-import json
+Thin entry point: the arguments are parsed before torch is imported (``--help`` answers at once);
+the program is ``sfd_bench.csud.run_csud_benchmark_cli``.
+"""
+
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from sfd_utils.compat import install  # noqa: E402
-
-install()
-from sfd_bench.csud import PROFILES, run_csud_benchmark  # noqa: E402
+from sfd_bench.cli import benchmark_csud_parser  # noqa: E402
+from sfd_utils.cli import launch  # noqa: E402
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--profile", default="cpu", choices=sorted(PROFILES), help="(default: %(default)s)")
-    parser.add_argument("--out", default="benchmarks/results", help="output folder (default: %(default)s)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    args = parser.parse_args()
-    result = run_csud_benchmark(args.profile, args.out, args.threads)
-    print(json.dumps({k: result[k] for k in ("profile", "methods", "speedup_released_over_ours")}, indent=2))
+def main(argv: list[str] | None = None) -> int:
+    return launch(benchmark_csud_parser, "sfd_bench.csud:run_csud_benchmark_cli", argv)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,17 +1,20 @@
-"""`make demo`: SFD training on the photos scikit-image ships, on CPU, in a few minutes."""
+"""`make demo`: SFD training on the photos scikit-image ships, on CPU, in a few minutes.
 
-import argparse
+Thin entry point: the arguments are parsed before torch is imported (``--help`` answers at once);
+the program is ``sfd_tools.demo.run_demo_cli``.
+"""
+
 import os
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-from sfd_utils.compat import install  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from sfd_tools.cli import demo_parser  # noqa: E402
+from sfd_utils.cli import launch  # noqa: E402
 
-install()
-from sfd_tools.demo import run_demo  # noqa: E402
+
+def main(argv: list[str] | None = None) -> int:
+    return launch(demo_parser, "sfd_tools.demo:run_demo_cli", argv)
+
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--iters", type=int, default=None, help="override train.total_iter of the demo recipe")
-    sys.exit(run_demo(ROOT, parser.parse_args().iters))
+    sys.exit(main())

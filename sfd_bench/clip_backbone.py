@@ -3,7 +3,6 @@ RN50 and ViT-B-16 with random weights, side by side in one process. Writes JSON 
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -41,13 +40,8 @@ def time_backbone(name: str, size: int, batch: int, repeats: int, device: str) -
     }
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--size", type=int, default=256)
-    p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--out", default="benchmarks/results")
-    a = p.parse_args(argv)
+def run_clip_backbone(a) -> int:
+    """``scripts/bench_clip_backbone.py``: the namespace of :func:`sfd_bench.cli.clip_backbone_parser`."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
     rows = [time_backbone(n, a.size, a.batch, a.repeats, device) for n in ("RN50", "ViT-B-16")]
     meta = {
@@ -73,3 +67,4 @@ def main(argv: list[str] | None = None) -> None:
         )
     print("\n".join(lines))
     print(f"wrote {stem}.json / .md")
+    return 0

@@ -242,3 +242,10 @@ def row_csud(ctx: BenchContext, trace: bool) -> dict:
                 judge_target(f"CSUD step {what} vs released order", value, "<=", TARGET_CSUD, ctx.profile)
             )
     return row
+
+
+def run_csud_benchmark_cli(args) -> int:
+    """``scripts/benchmark_csud.py``: the namespace of :func:`sfd_bench.cli.benchmark_csud_parser`."""
+    result = run_csud_benchmark(args.profile, args.out, args.threads)
+    print(json.dumps({k: result[k] for k in ("profile", "methods", "speedup_released_over_ours")}, indent=2))
+    return 0

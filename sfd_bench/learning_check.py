@@ -199,3 +199,11 @@ def render_markdown(r: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def run_learning_check_cli(a) -> int:
+    """``scripts/sfd_learning_check.py``: the namespace of :func:`sfd_bench.cli.learning_check_parser`."""
+    r = run_learning_check(a.out, a.d_iters, a.g_iters, a.batch, a.crop, a.clip_model, a.clip_pretrained)
+    print(open(os.path.join(a.out, "report.md")).read())
+    print(f"report: {os.path.join(a.out, 'report.md')}  discriminator: {r['discriminator_checkpoint']}")
+    return 0

@@ -158,4 +158,16 @@ def write_results(results: dict, out_dir: str) -> dict:
     return files
 
 
-# -- Markdown -------------------------------------------------------------------------------------
+def run_benchmark_cli(args) -> int:
+    """``scripts/benchmark.py``: the namespace of :func:`sfd_bench.cli.benchmark_parser`."""
+    import shlex
+    import sys
+
+    notes = open(args.notes).read() if args.notes else None
+    command = " ".join(shlex.quote(a) for a in ["python", "scripts/benchmark.py", *sys.argv[1:]])
+    results = run_benchmark(
+        args.profile, args.rows, args.out, command=command, trace=not args.no_trace, notes=notes, threads=args.threads
+    )
+    print(open(results["files"]["markdown"]).read())
+    print(f"wrote {results['files']['json']} and {results['files']['markdown']}")
+    return 0

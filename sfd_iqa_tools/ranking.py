@@ -342,3 +342,18 @@ def render_ranking_markdown(r: dict) -> str:
         ]
     lines.append("")
     return "\n".join(lines)
+
+
+def run_ranking_check(a) -> int:
+    """``scripts/iqa_ranking_check.py``: the namespace of :func:`sfd_iqa_tools.cli.ranking_parser`."""
+    training = None
+    checkpoint, clip, tile = a.checkpoint, a.clip_pretrained, a.tile
+    if checkpoint is None:
+        training = train_ranking_discriminator(a.out, a.iters, a.batch, a.crop, a.clip_model, a.clip_pretrained)
+        checkpoint, clip, tile = training["checkpoint"], None, tile or a.crop
+    path = run_ranking_report(
+        checkpoint, clip, a.out, tile, a.device, niqe=not a.no_niqe, speed=not a.no_speed, training=training
+    )
+    print(open(path, encoding="utf-8").read())
+    print(f"report: {path}")
+    return 0

@@ -160,6 +160,7 @@ def sfd_iqa_column(checkpoint: str, clip_pretrained: str | None = None, device: 
         s = scorer.score(np.ascontiguousarray(sr[:, :, ::-1]))  # the scorer takes RGB
         return {"sfd_iqa": s.q, "sfd_iqa_feat": s.q_feat, "sfd_iqa_text": s.q_text}
 
+    column.provenance = scorer.provenance()  # which discriminator and CLIP weights scored, at which tile
     return column
 
 
@@ -301,6 +302,9 @@ def evaluate_folders(
         "sr_suffix": sr_regex or sr_suffix,
         "gt_suffix": gt_regex or gt_suffix,
     }
+    for _, fn in columns:
+        if getattr(fn, "provenance", None):
+            result["settings"]["sfd_iqa"] = fn.provenance
     return result
 
 
@@ -316,6 +320,10 @@ def _json_safe(value):
     if isinstance(value, list):
         return [_json_safe(v) for v in value]
     return value
+
+
+# SFD-IQA provenance written into the mean CSV (the JSON holds all of it under settings.sfd_iqa)
+PROVENANCE_COLUMNS = ("checkpoint", "checkpoint_sha256", "clip_weights_file", "clip_weights_sha256", "tile")
 
 
 def write_results(result: dict, out_dir: str, name: str = "eval") -> dict:
@@ -334,11 +342,19 @@ def write_results(result: dict, out_dir: str, name: str = "eval") -> dict:
         w = csv.DictWriter(f, fieldnames=cols)
         w.writeheader()
         w.writerows({k: r.get(k) for k in cols} for r in result["per_image"])
+    scorer = result.get("settings", {}).get("sfd_iqa") or {}
+    scorer_cols = [k for k in PROVENANCE_COLUMNS if k in scorer]
     with open(paths["mean_csv"], "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["label", "count", *result["metrics"], "problems"])
+        w.writerow(["label", "count", *result["metrics"], "problems", *(f"sfd_iqa_{k}" for k in scorer_cols)])
         w.writerow(
-            [result["label"], result["count"], *(result["mean"][k] for k in result["metrics"]), n_problems(result)]
+            [
+                result["label"],
+                result["count"],
+                *(result["mean"][k] for k in result["metrics"]),
+                n_problems(result),
+                *(scorer[k] for k in scorer_cols),
+            ]
         )
     return paths
 
@@ -354,3 +370,47 @@ def format_summary(result: dict) -> str:
             lines.append(f"  {kind.replace('_', ' ')}: {len(items)}")
             lines += [f"    {item}" for item in items]
     return "\n".join(lines)
+
+
+def run_evaluate(a) -> int:
+    """``scripts/evaluate_sr.py``: the namespace of :func:`sfd_tools.cli.evaluate_parser`."""
+    import sys
+
+    if "sfd_iqa" not in a.metrics and a.sfd_iqa_checkpoint:
+        a.metrics.append("sfd_iqa")
+    result = evaluate_folders(
+        a.sr,
+        a.gt,
+        scale=a.scale,
+        crop_border=a.crop_border,
+        metrics=a.metrics,
+        sr_suffix=a.sr_suffix,
+        gt_suffix=a.gt_suffix,
+        sr_regex=a.sr_suffix_regex,
+        gt_regex=a.gt_suffix_regex,
+        label=a.label,
+        progress=not a.quiet,
+        lpips_weights=a.lpips_weights,
+        lpips_trunk=a.lpips_trunk,
+        lpips_net=a.lpips_net,
+        dists_weights=a.dists_weights,
+        dists_trunk=a.dists_trunk,
+        sfd_iqa_checkpoint=a.sfd_iqa_checkpoint,
+        sfd_iqa_clip=a.sfd_iqa_clip,
+        device=a.device,
+    )
+    paths = write_results(result, a.out, a.name or result["label"])
+    print(format_summary(result))
+    print(f"results: {paths['json']}, {paths['per_image_csv']}, {paths['mean_csv']}")
+    if result["count"] == 0:
+        print("nothing was evaluated: check the folders and --sr-suffix/--gt-suffix", file=sys.stderr)
+        return 1
+    return 1 if a.strict and n_problems(result) else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The script's behaviour in-process: parse ``argv``, run, known failures as one ``error:`` line (exit 2)."""
+    from sfd_tools.cli import evaluate_parser
+    from sfd_utils.cli import run_cli
+
+    return run_cli(lambda _argv: run_evaluate(evaluate_parser().parse_args(argv)))

@@ -114,3 +114,15 @@ def _draw(plt, points, x, y, out, title) -> list[str]:
         fig.savefig(path)
     plt.close(fig)
     return paths
+
+
+def run_plot_pd(a) -> int:
+    """``scripts/plot_pd.py``: the namespace of :func:`sfd_tools.cli.plot_pd_parser`."""
+    points = load_points(a.results, a.label, a.x, a.y)
+    for pt in points:
+        print(f"{pt['label']:<20} {a.x} {pt['x']:.4f}  {a.y} {pt['y']:.4f}  ({pt['count']} images)")
+    if len({pt["count"] for pt in points}) > 1:
+        print("warning: the methods were evaluated on different numbers of images; their means are not comparable")
+    for path in plot_pd(points, a.y, a.x, a.out, a.title):
+        print(f"wrote {path}")
+    return 0

@@ -406,3 +406,39 @@ def upscale_paths(
             if progress:
                 tqdm.write(f"skipped {path}: {reason}")
     return summary
+
+
+def run_inference(a) -> int:
+    """``scripts/inference_sr.py``: the namespace of :func:`sfd_tools.cli.inference_parser`."""
+
+    upscaler = load_upscaler(
+        a.model,
+        arch=a.arch,
+        arch_opt=parse_arch_opts(a.arch_opt),
+        opt_file=a.opt,
+        param_key=a.param_key,
+        scale=a.scale,
+        tile=a.tile,
+        tile_pad=a.tile_pad,
+        device=a.device,
+        precision=a.precision,
+        alpha_upsampler=a.alpha_upsampler,
+        outscale=a.outscale,
+    )
+    paths = list_images(a.input)
+    print(f"{len(paths)} image(s), x{upscaler.scale}, {upscaler.device} {upscaler.precision}, tile {a.tile}")
+    summary = upscale_paths(paths, a.output, upscaler, a.suffix, a.ext, progress=not a.quiet)
+    for note in summary.notes:
+        print(f"note: {note}")
+    print(f"wrote {len(summary.written)} image(s) to {a.output}; skipped {len(summary.failed)}")
+    for path, reason in summary.failed:
+        print(f"  skipped {path}: {reason}")
+    return 0 if summary.ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The script's behaviour in-process: parse ``argv``, run, known failures as one ``error:`` line (exit 2)."""
+    from sfd_tools.cli import inference_parser
+    from sfd_utils.cli import run_cli
+
+    return run_cli(lambda _argv: run_inference(inference_parser().parse_args(argv)))

@@ -218,15 +218,15 @@ def test_cli_bicubic_baseline_and_start_up_errors(tmp_path, capsys):
     write(src / "baby.png", lr)
     cli = load_script("inference_sr")
     bicubic = ["--arch", "SFDBicubicUpsampler", "--arch-opt", "scale=4", "--quiet"]
-    assert cli.run(["-i", str(src), "-o", str(tmp_path / "bic"), *bicubic]) == 0  # no checkpoint needed
+    assert cli.main(["-i", str(src), "-o", str(tmp_path / "bic"), *bicubic]) == 0  # no checkpoint needed
     out = cv2.imread(str(tmp_path / "bic" / "baby_out.png"))
     assert out.shape == (48, 56, 3) and np.abs(out[1::4, 1::4].astype(int) - lr).mean() < 12
-    assert cli.run(["-i", str(src), "-o", str(tmp_path / "x"), "--arch", "RRDBNet"]) == 2
+    assert cli.main(["-i", str(src), "-o", str(tmp_path / "x"), "--arch", "RRDBNet"]) == 2
     assert "missing 2 required positional arguments" in capsys.readouterr().err
     tiny = ["--arch-opt", "num_in_ch=3", "num_out_ch=3", "num_feat=8", "num_block=1", "num_grow_ch=4"]
-    assert cli.run(["-i", str(src), "-o", str(tmp_path / "x"), "--arch", "RRDBNet", *tiny]) == 2
+    assert cli.main(["-i", str(src), "-o", str(tmp_path / "x"), "--arch", "RRDBNet", *tiny]) == 2
     assert "give the checkpoint (--model)" in capsys.readouterr().err
-    assert cli.run(["-i", str(src), "--model", str(tmp_path / "none.pth"), "--arch", "RRDBNet"]) == 2
+    assert cli.main(["-i", str(src), "--model", str(tmp_path / "none.pth"), "--arch", "RRDBNet"]) == 2
     assert "checkpoint not found" in capsys.readouterr().err
-    assert cli.run(["-i", str(src), "--arch", "NoSuchNet"]) == 2
+    assert cli.main(["-i", str(src), "--arch", "NoSuchNet"]) == 2
     assert "unknown architecture 'NoSuchNet'" in capsys.readouterr().err
