@@ -7,6 +7,7 @@ Opinion-Unaware No-Reference Image Quality Assessment", Dong et al., CVPR 2025.
 from __future__ import annotations
 
 import json
+import os
 from typing import NamedTuple
 
 import torch
@@ -15,6 +16,7 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
 from sfd_arch.clip_backbone import CLIPFeatures, FrozenCLIP, register_clip_config, resolve_clip_weights
+from sfd_arch.clip_provenance import describe, weights_record
 from sfd_arch.feat_discriminator_arch import FeatDiscriminator
 from sfd_arch.text_discriminator_arch import LearnablePromptPair
 
@@ -101,6 +103,16 @@ class SFDDiscriminator(nn.Module):
             "use_feat": self.use_feat,
             "use_text": self.use_text,
         }
+        # Provenance: the weights by absolute path and content hash (a relative path breaks SFD-IQA from
+        # another folder; the hash finds a moved file and tells a stand-in from the real CLIP).
+        path, _ = resolve_clip_weights(clip_model, clip_pretrained, clip_cache_dir)
+        record = weights_record(path)
+        self.config.update(record)
+        if record and isinstance(clip_pretrained, str) and os.path.isfile(os.path.expanduser(clip_pretrained)):
+            self.config["clip_pretrained"] = record["clip_weights_file"]
+        if clip_config:
+            self.config["clip_config"] = os.path.abspath(clip_config)
+        self.clip_description = describe(record, clip_model, clip_pretrained)
 
     @classmethod
     def check_options(cls, section: dict, key: str = "network_d") -> None:
@@ -162,6 +174,15 @@ class SFDDiscriminator(nn.Module):
             from sfd_utils.checkpoint import CheckpointError  # a ValueError
 
             raise CheckpointError(f"SFD discriminator checkpoint does not match network_d ({detail})")
+        theirs, ours = meta.get("clip_weights_sha256"), self.config.get("clip_weights_sha256")
+        if theirs and ours and theirs != ours:
+            import logging
+
+            logging.getLogger("basicsr").warning(
+                f"SFD discriminator checkpoint was trained with CLIP weights {meta.get('clip_weights_file')} (sha256 "
+                f"{theirs[:12]}), this network uses {self.config.get('clip_weights_file')} (sha256 {ours[:12]}): the "
+                "heads only make sense with the CLIP they were trained with"
+            )
         self.config["pos_words"], self.config["neg_words"] = meta["pos_words"], meta["neg_words"]
         if meta.get("train_patch_size"):
             self.config["train_patch_size"] = int(meta["train_patch_size"])

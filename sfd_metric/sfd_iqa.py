@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from sfd_arch.clip_backbone import RANDOM_WEIGHTS, TINY_CLIP_CONFIGS, CLIPWeightsNotFound, _import_open_clip
+from sfd_arch.clip_provenance import WEIGHT_SUFFIXES, file_sha256, find_by_hash
 from sfd_arch.sfd_discriminator_arch import STRUCTURAL_KEYS, SFDDiscriminator, SFDLogits, decode_config
 
 DEFAULT_TILE = 256
@@ -119,6 +120,8 @@ def build_discriminator(
     """
     recorded = config.get("clip_pretrained")
     weights = recorded if clip_pretrained is None else clip_pretrained
+    if clip_pretrained is None:
+        weights = _locate_recorded_weights(config, weights, source)
     is_random = weights is None or (isinstance(weights, str) and weights.lower() in RANDOM_WEIGHTS)
     if is_random and not allow_random_clip:
         raise SFDCheckpointError(
@@ -148,6 +151,14 @@ def build_discriminator(
             f"{source}: CLIP weights {weights!r} ({hint}) are not available: {err} Pass clip_pretrained=<local "
             "file of the same CLIP> (CLI: --clip-pretrained) to use another copy."
         ) from err
+    given, trained = disc.config.get("clip_weights_sha256"), config.get("clip_weights_sha256")
+    if given and trained and given != trained:
+        warnings.warn(
+            f"{source}: the heads were trained with CLIP weights of sha256 {trained[:12]} "
+            f"({config.get('clip_weights_file')}); {disc.config.get('clip_weights_file')} has sha256 {given[:12]}. "
+            "Scores from other weights than the training ones are not comparable.",
+            stacklevel=2,
+        )
     try:
         disc.load_state_dict(state, strict=True)
     except RuntimeError as err:
@@ -158,6 +169,27 @@ def build_discriminator(
             f"keys: {unexpected[:8]}; {str(err).splitlines()[0]})"
         ) from err
     return disc.eval()
+
+
+def _locate_recorded_weights(config: dict, weights, source: str):
+    """The recorded CLIP weight file, or a file with its recorded hash found next to the checkpoint
+    (its folder, the folder above and ``pretrained_models`` beside that) when it has moved."""
+    sha = config.get("clip_weights_sha256")
+    if not (sha and isinstance(weights, str)) or os.path.isfile(os.path.expanduser(weights)):
+        return weights
+    if not (os.sep in weights or weights.endswith(WEIGHT_SUFFIXES)):
+        return weights  # an open_clip tag: the cache is searched by resolve_clip_weights
+    here = os.path.dirname(os.path.abspath(source))
+    up = os.path.dirname(here)
+    found = find_by_hash(sha, [here, up, os.path.join(up, "pretrained_models")], config.get("clip_weights_size"))
+    if found is None:
+        raise CLIPWeightsNotFound(
+            f"{source}: the CLIP weights it was trained with ({weights}, sha256 {sha[:12]}) are not there any more "
+            f"and no file with that hash is next to the checkpoint; pass clip_pretrained=<that file> "
+            "(CLI: --clip-pretrained)"
+        )
+    warnings.warn(f"{source}: recorded CLIP weights {weights} moved; using {found} (same sha256)", stacklevel=3)
+    return found
 
 
 # -- tiling --------------------------------------------------------------------------------------------
@@ -275,6 +307,26 @@ class SFDIQA:
         scorer = cls(disc, tile, stride, alpha, batch_size, device, bf16)
         scorer.checkpoint = os.path.abspath(path)
         return scorer
+
+    def provenance(self) -> dict:
+        """What produced these scores: the discriminator checkpoint (path, sha256), the CLIP weights
+        (model, file, sha256, random-calibrated or not) and the scoring settings."""
+        path = getattr(self, "checkpoint", None)
+        cfg = self.config
+        return {
+            "checkpoint": path,
+            "checkpoint_sha256": file_sha256(path) if path and os.path.isfile(path) else None,
+            "clip_model": cfg.get("clip_model"),
+            "clip_pretrained": cfg.get("clip_pretrained"),
+            "clip_weights_file": cfg.get("clip_weights_file"),
+            "clip_weights_sha256": cfg.get("clip_weights_sha256"),
+            "clip_weights_random_calibrated": cfg.get("clip_weights_random_calibrated", False),
+            "random_clip": bool(self.disc.backbone.random_weights),
+            "tile": self.tile,
+            "stride": self.stride or self.tile,
+            "alpha": self.alpha,
+            "train_patch_size": cfg.get("train_patch_size"),
+        }
 
     def _autocast(self):
         if not self.bf16:

@@ -90,8 +90,8 @@ class SFDModel(ResumableMixin, SRGANModel):
             self.net_g.to(memory_format=torch.channels_last)
             self.net_d.to(memory_format=torch.channels_last)
         get_root_logger().info(
-            f"SFDModel: CLIP {disc.backbone.clip_model} ({'random' if disc.backbone.random_weights else 'pretrained'}"
-            f" weights), Feat-D layers {disc.backbone.feat_layers if disc.use_feat else 'off'}, "
+            f"SFDModel: {disc.clip_description}; "
+            f"Feat-D layers {disc.backbone.feat_layers if disc.use_feat else 'off'}, "
             f"TG-D {'on' if disc.use_text else 'off'}, amp {amp or 'off'}, channels_last {self.channels_last}"
         )
 
@@ -252,7 +252,14 @@ class SFDModel(ResumableMixin, SRGANModel):
 
         disc = self.get_bare_model(self.net_d)
         with live_discriminator(disc, train_patch_size(self.opt) or 256):
-            return super().validation(dataloader, current_iter, tb_logger, save_img)
+            out = super().validation(dataloader, current_iter, tb_logger, save_img)
+        record = disc.config
+        if disc.backbone.random_weights or record.get("clip_weights_random_calibrated"):
+            # repeated with every validation, so it is never buried under the training log
+            get_root_logger().warning(
+                f"Validation @ {current_iter}: scores from a stand-in CLIP ({disc.clip_description})"
+            )
+        return out
 
     def test(self):
         """SRModel.test, padding the input to ``network_g.window_size`` (SwinIR) when set."""
