@@ -10,6 +10,8 @@ basicsr (no file of the installed package is touched) and calls ``train_pipeline
 - ``init_dist``: basicsr calls ``torch.cuda.set_device`` and NCCL; without CUDA we use gloo. The
   recipes' ``dist_params.port`` is dropped for torchrun (basicsr would pass it on and crash).
 - ``--local-rank=N`` (torch >= 2 launchers) is accepted as basicsr's ``--local_rank``.
+- ``MessageLogger`` / ``build_model``: log lines with percent, rate and a non-negative ETA, a
+  progress line at least every 20 s, and no duplicate final validation (``sfd_utils.progress``).
 - ``parse_options``: after parsing, every file the recipe needs is checked (sfd_utils.options_check),
   and the RNGs are seeded again from the final ``manual_seed``: basicsr seeds *before* applying
   ``--force_yml``, so ``--force_yml manual_seed=1`` was logged but silently ignored.
@@ -147,6 +149,11 @@ def prepare_basicsr() -> None:
     bo.init_dist = init_dist
     if not getattr(bt.parse_options, "_sfd_checked", False):
         bt.parse_options = _checked(bt.parse_options)
+    from sfd_utils.progress import make_message_logger, with_progress
+
+    if bt.MessageLogger.__module__ != "sfd_utils.progress":
+        bt.MessageLogger = make_message_logger(bt.MessageLogger)
+    bt.build_model = with_progress(bt.build_model)
 
 
 def _checked(parse_options):

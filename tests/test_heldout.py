@@ -1,0 +1,45 @@
+"""Held-out means held out: every data set made from scikit-image's photos keeps the photos of one
+scene on one side of its train/test split (motorcycle_left/right are one stereo pair; cat == chelsea)."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+from csud_tools import synthetic_rain
+from sfd_bench import learning_check
+from sfd_iqa_tools import ranking
+from sfd_tools import demo_data
+from sfd_utils import photos
+from sfd_utils.photos import HELDOUT_PHOTOS, SCENE, TRAIN_GRAY_PHOTOS, TRAIN_PHOTOS, scene_overlap
+
+SPLITS = {
+    "SR demo / learning check / ranking report": (TRAIN_PHOTOS + TRAIN_GRAY_PHOTOS, HELDOUT_PHOTOS),
+    "CSUD synthetic rain": (synthetic_rain.TRAIN_PHOTOS, synthetic_rain.TEST_PHOTOS),
+}
+
+
+@pytest.mark.parametrize("split", SPLITS)
+def test_no_scene_on_both_sides(split):
+    train, heldout = SPLITS[split]
+    assert scene_overlap(train, heldout) == set(), f"{split}: held-out photos share a scene with training photos"
+
+
+def test_every_photo_used_has_a_known_scene():
+    used = {*TRAIN_PHOTOS, *TRAIN_GRAY_PHOTOS, *HELDOUT_PHOTOS, *synthetic_rain.TRAIN_PHOTOS, *synthetic_rain.TEST_PHOTOS}
+    assert used <= set(SCENE), f"photos without a scene entry: {sorted(used - set(SCENE))}"
+
+
+def test_overlap_check_catches_the_stereo_pair_and_the_cat():
+    assert scene_overlap(["motorcycle_left"], ["motorcycle_right"]) == {"motorcycle"}
+    assert scene_overlap(["cat"], ["chelsea"]) == {"cat"}
+    with pytest.raises(KeyError):
+        scene_overlap(["an_unknown_photo"], ["chelsea"])
+
+
+def test_programs_draw_their_splits_from_the_checked_lists():
+    """The learning check, ranking report and demo data read the lists checked above (not their own)."""
+    for module in (learning_check, ranking, demo_data):
+        assert module.TRAIN_PHOTOS is photos.TRAIN_PHOTOS and module.HELDOUT_PHOTOS is photos.HELDOUT_PHOTOS
+    assert inspect.signature(ranking.run_ranking_report).parameters["photos"].default is photos.HELDOUT_PHOTOS
