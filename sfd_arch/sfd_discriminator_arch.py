@@ -12,13 +12,13 @@ from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
-from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
 from sfd_arch.clip_backbone import CLIPFeatures, FrozenCLIP, register_clip_config, resolve_clip_weights
 from sfd_arch.clip_provenance import describe, weights_record
 from sfd_arch.feat_discriminator_arch import FeatDiscriminator
 from sfd_arch.text_discriminator_arch import LearnablePromptPair
+from sfd_utils.compat import basicsr_register
 
 CHECKPOINT_FORMAT = "sfd-discriminator"
 CHECKPOINT_VERSION = 1
@@ -35,7 +35,7 @@ class SFDLogits(NamedTuple):
     text_features: torch.Tensor | None = None
 
 
-@ARCH_REGISTRY.register()
+@basicsr_register("ARCH_REGISTRY")  # basicsr's ARCH_REGISTRY; also importable without basicsr (traiNNer)
 class SFDDiscriminator(nn.Module):
     """Feat-D on CLIP middle maps and TG-D (learnable prompt pair) on the final CLIP embedding.
 

@@ -9,7 +9,8 @@ is aligned to the border). Per crop c, with the trained discriminator as it is:
 
 Higher is better; Q, q_feat and q_text are in [0, 1]. The discriminator is loaded from the
 checkpoint SFD training writes (``net_d_<iter>.pth``: Feat-D heads, prompt contexts and the JSON
-config in ``_extra_state``); CLIP is rebuilt from the model name and weights recorded there.
+config in ``_extra_state``; traiNNer-redux writes the same entries as ``net_d_<iter>.safetensors``);
+CLIP is rebuilt from the model name and weights recorded there.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
+from collections import OrderedDict
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 
@@ -51,23 +53,45 @@ class IQAScore:
 
 
 # -- checkpoint --------------------------------------------------------------------------------------
-def load_sfd_checkpoint(path: str) -> tuple[dict, dict]:
-    """Read an SFD discriminator checkpoint -> (config dict, state_dict).
+def is_safetensors_file(path: str) -> bool:
+    """True if ``path`` is a safetensors file (8-byte little-endian header length, then a JSON header),
+    whatever its extension; torch files are zip archives (``PK``) or pickles."""
+    with open(path, "rb") as f:
+        head = f.read(9)
+    if len(head) < 9 or head[8:9] != b"{":
+        return False
+    return int.from_bytes(head[:8], "little") + 8 <= os.path.getsize(path)
 
-    Accepts BasicSR's ``{'params': state_dict}`` (what SFDModel saves), ``{'state_dict': ...}`` or a
-    raw state_dict; loads with ``weights_only=True``. Raises FileNotFoundError or
-    SFDCheckpointError naming what is missing.
-    """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"SFD-IQA checkpoint {path!r} does not exist")
+
+def _read_checkpoint(path: str):
+    if is_safetensors_file(path):
+        from safetensors.torch import load_file  # a dependency of open_clip
+
+        try:
+            return load_file(path, device="cpu")
+        except Exception as err:  # truncated or corrupt header
+            raise SFDCheckpointError(f"{path}: unreadable safetensors file ({type(err).__name__}: {err})") from err
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # pickled objects, not a torch file, truncated file
         raise SFDCheckpointError(
             f"{path}: cannot be read as a weights-only torch checkpoint ({type(err).__name__}: "
             f"{str(err).splitlines()[0] if str(err) else ''}). SFD-IQA needs the net_d_<iter>.pth that SFD "
             "training saves."
         ) from err
+
+
+def load_sfd_checkpoint(path: str) -> tuple[dict, dict]:
+    """Read an SFD discriminator checkpoint -> (config dict, state_dict).
+
+    Accepts BasicSR's ``{'params': state_dict}`` (what SFDModel saves), ``{'state_dict': ...}``, a
+    raw state_dict (traiNNer-redux's ``.pth``) or a safetensors file (traiNNer-redux's default: the
+    config travels as the uint8 ``_extra_state`` tensor); torch files load with ``weights_only=True``.
+    Raises FileNotFoundError or SFDCheckpointError naming what is missing.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"SFD-IQA checkpoint {path!r} does not exist")
+    obj = _read_checkpoint(path)
     if not isinstance(obj, dict):
         raise SFDCheckpointError(f"{path}: expected a dict (state_dict or {{'params': ...}}), got {type(obj).__name__}")
     for key in ("params", "state_dict"):
@@ -403,6 +427,53 @@ class SFDIQA:
         if math.isnan(q_text):
             return q_feat
         return self.alpha * q_feat + (1.0 - self.alpha) * q_text
+
+
+_CACHE_SIZE = 4
+_scorers: OrderedDict[tuple, SFDIQA] = OrderedDict()
+COMPONENTS = ("q", "q_feat", "q_text")
+
+
+def get_scorer(checkpoint: str, **options) -> SFDIQA:
+    """A cached :class:`SFDIQA` for ``checkpoint`` and ``SFDIQA.from_checkpoint`` options; a checkpoint
+    rewritten on disk (new mtime) is loaded again. Shared by the BasicSR and traiNNer metric entries."""
+    if not checkpoint:
+        raise ValueError("calculate_sfd_iqa: set `checkpoint:` to an SFD discriminator file (net_d_<iter>.pth)")
+    path = os.path.abspath(os.path.expanduser(checkpoint))
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"calculate_sfd_iqa: checkpoint {checkpoint!r} does not exist")
+    key = (path, os.stat(path).st_mtime_ns, tuple(sorted((k, str(v)) for k, v in options.items())))
+    if key in _scorers:
+        _scorers.move_to_end(key)
+        return _scorers[key]
+    scorer = SFDIQA.from_checkpoint(path, **options)
+    _scorers[key] = scorer
+    while len(_scorers) > _CACHE_SIZE:
+        _scorers.popitem(last=False)
+    return scorer
+
+
+def metric_image(img, input_order: str = "HWC", crop_border: int = 0, bgr: bool = False) -> np.ndarray:
+    """A validation image as a metric entry receives it -> (H, W, C) RGB array for :meth:`SFDIQA.score`.
+
+    ``input_order`` 'HWC' or 'CHW'; ``crop_border`` pixels are cut from each edge; ``bgr`` swaps the
+    channel order (BasicSR passes BGR, traiNNer RGB; an alpha channel is dropped)."""
+    if input_order not in ("HWC", "CHW"):
+        raise ValueError(f"calculate_sfd_iqa: input_order must be 'HWC' or 'CHW', got {input_order!r}")
+    img = np.asarray(img)
+    if input_order == "CHW":
+        img = img.transpose(1, 2, 0)
+    if crop_border:
+        img = img[crop_border:-crop_border, crop_border:-crop_border]
+    if bgr and img.ndim == 3 and img.shape[2] >= 3:
+        img = img[..., 2::-1]
+    return img
+
+
+def check_component(component: str) -> str:
+    if component not in COMPONENTS:
+        raise ValueError(f"calculate_sfd_iqa: component must be one of {COMPONENTS}, got {component!r}")
+    return component
 
 
 def _region(img, top: int, left: int, size: int):

@@ -18,19 +18,15 @@ The scorer is built once per (checkpoint file, options) and reused for every ima
 
 from __future__ import annotations
 
-import os
-from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import numpy as np
 from basicsr.utils.registry import METRIC_REGISTRY
 
-from sfd_metric.sfd_iqa import SFDIQA
+from sfd_metric.sfd_iqa import COMPONENTS, SFDIQA, check_component, get_scorer, metric_image
 
-COMPONENTS = ("q", "q_feat", "q_text")
-_CACHE_SIZE = 4
-_scorers: OrderedDict[tuple, SFDIQA] = OrderedDict()
+__all__ = ["COMPONENTS", "calculate_sfd_iqa", "get_scorer", "live_discriminator"]
 CURRENT = "current"
 _live: dict = {}  # the discriminator being trained, while SFDModel validates (live_discriminator)
 
@@ -64,25 +60,6 @@ def _live_scorer(tile: int | None, **options) -> SFDIQA:
     return _live["scorers"][key]
 
 
-def get_scorer(checkpoint: str, **options) -> SFDIQA:
-    """A cached :class:`SFDIQA` for ``checkpoint`` and ``SFDIQA.from_checkpoint`` options; a checkpoint
-    rewritten on disk (new mtime) is loaded again."""
-    if not checkpoint:
-        raise ValueError("calculate_sfd_iqa: set `checkpoint:` to an SFD discriminator file (net_d_<iter>.pth)")
-    path = os.path.abspath(os.path.expanduser(checkpoint))
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"calculate_sfd_iqa: checkpoint {checkpoint!r} does not exist")
-    key = (path, os.stat(path).st_mtime_ns, tuple(sorted((k, str(v)) for k, v in options.items())))
-    if key in _scorers:
-        _scorers.move_to_end(key)
-        return _scorers[key]
-    scorer = SFDIQA.from_checkpoint(path, **options)
-    _scorers[key] = scorer
-    while len(_scorers) > _CACHE_SIZE:
-        _scorers.popitem(last=False)
-    return scorer
-
-
 @METRIC_REGISTRY.register()
 def calculate_sfd_iqa(
     img: np.ndarray,
@@ -112,17 +89,8 @@ def calculate_sfd_iqa(
         tile, stride, alpha, batch_size, bf16, device: see :class:`SFDIQA`.
         **kwargs: other YAML keys BasicSR passes through (``img2``, ``better``, ...), ignored.
     """
-    if component not in COMPONENTS:
-        raise ValueError(f"calculate_sfd_iqa: component must be one of {COMPONENTS}, got {component!r}")
-    if input_order not in ("HWC", "CHW"):
-        raise ValueError(f"calculate_sfd_iqa: input_order must be 'HWC' or 'CHW', got {input_order!r}")
-    img = np.asarray(img)
-    if input_order == "CHW":
-        img = img.transpose(1, 2, 0)
-    if crop_border:
-        img = img[crop_border:-crop_border, crop_border:-crop_border]
-    if img.ndim == 3 and img.shape[2] >= 3:
-        img = img[..., 2::-1]  # BGR -> RGB (alpha, if any, dropped)
+    check_component(component)
+    img = metric_image(img, input_order, crop_border, bgr=True)  # BasicSR passes BGR
     options = dict(stride=stride, alpha=alpha, batch_size=batch_size, bf16=bf16, device=device)
     if checkpoint == CURRENT:
         scorer = _live_scorer(tile, **options)
