@@ -90,6 +90,16 @@ class Generator:
         return input_multiple(self.net_opt)
 
 
+def _require(module: str):
+    """Import an export dependency; ImportError naming the extras that install it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ImportError(f"{module} is not installed (pip install -e '.[export]')") from None
+
+
 def input_channels(net_opt: dict) -> int:
     """Channels the network takes (RRDBNet ``num_in_ch``, SwinIR ``in_chans``, NAFNet ``img_channel``)."""
     for key in ("num_in_ch", "in_chans", "img_channel"):
@@ -242,18 +252,19 @@ def generator_metadata(gen: Generator) -> dict[str, str]:
 # -- safetensors ---------------------------------------------------------------------------------------------
 def save_safetensors(gen: Generator, path: str) -> dict[str, str]:
     """Write the generator's plain state dict (its own key names) with metadata; returns the metadata."""
-    from safetensors.torch import save_file
-
+    save_file = _require("safetensors.torch").save_file
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in gen.net.state_dict().items() if torch.is_tensor(v)}
     meta = generator_metadata(gen)
     save_file(tensors, path, metadata=meta)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)  # safetensors writes 0600; give it the permissions of any new file
     return meta
 
 
 def read_safetensors_metadata(path: str) -> dict[str, str]:
     """The metadata of an exported file; ExportError when it was not written by :func:`save_safetensors`."""
-    from safetensors import safe_open
-
+    safe_open = _require("safetensors").safe_open
     if not os.path.isfile(path):
         raise FileNotFoundError(f"file not found: {path}")
     with safe_open(path, framework="pt") as f:
@@ -267,8 +278,7 @@ def read_safetensors_metadata(path: str) -> dict[str, str]:
 
 def load_safetensors(path: str) -> tuple[nn.Module, dict[str, str]]:
     """(network in eval mode with the weights loaded strictly, metadata) from an exported file."""
-    from safetensors.torch import load_file
-
+    load_file = _require("safetensors.torch").load_file
     meta = read_safetensors_metadata(path)
     net_opt = {"type": meta["architecture"], **json.loads(meta["network_options"])}
     arch_class(net_opt["type"])  # KeyError naming the registered types
@@ -349,8 +359,7 @@ def export_onnx(
     import copy
     import warnings
 
-    import onnx
-
+    onnx = _require("onnx")
     dtype = torch.float16 if fp16 else torch.float32
     net = deployable(copy.deepcopy(gen.net).to(dtype).eval(), gen.multiple, gen.scale)
     axes = {0: "batch", 2: "height", 3: "width"}
@@ -375,8 +384,7 @@ def export_onnx(
 
 def onnx_max_error(path: str, gen: Generator, x: torch.Tensor) -> float:
     """Max |onnxruntime (CPU) - torch fp32| over the outputs for ``x`` (B, C, H, W) in [0, 1]."""
-    import onnxruntime as ort
-
+    ort = _require("onnxruntime")
     session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     feed = x.numpy().astype(np.float16 if session.get_inputs()[0].type == "tensor(float16)" else np.float32)
     got = session.run(None, {"input": feed})[0].astype(np.float32)

@@ -8,7 +8,9 @@ import json
 import os
 
 import numpy as np
+import onnxruntime as ort
 import pytest
+import spandrel
 import torch
 import yaml
 from conftest import ROOT
@@ -25,9 +27,6 @@ from sfd_tools.export import (
 )
 from sfd_utils.checkpoint import basicsr_to_old_esrgan
 from sfd_utils.sr_inference import build_generator
-
-spandrel = pytest.importorskip("spandrel")
-ort = pytest.importorskip("onnxruntime")
 
 # Tiny sizes spandrel still detects: its ESRGAN assumes num_grow_ch 32; its NAFNet needs >= 1
 # middle, first-encoder and first-decoder block; its SwinIR reads img_range 255 for window 7.
@@ -231,6 +230,22 @@ def test_cli_writes_both_files_and_checks(saved, tmp_path, capsys):
     # a second run refuses to overwrite
     assert run_script(["--model", s.path, "-o", str(tmp_path), "--name", "x2"]) == 2
     assert "x2.safetensors exists" in capsys.readouterr().err
+
+
+def test_cli_help_imports_no_torch():
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", os.path.join(ROOT, "scripts", "export.py"), "--help"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": ROOT},
+    )
+    assert proc.returncode == 0 and "--param-key" in proc.stdout
+    imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+    assert "argparse" in imported and "torch" not in imported
 
 
 def one_error_line(capsys) -> str:
