@@ -152,8 +152,13 @@ def test_spandrel_loads_exported_safetensors(saved, case, tmp_path):
             assert float((s.net(crop()) - s.ema(crop())).abs().max()) > 1e-3
 
 
-def test_spandrel_limits_named():
-    assert spandrel_limits({"type": "RRDBNet", "num_grow_ch": 4})
+def test_spandrel_limits_named(tmp_path):
+    # the CPU demo recipe's RRDBNet (num_grow_ch 16): spandrel builds 32 growth channels and fails
+    demo = {"type": "RRDBNet", "num_in_ch": 3, "num_out_ch": 3, "num_feat": 8, "num_block": 1, "num_grow_ch": 16}
+    assert spandrel_limits(demo) == ["spandrel's ESRGAN assumes num_grow_ch 32, this network has 16"]
+    torch.save({"params": build_generator(demo).state_dict()}, tmp_path / "demo.pth")
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        spandrel.ModelLoader().load_from_file(str(tmp_path / "demo.pth"))
     assert spandrel_limits({"type": "SwinIR", "window_size": 7, "img_range": 1.0})
     assert spandrel_limits({"type": "CSUDNAFNet", "dw_expand": 1})
     assert spandrel_limits({"type": "SRVGGNetCompact"})
