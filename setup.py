@@ -75,7 +75,12 @@ setup(
         "matplotlib>=3.5",
         "tb-nightly",
     ],
-    extras_require={"test": ["pytest>=7", "ruff>=0.4"]},
+    extras_require={
+        # scripts/export.py: safetensors + ONNX files, checked with onnxruntime
+        "export": ["safetensors>=0.4", "onnx>=1.15", "onnxruntime>=1.17"],
+        # the tests also load exported files with spandrel (the loader of chaiNNer and traiNNer-redux)
+        "test": ["pytest>=7", "ruff>=0.4", "safetensors>=0.4", "onnx>=1.15", "onnxruntime>=1.17", "spandrel>=0.4"],
+    },
     entry_points={"console_scripts": ["sfd-train=sfd_utils.train:main"]},
     cmdclass=cmdclass,
 )
