@@ -36,6 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+# imported from the SR inference module (the lead moves it to sfd_tools/sr_inference.py)
+from sfd_tools.sr_inference import arch_class, build_generator, input_multiple, network_options
 from sfd_utils.checkpoint import (
     CheckpointError,
     detect_rrdb_layout,
@@ -43,9 +45,6 @@ from sfd_utils.checkpoint import (
     load_generator_weights,
     read_checkpoint,
 )
-
-# imported from the SR inference module (the lead moves it to sfd_tools/sr_inference.py)
-from sfd_utils.sr_inference import arch_class, build_generator, input_multiple, network_options
 
 FORMAT = "sfd-basicsr-generator"
 FORMAT_VERSION = 1
@@ -454,3 +453,36 @@ def export_checkpoint(
                 x = photo_crop(gen.in_channels, 37, 53)  # odd, non-square, unlike the trace input
                 report["onnx_max_error"][target] = onnx_max_error(target, gen, x)
     return report
+
+
+def run_export(a) -> int:
+    """``scripts/export.py``: the namespace of :func:`sfd_tools.cli.export_parser`."""
+    from sfd_tools.sr_inference import parse_arch_opts
+
+    report = export_checkpoint(
+        a.model,
+        a.output or os.path.dirname(os.path.abspath(a.model)),
+        name=a.name,
+        arch=a.arch,
+        arch_opt=parse_arch_opts(a.arch_opt),
+        opt_file=a.opt,
+        param_key=a.param_key,
+        formats=a.format,
+        opset=a.opset,
+        fp16=a.fp16,
+        check=not a.no_check,
+        overwrite=a.overwrite,
+    )
+    meta = report["metadata"]
+    print(
+        f"{meta['architecture']} x{meta['scale']} from {meta['source_checkpoint']} "
+        f"(param key {meta['param_key'] or 'none: raw state dict'})"
+    )
+    for path in report["files"]:
+        err = report["onnx_max_error"].get(path)
+        print(f"wrote {path}" + (f"  (onnxruntime CPU vs torch: max abs error {err:.2e})" if err is not None else ""))
+    if meta["spandrel_architecture"]:
+        print(f"spandrel loads it as {meta['spandrel_architecture']}")
+    for why in report["spandrel_limits"]:
+        print(f"note: spandrel cannot load it: {why}")
+    return 0

@@ -27,7 +27,13 @@ def test_no_scene_on_both_sides(split):
 
 
 def test_every_photo_used_has_a_known_scene():
-    used = {*TRAIN_PHOTOS, *TRAIN_GRAY_PHOTOS, *HELDOUT_PHOTOS, *synthetic_rain.TRAIN_PHOTOS, *synthetic_rain.TEST_PHOTOS}
+    used = {
+        *TRAIN_PHOTOS,
+        *TRAIN_GRAY_PHOTOS,
+        *HELDOUT_PHOTOS,
+        *synthetic_rain.TRAIN_PHOTOS,
+        *synthetic_rain.TEST_PHOTOS,
+    }
     assert used <= set(SCENE), f"photos without a scene entry: {sorted(used - set(SCENE))}"
 
 

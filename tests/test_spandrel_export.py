@@ -25,8 +25,8 @@ from sfd_tools.export import (
     photo_crop,
     spandrel_limits,
 )
+from sfd_tools.sr_inference import build_generator
 from sfd_utils.checkpoint import basicsr_to_old_esrgan
-from sfd_utils.sr_inference import build_generator
 
 # Tiny sizes spandrel still detects: its ESRGAN assumes num_grow_ch 32; its NAFNet needs >= 1
 # middle, first-encoder and first-decoder block; its SwinIR reads img_range 255 for window 7.
