@@ -17,7 +17,7 @@ batches than an uninterrupted one. The launcher (``sfd_utils.train``) swaps in t
 - :func:`find_resume_state` picks the newest training state that loads and whose network files
   load, names every damaged file it passes over, and removes temporaries of killed writes.
 
-Everything imports lazily except BasicSR's sampler, which this module extends.
+basicsr is imported lazily (importing it loads the plugin, whose models import this module).
 """
 
 from __future__ import annotations
@@ -30,8 +30,9 @@ import sys
 
 import numpy as np
 import torch
-from basicsr.data.data_sampler import EnlargedSampler
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Sampler
+
+# No basicsr import at module level: importing basicsr loads the plugin, whose models import this.
 
 POSITION_KEY = "sfd_sample_position"  # (3,) int64 per item: epoch, position in the epoch, samples per epoch
 
@@ -56,49 +57,57 @@ def sample_seed(base_seed: int, epoch: int, rank: int, position: int) -> int:
 
 
 @contextlib.contextmanager
-def seeded_rngs(seed: int):
+def seeded_rngs(seed: int, restore: bool = True):
     """Seed Python's ``random``, NumPy's global generator and torch's CPU generator with ``seed``
-    for the block, then put back their previous states (the training loop's stream is untouched)."""
-    saved = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    for the block; with ``restore``, put back their previous states afterwards (the training
+    loop's stream is untouched)."""
+    saved = (random.getstate(), np.random.get_state(), torch.get_rng_state()) if restore else None
     random.seed(seed)
     np.random.seed(seed & 0xFFFFFFFF)
     torch.default_generator.manual_seed(seed)
     try:
         yield
     finally:
-        random.setstate(saved[0])
-        np.random.set_state(saved[1])
-        torch.set_rng_state(saved[2])
+        if saved is not None:
+            random.setstate(saved[0])
+            np.random.set_state(saved[1])
+            torch.set_rng_state(saved[2])
 
 
-class ResumableSampler(EnlargedSampler):
-    """BasicSR's EnlargedSampler (same order per epoch) yielding seeded :class:`SampleKey` indices,
-    able to continue an epoch part-way (:meth:`resume_from`). ``seed`` is set by the launcher."""
+class ResumableSampler(Sampler):
+    """BasicSR's EnlargedSampler (same constructor, same order per epoch, which it computes) yielding
+    seeded :class:`SampleKey` indices, able to continue an epoch part-way (:meth:`resume_from`).
+    ``seed`` is set by the launcher."""
 
     def __init__(self, dataset, num_replicas, rank, ratio=1):
-        super().__init__(dataset, num_replicas, rank, ratio)
+        from basicsr.data.data_sampler import EnlargedSampler  # the original (the launcher patches a name)
+
+        self.order = EnlargedSampler(dataset, num_replicas, rank, ratio)
+        self.rank = rank
         self.seed = 0
         self._resume: tuple[int, int] | None = None
+
+    @property
+    def epoch(self) -> int:
+        return self.order.epoch
+
+    def __len__(self) -> int:
+        return len(self.order)
 
     def resume_from(self, epoch: int, samples: int) -> None:
         """The next iteration over ``epoch`` starts after its first ``samples`` indices."""
         self._resume = (int(epoch), int(samples))
 
-    def set_epoch(self, epoch):
-        super().set_epoch(epoch)
+    def set_epoch(self, epoch) -> None:
+        self.order.set_epoch(epoch)
         if self._resume is not None and self._resume[0] != epoch:
             self._resume = None  # the resumed epoch is over
 
     def __iter__(self):
-        indices = list(super().__iter__())
+        indices = list(self.order)
         start = self._resume[1] if self._resume is not None and self._resume[0] == self.epoch else 0
-        total = len(indices)
-        return iter(
-            [
-                SampleKey(indices[p], sample_seed(self.seed, self.epoch, self.rank, p), self.epoch, p, total)
-                for p in range(start, total)
-            ]
-        )
+        total, epoch, seed, rank = len(indices), self.epoch, self.seed, self.rank
+        return (SampleKey(indices[p], sample_seed(seed, epoch, rank, p), epoch, p, total) for p in range(start, total))
 
 
 class SeededDataset(Dataset):
@@ -123,7 +132,10 @@ class SeededDataset(Dataset):
         seed = getattr(key, "seed", None)
         if seed is None:
             return self.dataset[key]
-        with seeded_rngs(seed):
+        from torch.utils.data import get_worker_info
+
+        # In a loader worker nothing else draws from these generators: no need to restore them.
+        with seeded_rngs(seed, restore=get_worker_info() is None):
             item = self.dataset[int(key)]
         if isinstance(item, dict):
             item = {**item, POSITION_KEY: torch.tensor([key.epoch, key.position, key.total], dtype=torch.int64)}
@@ -215,13 +227,12 @@ class NonFiniteLossError(RuntimeError):
     """Training stopped after too many consecutive steps with a non-finite loss (state saved)."""
 
 
-def _master_only(func):
-    from basicsr.utils.dist_util import master_only
+def _is_master() -> bool:
+    from basicsr.utils.dist_util import get_dist_info
 
-    return master_only(func)
+    return get_dist_info()[0] == 0
 
 
-@_master_only
 def save_network(model, net, net_label: str, current_iter, param_key="params") -> None:
     """BasicSR's ``BaseModel.save_network`` (same file name and layout), written atomically.
 
@@ -233,6 +244,8 @@ def save_network(model, net, net_label: str, current_iter, param_key="params") -
 
     from sfd_utils.checkpoint import atomic_torch_save
 
+    if not _is_master():  # BasicSR's @master_only
+        return
     label = "latest" if current_iter == -1 else current_iter
     path = osp.join(model.opt["path"]["models"], f"{net_label}_{label}.pth")
     nets = net if isinstance(net, list) else [net]
@@ -249,13 +262,12 @@ def save_network(model, net, net_label: str, current_iter, param_key="params") -
         get_root_logger().error(f"Could not save {path}: {err} (the previous checkpoints are intact)")
 
 
-@_master_only
 def save_training_state(model, epoch: int, current_iter: int) -> None:
     """BasicSR's ``.state`` (epoch, iter, optimizers, schedulers) plus ``model._extra_training_state()``
-    when the model has it, written atomically."""
+    when the model has it, written atomically (rank 0 only)."""
     from sfd_utils.checkpoint import atomic_torch_save
 
-    if current_iter == -1:
+    if current_iter == -1 or not _is_master():
         return
     state = {
         "epoch": epoch,

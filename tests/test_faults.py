@@ -227,6 +227,61 @@ def test_killed_run_resumes_exactly(tmp_path, data, tiny_clip_files, kind, fault
         assert len(losses) >= 3
         resumed_losses = {k: v for k, v in after[step].items() if k.startswith("losses/")}
         assert resumed_losses == losses, f"iteration {step}: {resumed_losses} != {losses}"
+    final = sorted(os.path.basename(p) for p in glob.glob(os.path.join(models, "net_*_latest.pth")))
+    assert len(final) == (3 if kind == "csud" else 2)
+    for name in final:  # weights and EMA weights end bit-identical
+        ref_file = torch.load(os.path.join(root, "experiments", "ref", "models", name), weights_only=True)
+        run_file = torch.load(os.path.join(models, name), weights_only=True)
+        assert ref_file.keys() == run_file.keys()
+        for key in ref_file:
+            assert all(torch.equal(v, run_file[key][k]) for k, v in ref_file[key].items()), f"{name} {key}"
+
+
+# ---------------------------------------------------------------- the pieces, in-process
+def test_sampler_continues_an_epoch_and_samples_keep_their_randomness():
+    import random
+
+    import numpy as np
+
+    from sfd_utils.resume import POSITION_KEY, ResumableSampler, SeededDataset, batch_position
+
+    class Draws(torch.utils.data.Dataset):  # an "augmentation" drawing from all three global RNGs
+        def __len__(self):
+            return 7
+
+        def __getitem__(self, i):
+            return {"i": i, "r": random.random(), "n": float(np.random.rand()), "t": torch.rand(()).item()}
+
+    data = SeededDataset(Draws())
+    full = ResumableSampler(data, num_replicas=1, rank=0)
+    full.seed = 5
+    full.set_epoch(2)
+    keys = list(full)
+    assert sorted(int(k) for k in keys) == list(range(7)) and [k.position for k in keys] == list(range(7))
+    part = ResumableSampler(data, num_replicas=1, rank=0)
+    part.seed = 5
+    part.resume_from(2, 4)
+    list(part)  # an iterator made before set_epoch (BasicSR's prefetcher does this) does not use it up
+    part.set_epoch(2)
+    rest = list(part)
+    assert [(int(k), k.seed) for k in rest] == [(int(k), k.seed) for k in keys[4:]]
+    part.set_epoch(3)
+    assert len(list(part)) == 7  # later epochs start from their beginning
+
+    torch.manual_seed(0)
+    before = random.getstate(), torch.get_rng_state()
+    first = data[keys[5]]
+    random.random(), np.random.rand(), torch.rand(1)  # whatever happened in between
+    again = data[rest[1]]
+    assert {k: first[k] for k in "irnt"} == {k: again[k] for k in "irnt"}
+    assert data[keys[4]]["r"] != first["r"]  # another sample, other draws
+    random.setstate(before[0]), torch.set_rng_state(before[1])
+    data[keys[5]]
+    assert random.getstate() == before[0] and torch.equal(torch.get_rng_state(), before[1])  # restored
+    assert first[POSITION_KEY].tolist() == [2, 5, 7]
+    batch = torch.utils.data.default_collate([data[k] for k in keys[2:4]])
+    assert batch_position(batch) == {"epoch": 2, "samples": 4, "total": 7}
+    assert data[3]["i"] == 3 and POSITION_KEY not in data[3]  # plain indices pass through
 
 
 # ---------------------------------------------------------------- damaged files, in-process
