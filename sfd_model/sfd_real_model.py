@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 from basicsr.models.realesrgan_model import RealESRGANModel
-from basicsr.utils import DiffJPEG, USMSharp
+from basicsr.utils import DiffJPEG, USMSharp, get_root_logger
 from basicsr.utils.registry import MODEL_REGISTRY
 
 from sfd_model.sfd_model import SFDModel
@@ -94,7 +94,12 @@ class SFDRealModel(SFDModel):
     def resume_training(self, resume_state):
         super().resume_training(resume_state)
         pool = resume_state.get("pair_pool")
-        if pool is not None:
+        if pool is not None and pool["lq"].shape[0] != self.queue_size:
+            get_root_logger().warning(
+                f"queue_size changed ({pool['lq'].shape[0]} in the training state, {self.queue_size} now): "
+                "the training-pair pool starts empty"
+            )
+        elif pool is not None:
             self.queue_lr = _expand(pool["lq"]).to(self.device)
             self.queue_gt = _expand(pool["gt"]).to(self.device)
             self.queue_ptr = int(pool["ptr"])
