@@ -175,7 +175,7 @@ def _clip_file_shapes(path: str) -> dict[str, tuple[int, ...]] | None:
 
         if zipfile.is_zipfile(path) and any(n.endswith("constants.pkl") for n in zipfile.ZipFile(path).namelist()):
             return None  # a TorchScript archive (OpenAI's original files): open_clip reads those itself
-        first = str(err).splitlines()[0] if str(err) else ""
+        first = str(err).splitlines()[0].split(". ")[0] if str(err) else ""
         raise ValueError(
             f"clip_pretrained: {path} cannot be read as CLIP weights ({type(err).__name__}: {first[:120]})"
         ) from None

@@ -335,6 +335,6 @@ def readable_checkpoint_problem(path: str) -> str | None:
     try:
         torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated zip, pickle with code, not a torch file
-        first = str(err).splitlines()[0] if str(err) else ""
+        first = str(err).splitlines()[0].split(". ")[0] if str(err) else ""
         return f"unreadable ({type(err).__name__}: {first[:120]})"
     return None

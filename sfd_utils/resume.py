@@ -182,7 +182,7 @@ def read_state(path: str, map_location) -> dict:
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:
-        first = str(err).splitlines()[0] if str(err) else ""
+        first = str(err).splitlines()[0].split(". ")[0] if str(err) else ""
         raise ValueError(f"training state {path} is unreadable ({type(err).__name__}: {first[:120]})") from None
     if not isinstance(state, dict) or "iter" not in state:
         raise ValueError(f"training state {path} is not a BasicSR training state (no 'iter')")
