@@ -119,6 +119,7 @@ def resolve_clip_weights(
                 f"clip_pretrained: CLIP weight file {path!r} does not exist. Give the path of an "
                 f"open_clip checkpoint for {clip_model!r} (e.g. `clip_pretrained: /path/to/file`)."
             )
+        check_clip_file(clip_model, path)
         return path, {}
     cfg = open_clip.get_pretrained_cfg(clip_model, clip_pretrained)
     if not cfg:
@@ -149,6 +150,103 @@ def resolve_clip_weights(
             f"`clip_pretrained: /path/to/file` in the YAML."
         )
     return found, kwargs
+
+
+def _clip_file_shapes(path: str) -> dict[str, tuple[int, ...]] | None:
+    """Tensor shapes of a CLIP weight file, read without loading the tensors (safetensors header,
+    or a memory-mapped weights-only torch file); None for formats not read here (TorchScript,
+    big_vision .npz). ValueError naming the file when it cannot be read at all."""
+    if path.endswith((".npz", ".npy")):
+        return None
+    try:
+        if path.endswith(".safetensors"):
+            from safetensors import safe_open
+
+            with safe_open(path, "pt") as f:
+                return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as err:
+            if "mmap" not in str(err):
+                raise
+            obj = torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) format
+    except Exception as err:
+        import zipfile
+
+        if zipfile.is_zipfile(path) and any(n.endswith("constants.pkl") for n in zipfile.ZipFile(path).namelist()):
+            return None  # a TorchScript archive (OpenAI's original files): open_clip reads those itself
+        first = str(err).splitlines()[0].split(". ")[0] if str(err) else ""
+        raise ValueError(
+            f"clip_pretrained: {path} cannot be read as CLIP weights ({type(err).__name__}: {first[:120]})"
+        ) from None
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict):
+        raise ValueError(f"clip_pretrained: {path} holds a {type(obj).__name__}, not CLIP weights (a state dict)")
+    return {
+        (k[7:] if k.startswith("module.") else k): tuple(v.shape) for k, v in obj.items() if isinstance(v, torch.Tensor)
+    }
+
+
+def _blocks(shapes: dict, prefix: str) -> int:
+    """Number of numbered children ``prefix<N>.`` among the keys."""
+    return len({k[len(prefix) :].split(".")[0] for k in shapes if k.startswith(prefix)})
+
+
+def _describe_clip_shapes(shapes: dict) -> tuple[dict, str]:
+    """(signature, words) of a CLIP state dict's image tower: family, width, blocks, patch, embed dim."""
+    emb = shapes.get("text_projection") or shapes.get("text.text_projection")
+    sig = {"embed_dim": emb[-1] if emb else None}
+    if "visual.class_embedding" in shapes and "visual.conv1.weight" in shapes:
+        sig.update(family="ViT", width=shapes["visual.class_embedding"][0], patch=shapes["visual.conv1.weight"][-1])
+        sig["layers"] = _blocks(shapes, "visual.transformer.resblocks.")
+        words = f"a ViT (visual.transformer: width {sig['width']}, patch {sig['patch']}, {sig['layers']} blocks)"
+    elif any(k.startswith("visual.attnpool.") for k in shapes):
+        sig.update(family="ModifiedResNet", width=(shapes.get("visual.layer1.0.conv1.weight") or (0, 0))[1])
+        sig["layers"] = [_blocks(shapes, f"visual.layer{i}.") for i in range(1, 5)]
+        words = f"a ModifiedResNet (visual.layer1-4 with {sig['layers']} blocks, width {sig['width']})"
+    elif any(k.startswith("visual.trunk.") for k in shapes):
+        sig["family"] = "timm"
+        words = "a timm image tower (visual.trunk.*)"
+    else:
+        sig["family"] = None
+        words = f"no CLIP image tower (no visual.* keys; first keys: {', '.join(sorted(shapes)[:3]) or 'none'})"
+    if sig["embed_dim"]:
+        words += f", embedding {sig['embed_dim']}"
+    return sig, words
+
+
+def check_clip_file(clip_model: str, path: str) -> None:
+    """Refuse, in one line, a CLIP weight file made for another architecture than ``clip_model``
+    (PyTorch would print every missing and unexpected key, naming neither the file nor the model).
+    Compares the image tower's kind, width, blocks, patch size and the embedding size with the
+    model's open_clip config; formats not read cheaply (TorchScript, .npz) are left to open_clip."""
+    shapes = _clip_file_shapes(path)
+    cfg = _import_open_clip().get_model_config(clip_model)
+    if shapes is None or not cfg:
+        return
+    got, words = _describe_clip_shapes(shapes)
+    vision = cfg.get("vision_cfg") or {}
+    if vision.get("timm_model_name"):
+        want = {"family": "timm"}
+        want_words = f"a timm image tower ({vision['timm_model_name']})"
+    else:
+        from open_clip.model import CLIPVisionCfg
+
+        v = CLIPVisionCfg(**vision)
+        if isinstance(v.layers, (list, tuple)):
+            want = {"family": "ModifiedResNet", "layers": list(v.layers), "width": v.width}
+            want_words = f"a ModifiedResNet ({list(v.layers)} blocks, width {v.width})"
+        else:
+            want = {"family": "ViT", "layers": v.layers, "width": v.width, "patch": v.patch_size}
+            want_words = f"a ViT (width {v.width}, patch {v.patch_size}, {v.layers} blocks)"
+    want["embed_dim"] = cfg.get("embed_dim")
+    want_words += f", embedding {want['embed_dim']}"
+    if any(got.get(k) is not None and got.get(k) != w for k, w in want.items()) or got["family"] is None:
+        raise ValueError(
+            f"clip_pretrained: {path} does not fit clip_model {clip_model!r}: the file looks like {words}, "
+            f"while {clip_model} is {want_words}"
+        )
 
 
 class FrozenCLIP(nn.Module):

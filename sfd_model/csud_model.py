@@ -71,6 +71,8 @@ class CSUDModel(ResumableMixin, SRGANModel):
             sum of all generator-side terms; false [ours]: T steps on the cc/self_recon_t/gan terms
             only and Dr on the pixel/ssim/perceptual/self_recon_dr terms only (two backward passes).
         ema_decay: EMA of Dr (0 = off). scheduler, total_iter, warmup_iter: as BasicSR.
+        nonfinite_max_skips: a step with a NaN/inf term is skipped and logged; after this many
+            iterations in a row the state is saved and training stops (default 5; 0 = never stop).
     ``val``: ``metrics`` (computed only for images with GT), ``tb_images`` (validation images
     written to TensorBoard with the latest training samples; default 2).
     """
@@ -107,6 +109,7 @@ class CSUDModel(ResumableMixin, SRGANModel):
         self.cri_ssim = optional("ssim_opt")
         self._train_samples: dict[str, torch.Tensor] = {}
         self.joint_objective = bool(train_opt.get("joint_objective", True))
+        self._nonfinite_limit()  # a bad train.nonfinite_max_skips stops here, not at the first NaN
         terms = ("cc_opt", "self_recon_t_opt", "self_recon_dr_opt", "pixel_opt", "ssim_opt", "perceptual_opt")
         get_root_logger().info(
             f"CSUDModel: terms on: {[k for k in terms if train_opt.get(k)]} + gan_opt; "
@@ -120,6 +123,7 @@ class CSUDModel(ResumableMixin, SRGANModel):
         self.optimizers.append(self.optimizer_t)
 
     def feed_data(self, data: dict) -> None:
+        self.note_data_position(data)
         if "rain" in data:
             self.rain = data["rain"].to(self.device)
             self.clean = data["clean"].to(self.device)
@@ -203,13 +207,19 @@ class CSUDModel(ResumableMixin, SRGANModel):
         for p in self.net_d.parameters():
             p.requires_grad = flag
 
-    def generator_step(self) -> tuple[dict[str, torch.Tensor], OrderedDict]:
-        """Forward the nine images and step T and Dr on their joint objective. Returns (images, losses)."""
+    def generator_step(self, current_iter: int | None = None) -> tuple[dict[str, torch.Tensor], OrderedDict]:
+        """Forward the nine images and step T and Dr on their joint objective. Returns (images, losses).
+        A non-finite term skips both steps (logged; ``self.step_skipped`` is then True)."""
         self.set_d_trainable(False)
         self.optimizer_t.zero_grad(set_to_none=True)
         self.optimizer_g.zero_grad(set_to_none=True)
         imgs = self.forward_images()
         loss_dict, l_t, l_dr = self.generator_losses(imgs)
+        bad = self.nonfinite_terms(loss_dict)
+        self.step_skipped = bool(bad)
+        if bad:  # a NaN step would poison T, Dr and every later checkpoint
+            self.skip_step(current_iter, "generator (T and Dr)", bad, loss_dict)
+            return imgs, loss_dict
         if self.joint_objective:
             (l_t + l_dr).backward()  # one backward: both graphs are freed as they are used
         else:  # each network on its own terms; the graphs overlap (S2, S3), so the first pass keeps them
@@ -219,8 +229,12 @@ class CSUDModel(ResumableMixin, SRGANModel):
         self.optimizer_g.step()
         return imgs, loss_dict
 
-    def discriminator_step(self, pseudo_rainy: torch.Tensor, loss_dict: OrderedDict, batched: bool = True) -> None:
-        """Step D on real rainy ``self.rain`` vs ``sg(pseudo_rainy)``; adds its terms to ``loss_dict``."""
+    def discriminator_step(
+        self, pseudo_rainy: torch.Tensor, loss_dict: OrderedDict, batched: bool = True, current_iter: int | None = None
+    ) -> None:
+        """Step D on real rainy ``self.rain`` vs ``sg(pseudo_rainy)``; adds its terms to ``loss_dict``.
+        A non-finite term skips the step (logged; ``self.step_skipped`` is then True)."""
+        self.step_skipped = False
         self.set_d_trainable(True)
         self.optimizer_d.zero_grad(set_to_none=True)
         real, fake = self.rain, pseudo_rainy.detach()
@@ -230,19 +244,27 @@ class CSUDModel(ResumableMixin, SRGANModel):
             out_real, out_fake = self.net_d(real), self.net_d(fake)
         l_real = self.cri_gan(out_real, True, is_disc=True)
         l_fake = self.cri_gan(out_fake, False, is_disc=True)
-        (l_real + l_fake).backward()
-        self.optimizer_d.step()
         loss_dict["l_d_real"] = l_real.detach()
         loss_dict["l_d_fake"] = l_fake.detach()
         loss_dict["out_d_real"] = out_real.detach().mean()
         loss_dict["out_d_fake"] = out_fake.detach().mean()
+        bad = self.nonfinite_terms(loss_dict, ("l_d_real", "l_d_fake"))
+        if bad:
+            self.skip_step(current_iter, "discriminator", bad, loss_dict)
+            self.step_skipped = True
+            return
+        (l_real + l_fake).backward()
+        self.optimizer_d.step()
 
     def optimize_parameters(self, current_iter: int) -> None:
-        imgs, loss_dict = self.generator_step()
-        self.discriminator_step(imgs["pseudo_rainy"], loss_dict)
+        imgs, loss_dict = self.generator_step(current_iter)
+        skipped = self.step_skipped
+        self.discriminator_step(imgs["pseudo_rainy"], loss_dict, current_iter=current_iter)
+        skipped = skipped or self.step_skipped
         self.log_dict = self.reduce_loss_dict(loss_dict)
-        if self.ema_decay > 0:
+        if self.ema_decay > 0 and not skipped:
             self.model_ema(decay=self.ema_decay)
+        self.end_nonfinite_check(current_iter, skipped)
         # First item of each image, for TensorBoard at the next validation (tiny copies).
         self._train_samples = {
             "rainy": self.rain[:1].detach().clone(),

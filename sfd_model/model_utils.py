@@ -1,20 +1,26 @@
-"""Pieces every sfd-basicsr model shares: CPU-safe DDP and exactly resumable training states.
+"""Pieces every sfd-basicsr model shares: CPU-safe DDP, exactly resumable training states,
+atomic checkpoint files and the non-finite loss guard.
 
 BasicSR's ``BaseModel.model_to_device`` passes ``device_ids=[torch.cuda.current_device()]`` to
-DDP (crashes without CUDA) and its ``.state`` file holds no RNG or GradScaler state, so a resumed
-run draws different random numbers than an uninterrupted one. :class:`ResumableMixin` fixes both;
-put it before the BasicSR model class in the bases.
+DDP (crashes without CUDA); its ``.state`` file holds no RNG or GradScaler state and no position in
+the epoch, so a resumed run draws different random numbers than an uninterrupted one; it writes
+checkpoints in place (a kill leaves a truncated file); and a NaN loss silently poisons the weights.
+:class:`ResumableMixin` fixes all of these; put it before the BasicSR model class in the bases.
 """
 
 from __future__ import annotations
 
-import os
 import random
 
 import numpy as np
 import torch
-from basicsr.utils.dist_util import master_only
+from basicsr.utils import get_root_logger
 from torch.nn.parallel import DataParallel, DistributedDataParallel
+
+from sfd_utils import resume
+from sfd_utils.resume import NonFiniteLossError
+
+DEFAULT_NONFINITE_MAX_SKIPS = 5
 
 
 def rng_state() -> dict:
@@ -42,8 +48,9 @@ def set_rng_state(state: dict) -> None:
 
 
 class ResumableMixin:
-    """Mixin for BasicSR models: CPU-safe DDP, RNG and GradScaler in the training state, and
-    pretrained-network files that do not fit named in one line."""
+    """Mixin for BasicSR models: CPU-safe DDP; RNG, GradScaler and data position in the training
+    state; atomic checkpoint files; RNG-neutral validation; the non-finite loss guard
+    (``train.nonfinite_max_skips``); pretrained-network files that do not fit named in one line."""
 
     def load_network(self, net, load_path, strict=True, param_key="params"):
         """BasicSR's loader; a file that does not fit ``net`` raises CheckpointError naming the file,
@@ -86,26 +93,26 @@ class ResumableMixin:
             net = DataParallel(net)
         return net
 
+    # ------------------------------------------------------------------ training state
+    save_network = resume.save_network  # atomic: a kill never leaves a partial net_*.pth
+    save_training_state = resume.save_training_state  # atomic, with _extra_training_state()
+
+    def note_data_position(self, data: dict) -> None:
+        """Remember where in its epoch a training batch ends (batches from the launcher's seeded
+        sampler carry it), to save it in the training state. Call from ``feed_data``."""
+        pos = resume.batch_position(data)
+        if pos is not None:
+            self.data_position = {**pos, "world_size": self.opt.get("world_size", 1)}
+
     def _extra_training_state(self) -> dict:
         """Extra objects saved in the ``.state`` file (override to add more)."""
         extra = {"rng": rng_state()}
         scaler = getattr(self, "grad_scaler", None)
         if scaler is not None:
             extra["grad_scaler"] = scaler.state_dict()
+        if getattr(self, "data_position", None) is not None:
+            extra["data_position"] = dict(self.data_position)
         return extra
-
-    @master_only
-    def save_training_state(self, epoch, current_iter):
-        if current_iter == -1:
-            return
-        state = {"epoch": epoch, "iter": current_iter, "optimizers": [], "schedulers": []}
-        state["optimizers"] = [o.state_dict() for o in self.optimizers]
-        state["schedulers"] = [s.state_dict() for s in self.schedulers]
-        state.update(self._extra_training_state())
-        path = os.path.join(self.opt["path"]["training_states"], f"{current_iter}.state")
-        tmp = f"{path}.{os.getpid()}.tmp"
-        torch.save(state, tmp)
-        os.replace(tmp, path)  # never leave a half-written state behind
 
     def resume_training(self, resume_state):
         super().resume_training(resume_state)
@@ -114,3 +121,59 @@ class ResumableMixin:
         scaler = getattr(self, "grad_scaler", None)
         if scaler is not None and "grad_scaler" in resume_state:
             scaler.load_state_dict(resume_state["grad_scaler"])
+        self.data_position = resume_state.get("data_position")
+
+    def validation(self, dataloader, current_iter, tb_logger, save_img=False):
+        """BasicSR's validation, leaving every RNG as it found it: training continues the same
+        whether or not (and how often) it validates, as a resumed run needs."""
+        state = rng_state()
+        try:
+            return super().validation(dataloader, current_iter, tb_logger, save_img)
+        finally:
+            set_rng_state(state)
+
+    # ------------------------------------------------------------------ non-finite losses
+    def nonfinite_terms(self, loss_dict: dict, names=None) -> list[str]:
+        """Names of the loss terms (all of ``loss_dict``, or ``names``) that are NaN or infinite."""
+        items = [(k, v) for k, v in loss_dict.items() if names is None or k in names]
+        items = [(k, v) for k, v in items if torch.is_tensor(v)]
+        if not items:
+            return []
+        finite = torch.stack([torch.isfinite(v.detach()).all() for _, v in items]).tolist()  # one sync
+        return [k for (k, _), ok in zip(items, finite) if not ok]
+
+    def skip_step(self, current_iter: int, step: str, bad: list[str], loss_dict: dict) -> None:
+        """Log a skipped optimizer step: iteration, which step, the non-finite terms and values."""
+        values = ", ".join(f"{k}={float(loss_dict[k].detach().float().mean()):g}" for k in bad)
+        limit = self._nonfinite_limit()
+        get_root_logger().warning(
+            f"iter {current_iter}: non-finite loss ({values}); {step} step skipped "
+            f"({self._nonfinite_run + 1} iteration(s) in a row"
+            f"{f', training stops at {limit}' if limit else ''}; train.nonfinite_max_skips)"
+        )
+
+    def _nonfinite_limit(self) -> int:
+        value = self.opt["train"].get("nonfinite_max_skips", DEFAULT_NONFINITE_MAX_SKIPS)
+        if value in (None, False):
+            return 0
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"train.nonfinite_max_skips must be a whole number >= 0 (0 = never stop), got {value!r}")
+        return value
+
+    def end_nonfinite_check(self, current_iter: int, skipped: bool) -> None:
+        """Count iterations with a skipped step in a row; at ``train.nonfinite_max_skips`` (default 5,
+        0 = never) save the networks and training state and raise NonFiniteLossError."""
+        self._nonfinite_run = self._nonfinite_run + 1 if skipped else 0
+        limit = self._nonfinite_limit()
+        if not skipped or not limit or self._nonfinite_run < limit:
+            return
+        epoch = (getattr(self, "data_position", None) or {}).get("epoch", 0)
+        self.save(epoch, current_iter)
+        raise NonFiniteLossError(
+            f"{self._nonfinite_run} iterations in a row (up to iter {current_iter}) had a non-finite loss and were "
+            f"skipped; networks and training state saved as iteration {current_iter} in "
+            f"{self.opt['path']['training_states']}. Lower the learning rate or loss weights, or check the "
+            "data, then resume (train.nonfinite_max_skips sets the limit)"
+        )
+
+    _nonfinite_run = 0  # iterations in a row with a skipped step

@@ -48,7 +48,9 @@ class SFDModel(ResumableMixin, SRGANModel):
     YAML (under ``train``): ``feat_gan_opt`` / ``text_gan_opt`` (type SFDGANLoss; required when
     ``network_d.use_feat`` / ``use_text``), ``pixel_opt``, ``perceptual_opt`` (SFDPerceptualLoss
     loads local VGG weights only), ``net_d_iters``, ``net_d_init_iters``, ``ema_decay``,
-    ``amp`` (null | bf16 | fp16), ``channels_last`` (bool).
+    ``amp`` (null | bf16 | fp16), ``channels_last`` (bool), ``nonfinite_max_skips`` (int, default 5:
+    a step whose loss is NaN/inf is skipped and logged; after this many iterations in a row the
+    state is saved and training stops; 0 = never stop).
     """
 
     def __init__(self, opt):
@@ -69,6 +71,7 @@ class SFDModel(ResumableMixin, SRGANModel):
             raise ValueError(f"train.amp must be null, 'bf16' or 'fp16', got {amp!r}")
         self.amp_dtype = AMP_DTYPES.get(amp) if amp else None
         self.channels_last = bool(train_opt.get("channels_last", False))
+        self._nonfinite_limit()  # a bad train.nonfinite_max_skips stops here, not at the first NaN
         if train_opt.get("gan_opt"):
             raise ValueError("SFDModel: use train.feat_gan_opt / train.text_gan_opt instead of train.gan_opt")
         super().init_training_settings()
@@ -125,6 +128,7 @@ class SFDModel(ResumableMixin, SRGANModel):
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
     def feed_data(self, data):
+        self.note_data_position(data)
         super().feed_data(data)
         if getattr(self, "channels_last", False):
             self.lq = self.lq.contiguous(memory_format=torch.channels_last)
@@ -152,6 +156,7 @@ class SFDModel(ResumableMixin, SRGANModel):
         with torch.no_grad(), self._autocast():
             feats_real = disc.extract(gan_gt)  # CLIP forward 1 of 2: HR, reused by G and D steps
 
+        skipped = False
         g_step = (
             self.optimizer_g is not None
             and current_iter % self.net_d_iters == 0
@@ -185,7 +190,12 @@ class SFDModel(ResumableMixin, SRGANModel):
                 if self.cri_text:
                     loss_dict["l_g_text"] = self.cri_text(real.text if real else None, fake.text, is_disc=False)
                     l_g_total = l_g_total + loss_dict["l_g_text"]
-            self._backward_step(l_g_total, self.optimizer_g)
+            bad = self.nonfinite_terms(loss_dict)
+            if bad:  # a NaN step would poison the weights and every later checkpoint
+                self.skip_step(current_iter, "generator", bad, loss_dict)
+                skipped = True
+            else:
+                self._backward_step(l_g_total, self.optimizer_g)
             feats_fake = detach_features(feats_fake)
         else:
             with torch.no_grad(), self._autocast():
@@ -198,8 +208,6 @@ class SFDModel(ResumableMixin, SRGANModel):
         b = gan_gt.shape[0]
         with self._autocast():
             logits = self.net_d(cat_features(feats_real, feats_fake), mode="logits")  # one pass, via DDP
-            if logits.text_features is not None:  # cached for the next G step (SPEC's cost rule)
-                self.text_cache = logits.text_features.detach()
             l_d_total = 0
             if self.cri_feat:
                 real_f, fake_f = [m[:b] for m in logits.feat], [m[b:] for m in logits.feat]
@@ -215,11 +223,19 @@ class SFDModel(ResumableMixin, SRGANModel):
                 loss_dict["out_d_text_real"] = real_t.detach().float().mean()
                 loss_dict["out_d_text_fake"] = fake_t.detach().float().mean()
                 loss_dict["acc_d_text"] = _accuracy([real_t.detach()], [fake_t.detach()])
-        self._backward_step(l_d_total, self.optimizer_d)
+        bad = self.nonfinite_terms(loss_dict, [k for k in loss_dict if k.startswith("l_d_")])
+        if bad:
+            self.skip_step(current_iter, "discriminator", bad, loss_dict)
+            skipped = True
+        else:
+            self._backward_step(l_d_total, self.optimizer_d)
+            if logits.text_features is not None:  # cached for the next G step (SPEC's cost rule)
+                self.text_cache = logits.text_features.detach()
 
         self.log_dict = self.reduce_loss_dict(loss_dict)
-        if self.ema_decay > 0:
+        if self.ema_decay > 0 and not skipped:
             self.model_ema(decay=self.ema_decay)
+        self.end_nonfinite_check(current_iter, skipped)
 
     def _cached_text_features(self, disc) -> torch.Tensor | None:
         """Prompt features of the last D step (constant in the G step); computed without grad when

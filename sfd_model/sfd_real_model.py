@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 from basicsr.models.realesrgan_model import RealESRGANModel
-from basicsr.utils import DiffJPEG, USMSharp
+from basicsr.utils import DiffJPEG, USMSharp, get_root_logger
 from basicsr.utils.registry import MODEL_REGISTRY
 
 from sfd_model.sfd_model import SFDModel
@@ -25,6 +25,17 @@ class _Contiguous(torch.nn.Module):
 
     def forward(self, *args, **kwargs):
         return self.inner(*args, **kwargs).contiguous()
+
+
+def _compact(x: torch.Tensor) -> torch.Tensor:
+    """x as uint8 (x * 255) when that round-trips exactly through :func:`_expand`, else x, on CPU."""
+    x = x.detach().cpu()
+    q = (x * 255.0).round().clamp(0, 255).to(torch.uint8)
+    return q if torch.equal(_expand(q), x) else x.clone()
+
+
+def _expand(x: torch.Tensor) -> torch.Tensor:
+    return x.float() / 255.0 if x.dtype == torch.uint8 else x
 
 
 @MODEL_REGISTRY.register()
@@ -42,6 +53,7 @@ class SFDRealModel(SFDModel):
         # basicsr's synthesis as it is (it needs only jpeger, usm_sharpener and the pool below).
         # Its filter2D calls .view(), which fails on non-contiguous tensors (the dataset's CHW
         # views, DiffJPEG's output on CPU); on GPU `.to(device)` happened to copy them.
+        self.note_data_position(data)
         data = {k: v.contiguous() if torch.is_tensor(v) else v for k, v in data.items()}
         RealESRGANModel.feed_data(self, data)
 
@@ -65,6 +77,32 @@ class SFDRealModel(SFDModel):
             self.queue_lr[self.queue_ptr : self.queue_ptr + b] = self.lq.clone()
             self.queue_gt[self.queue_ptr : self.queue_ptr + b] = self.gt.clone()
             self.queue_ptr += b
+
+    def _extra_training_state(self) -> dict:
+        """The training-pair pool too: a resumed run must draw its pairs from the same pool. Its
+        images are multiples of 1/255 (the dataset's 8-bit images and Real-ESRGAN's rounded LQ), so
+        they are stored as uint8 when that is exact (4x smaller), else as they are."""
+        extra = super()._extra_training_state()
+        if hasattr(self, "queue_lr"):
+            extra["pair_pool"] = {
+                "lq": _compact(self.queue_lr),
+                "gt": _compact(self.queue_gt),
+                "ptr": self.queue_ptr,
+            }
+        return extra
+
+    def resume_training(self, resume_state):
+        super().resume_training(resume_state)
+        pool = resume_state.get("pair_pool")
+        if pool is not None and pool["lq"].shape[0] != self.queue_size:
+            get_root_logger().warning(
+                f"queue_size changed ({pool['lq'].shape[0]} in the training state, {self.queue_size} now): "
+                "the training-pair pool starts empty"
+            )
+        elif pool is not None:
+            self.queue_lr = _expand(pool["lq"]).to(self.device)
+            self.queue_gt = _expand(pool["gt"]).to(self.device)
+            self.queue_ptr = int(pool["ptr"])
 
     def targets(self):
         usm = getattr(self, "gt_usm", self.gt)

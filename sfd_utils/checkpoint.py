@@ -275,3 +275,66 @@ def basicsr_load_network(model, net: torch.nn.Module, load_path: str, strict: bo
         f"Loading {type(model.get_bare_model(net)).__name__} from {load_path} "
         f"(param key {info['param_key']}, layout {info['layout'] or 'generic'})"
     )
+
+
+# ---------------------------------------------------------------- atomic files and damaged ones
+TMP_GLOBS = ("*.pth.*.tmp", "*.state.*.tmp")  # what atomic_torch_save leaves behind when killed
+
+
+def atomic_torch_save(obj, path: str) -> None:
+    """``torch.save(obj, path)`` that never leaves a partial ``path``: the bytes go to
+    ``<path>.<pid>.tmp`` in the same folder, are fsync'ed, and the file is renamed over ``path``
+    (atomic on POSIX and Windows). A failure removes the temporary and re-raises; a kill leaves at
+    most the temporary, which :func:`remove_stale_temporaries` deletes on resume."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    try:  # the rename itself survives a power cut only once the folder is synced (POSIX only)
+        fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def remove_stale_temporaries(folders) -> list[str]:
+    """Delete the temporaries a killed :func:`atomic_torch_save` left in ``folders``; returns them."""
+    import glob
+
+    removed = []
+    for folder in folders:
+        for pattern in TMP_GLOBS:
+            for path in sorted(glob.glob(os.path.join(folder, pattern))):
+                try:
+                    os.remove(path)
+                except OSError:
+                    continue
+                removed.append(path)
+    return removed
+
+
+def readable_checkpoint_problem(path: str) -> str | None:
+    """None when ``path`` loads as a weights-only torch file, else why not, in a few words
+    (missing, empty, truncated or not a torch file)."""
+    if not os.path.isfile(path):
+        return "missing"
+    if os.path.getsize(path) == 0:
+        return "empty (0 bytes)"
+    try:
+        torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated zip, pickle with code, not a torch file
+        first = str(err).splitlines()[0].split(". ")[0] if str(err) else ""
+        return f"unreadable ({type(err).__name__}: {first[:120]})"
+    return None

@@ -1,7 +1,7 @@
 """BasicSR's training entry with the plugin loaded and BasicSR's CPU/launcher pitfalls fixed.
 
 Used by this repo's ``basicsr/train.py`` launcher and the ``sfd-train`` console script. It never
-re-implements BasicSR's loop: it imports the plugin, patches three functions of the *running*
+re-implements BasicSR's loop: it imports the plugin, patches a few names of the *running*
 basicsr (no file of the installed package is touched) and calls ``train_pipeline``:
 
 - ``load_resume_state``: basicsr maps the state to ``cuda(current_device())``, which crashes on a
@@ -12,6 +12,14 @@ basicsr (no file of the installed package is touched) and calls ``train_pipeline
 - ``--local-rank=N`` (torch >= 2 launchers) is accepted as basicsr's ``--local_rank``.
 - ``MessageLogger`` / ``build_model``: log lines with percent, rate and a non-negative ETA, a
   progress line at least every 20 s, and no duplicate final validation (``sfd_utils.progress``).
+- ``create_train_val_dataloader`` / ``build_dataset`` / ``EnlargedSampler``: exact resume
+  (sfd_utils.resume): the saved epoch continues after the samples it had consumed, and each
+  sample's augmentation draws from its own seed, so a run killed and resumed with
+  ``--auto_resume`` logs the same losses as one never interrupted.
+- ``load_resume_state`` also skips a damaged latest state (truncated, empty, or with a damaged
+  network file), naming it, and removes temporaries of interrupted writes.
+- ``BaseModel.save_network`` / ``save_training_state``: written atomically (temporary + rename)
+  for every model, not only the plugin's.
 - ``parse_options``: after parsing, every file the recipe needs is checked (sfd_utils.options_check),
   and the RNGs are seeded again from the final ``manual_seed``: basicsr seeds *before* applying
   ``--force_yml``, so ``--force_yml manual_seed=1`` was logged but silently ignored.
@@ -19,7 +27,6 @@ basicsr (no file of the installed package is touched) and calls ``train_pipeline
 
 from __future__ import annotations
 
-import glob
 import os
 import os.path as osp
 import sys
@@ -27,43 +34,96 @@ import sys
 from sfd_utils.compat import install, load_plugin
 
 
-def _latest_state(state_dir: str) -> str | None:
-    states = glob.glob(osp.join(state_dir, "*.state"))
-    if not states:
-        return None
-    return max(states, key=lambda p: int(osp.basename(p).split(".")[0]))
-
-
 def load_resume_state(opt: dict):
-    """CPU-safe replacement of ``basicsr.train.load_resume_state`` (same contract)."""
+    """CPU-safe replacement of ``basicsr.train.load_resume_state`` (same contract), damage-proof.
+
+    ``--auto_resume`` takes the newest training state that loads and whose network files load
+    (a truncated or empty one is named in a warning and passed over), looking under the
+    experiment's own folder; temporaries of killed writes are removed. The saved data position is
+    kept for :func:`create_train_val_dataloader`.
+    """
     import torch
 
     import basicsr.train as bt
+    from sfd_utils.checkpoint import remove_stale_temporaries
+    from sfd_utils.resume import find_resume_state, read_state
 
-    path = None
+    _resume["position"] = None
+    if torch.cuda.is_available() and opt.get("num_gpu", 0) != 0:
+        device_id = torch.cuda.current_device()
+
+        def location(s, _):
+            return s.cuda(device_id)
+    else:
+        location = "cpu"
     if opt.get("auto_resume"):
         roots = [
             osp.join(opt["path"]["experiments_root"], "training_states"),
             osp.join("experiments", opt["name"], "training_states"),
         ]
-        for state_dir in roots:
-            path = _latest_state(state_dir) if osp.isdir(state_dir) else None
-            if path:
-                opt["path"]["resume_state"] = path
-                break
+        found = find_resume_state(opt, [d for d in roots if osp.isdir(d)], location)
+        if found is None:
+            return None
+        path, state = found
+        opt["path"]["resume_state"] = path
     elif opt["path"].get("resume_state"):
         path = opt["path"]["resume_state"]
-    if path is None:
-        return None
-    if not osp.isfile(path):
-        raise FileNotFoundError(f"path.resume_state: training state {path!r} does not exist")
-    if torch.cuda.is_available() and opt.get("num_gpu", 0) != 0:
-        device_id = torch.cuda.current_device()
-        state = torch.load(path, map_location=lambda s, loc: s.cuda(device_id), weights_only=True)
+        if not osp.isfile(path):
+            raise FileNotFoundError(f"path.resume_state: training state {path!r} does not exist")
+        try:
+            state = read_state(path, location)
+        except ValueError as err:
+            raise SystemExit(f"sfd-basicsr: path.resume_state: {err}") from None
     else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        return None
+    if opt.get("rank", 0) == 0:
+        folders = [opt["path"]["models"], osp.dirname(osp.abspath(path))]
+        for tmp in remove_stale_temporaries(folders):
+            print(f"sfd-basicsr: removed {tmp} (left by a write that was interrupted)", file=sys.stderr)
+    _resume["position"] = state.get("data_position")
     bt.check_resume(opt, state["iter"])
     return state
+
+
+_basicsr_create_loaders = None  # basicsr's create_train_val_dataloader, set by prepare_basicsr
+_resume: dict = {"position": None}  # data position of the state being resumed, for the train loader
+
+
+def create_train_val_dataloader(opt: dict, logger):
+    """basicsr's function, then: the train sampler gets the run's seed and, when resuming, the saved
+    position in the epoch; the loader draws its worker seeds from its own generator, so creating
+    an iterator (every epoch, and once more on resume) never advances the global torch RNG."""
+    import torch
+
+    from sfd_utils.resume import ResumableSampler
+
+    result = _basicsr_create_loaders(opt, logger)
+    train_loader, train_sampler = result[0], result[1]
+    if isinstance(train_sampler, ResumableSampler):
+        train_sampler.seed = int(opt["manual_seed"])
+        train_loader.generator = torch.Generator().manual_seed(int(opt["manual_seed"]))
+        pos = _resume["position"]
+        if pos is not None:
+            same = pos.get("total") == len(train_sampler) and pos.get("world_size") == opt["world_size"]
+            if same:
+                train_sampler.resume_from(pos["epoch"], pos["samples"])
+                logger.info(f"Resuming the data order: epoch {pos['epoch']}, after sample {pos['samples']}")
+            else:
+                logger.warning(
+                    "The data set size or the number of processes changed since the saved state: "
+                    "the resumed epoch restarts from its first batch (training is not an exact continuation)"
+                )
+    return result
+
+
+def build_dataset(dataset_opt: dict):
+    """basicsr's build_dataset; the training set draws each sample's randomness from its own seed."""
+    from basicsr.data import build_dataset as basicsr_build_dataset
+
+    from sfd_utils.resume import SeededDataset
+
+    dataset = basicsr_build_dataset(dataset_opt)
+    return SeededDataset(dataset) if dataset_opt.get("phase") == "train" else dataset
 
 
 def init_dist(launcher: str, backend: str = "nccl", **kwargs) -> None:
@@ -145,8 +205,20 @@ def prepare_basicsr() -> None:
     import basicsr.train as bt
 
     load_plugin()
+    from basicsr.models.base_model import BaseModel
+
+    from sfd_utils.resume import ResumableSampler, save_network, save_training_state
+
+    global _basicsr_create_loaders
+    if bt.create_train_val_dataloader is not create_train_val_dataloader:
+        _basicsr_create_loaders = bt.create_train_val_dataloader
     bt.load_resume_state = load_resume_state
+    bt.create_train_val_dataloader = create_train_val_dataloader
+    bt.build_dataset = build_dataset
+    bt.EnlargedSampler = ResumableSampler
     bo.init_dist = init_dist
+    BaseModel.save_network = save_network
+    BaseModel.save_training_state = save_training_state
     if not getattr(bt.parse_options, "_sfd_checked", False):
         bt.parse_options = _checked(bt.parse_options)
     from sfd_utils.progress import make_message_logger, with_progress
@@ -182,12 +254,13 @@ def train_pipeline(root_path: str) -> None:
     prepare_basicsr()
     import basicsr.train as bt
     from sfd_utils.checkpoint import CheckpointError
+    from sfd_utils.resume import NonFiniteLossError
 
     sys.argv = _normalise_argv(sys.argv)
     check_command_line(sys.argv)
     try:
         bt.train_pipeline(root_path)
-    except CheckpointError as err:  # a pretrained/resumed file that does not fit: the user's to fix
+    except (CheckpointError, NonFiniteLossError) as err:  # the user's to fix: one line, no traceback
         raise SystemExit(f"sfd-basicsr: {err}") from None
 
 
