@@ -90,3 +90,12 @@ def lr_hr_batch(batch: int = 2, size: int = 64, name: str = "astronaut") -> dict
 
     gt = photo_tensor(name, size, batch)
     return {"lq": F.interpolate(gt, scale_factor=0.25, mode="bicubic", antialias=True).clamp(0, 1), "gt": gt}
+
+
+@pytest.fixture(scope="session")
+def quality_clip_file() -> str:
+    """Weights of the quality-aware tiny CLIP (``quality-tiny-rn``, sfd_bench.quality_clip fast settings):
+    trained once (about a minute), then reused from experiments/cache/ (outside git)."""
+    from sfd_bench.quality_clip import cached_quality_clip
+
+    return cached_quality_clip()
