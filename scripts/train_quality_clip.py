@@ -15,7 +15,7 @@ def main() -> int:
         default="experiments/pretrained_models/quality_clip_tiny.pt",
         help="weights file to write; the sidecar is <stem>.json (default: %(default)s)",
     )
-    p.add_argument("--steps", type=int, default=800, help="optimiser steps (default: %(default)s)")
+    p.add_argument("--steps", type=int, default=300, help="optimiser steps (default: %(default)s)")
     p.add_argument("--batch", type=int, default=128, help="images per step, half sharp (default: %(default)s)")
     p.add_argument("--lr", type=float, default=2e-3, help="AdamW peak learning rate (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")

@@ -79,7 +79,7 @@ class QualityCLIPSettings:
     """
 
     clip_model: str = QUALITY_CLIP_MODEL
-    steps: int = 800
+    steps: int = 300
     batch: int = 128
     crop: int = 64
     lr: float = 2e-3
@@ -367,13 +367,19 @@ def evaluate_zero_shot(
 
 
 # -- cached fixture ------------------------------------------------------------------------------------------
-FAST_SETTINGS = QualityCLIPSettings(steps=250, batch=64)
-
-
-def cached_quality_clip(settings: QualityCLIPSettings = FAST_SETTINGS, cache_dir: str = CACHE_DIR) -> str:
-    """Path of a quality CLIP trained with ``settings``, trained once and then reused (kept under
-    ``cache_dir``, outside git, keyed by the settings hash). FAST_SETTINGS trains in about a minute."""
-    path = os.path.join(cache_dir, f"{settings.clip_model}-{settings.key()}.pt")
-    if not (os.path.isfile(path) and os.path.isfile(sidecar_path(path))):
-        train_quality_clip(path, settings, evaluate=False)
+def cached_quality_clip(
+    settings: QualityCLIPSettings | None = None, cache_dir: str = CACHE_DIR, reuse: tuple[str, ...] = (DEFAULT_FILE,)
+) -> str:
+    """Path of a quality CLIP trained with ``settings`` (default: the script's), trained once and then
+    reused: a file in ``reuse`` (e.g. the one scripts/train_quality_clip.py wrote) or in ``cache_dir``
+    (outside git) whose sidecar records the same settings hash; otherwise trained into ``cache_dir``."""
+    s = settings or QualityCLIPSettings()
+    path = os.path.join(cache_dir, f"{s.clip_model}-{s.key()}.pt")
+    for candidate in (path, *reuse):
+        side = sidecar_path(candidate)
+        if os.path.isfile(candidate) and os.path.isfile(side):
+            with open(side, encoding="utf-8") as f:
+                if json.load(f).get("settings_key") == s.key():
+                    return candidate
+    train_quality_clip(path, s, evaluate=False)
     return path

@@ -76,9 +76,21 @@ def test_training_never_reads_a_heldout_photo(tmp_path, monkeypatch):
             qc.train_quality_clip(str(tmp_path / "x.pt"), qc.QualityCLIPSettings(photos=("astronaut", leak)))
 
 
-def test_cache_key_follows_the_settings():
+def test_cache_trains_once_and_reuses_a_file_with_the_same_settings(tmp_path, monkeypatch):
     a, b = qc.QualityCLIPSettings(), qc.QualityCLIPSettings(steps=10)
     assert a.key() == qc.QualityCLIPSettings().key() and a.key() != b.key()
+    tiny = qc.QualityCLIPSettings(steps=1, batch=4, warmup=1, photos=("coffee",))
+    path = qc.cached_quality_clip(tiny, str(tmp_path / "cache"), reuse=())
+    assert path.startswith(str(tmp_path / "cache")) and tiny.key() in path
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained again")
+
+    monkeypatch.setattr(qc, "train_quality_clip", no_training)
+    assert qc.cached_quality_clip(tiny, str(tmp_path / "cache"), reuse=()) == path
+    assert qc.cached_quality_clip(tiny, str(tmp_path / "other"), reuse=(path,)) == path  # e.g. the script's file
+    with pytest.raises(AssertionError, match="trained again"):  # other settings: not reused
+        qc.cached_quality_clip(qc.QualityCLIPSettings(steps=2, batch=4), str(tmp_path / "other"), reuse=(path,))
 
 
 def test_trained_file_loads_through_clip_pretrained(quality_clip_file):
