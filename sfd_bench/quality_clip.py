@@ -40,7 +40,7 @@ QUALITY_CLIP_MODEL = "quality-tiny-rn"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_FILE = os.path.join(ROOT, "experiments", "pretrained_models", "quality_clip_tiny.pt")
 CACHE_DIR = os.path.join(ROOT, "experiments", "cache", "quality_clip")
-TRAINER_VERSION = 1  # part of the cache key: bump when training changes what a setting produces
+TRAINER_VERSION = 2  # part of the cache key: bump when training changes what a setting produces
 DEGRADATION_KINDS = ("downup", "blur", "noise", "jpeg")
 # strength range per degradation (uniform); the zero-shot check uses EVAL_STRENGTH
 STRENGTH_RANGE = {"downup": (1.5, 4.0), "blur": (0.7, 3.0), "noise": (5.0, 40.0), "jpeg": (10.0, 60.0)}
@@ -264,6 +264,9 @@ def train_quality_clip(
         [{"params": decay, "weight_decay": s.weight_decay}, {"params": rest, "weight_decay": 0.0}], lr=s.lr
     )
     pool = _photo_pool(s.photos, s.crop)
+    # CLIP's input normalisation, exactly as FrozenCLIP applies it when the weights are used later
+    mean = torch.tensor(model.visual.preprocess_cfg["mean"]).view(1, 3, 1, 1)
+    std = torch.tensor(model.visual.preprocess_cfg["std"]).view(1, 3, 1, 1)
     start = time.perf_counter()
     curve = []
     for step in range(1, s.steps + 1):
@@ -271,7 +274,7 @@ def train_quality_clip(
         for g in opt.param_groups:
             g["lr"] = lr
         images, captions, targets = make_batch(pool, s, rng)
-        img = F.normalize(model.encode_image(images), dim=-1)
+        img = F.normalize(model.encode_image((images - mean) / std), dim=-1)
         unique = sorted(set(captions))
         txt = encode_text_short(model, tokenizer(unique))[[unique.index(c) for c in captions]]
         loss = multi_positive_loss(img, txt, model.logit_scale.exp(), targets)
