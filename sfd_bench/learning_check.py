@@ -6,8 +6,10 @@
 2. Generator: against that discriminator, frozen, a tiny RRDBNet trained by the adversarial terms
    alone must lower its adversarial loss (it learns to fool a fixed SFD discriminator).
 
-The tiny CLIP has random weights with calibrated BatchNorm statistics (calibrate_random_clip), so
-the check shows the machinery learns, not CLIP semantics; pass a real clip_model/pretrained for that.
+By default the tiny CLIP has random weights with calibrated BatchNorm statistics
+(calibrate_random_clip), so the check shows the machinery learns, not CLIP semantics; pass a real
+clip_model/pretrained for that (here: ``quality-tiny-rn`` + the file sfd_bench.quality_clip trains).
+The zero-shot fixed-prompt baseline (sfd_metric.zero_shot_iqa) is reported on the same crops.
 """
 
 from __future__ import annotations
@@ -63,11 +65,17 @@ def judge(disc, hr: torch.Tensor, fake: torch.Tensor) -> dict:
         logits = disc.logits(disc.extract(imgs))
         out[f"feat_{name}"] = torch.stack([m.mean(dim=(1, 2, 3)) for m in logits.feat]).mean(0).numpy()
         out[f"text_{name}"] = logits.text.numpy()
+    # Baseline: CLIP's embedding alone with fixed prompts (CLIP-IQA style), no training.
+    from sfd_metric.zero_shot_iqa import ZeroShotQuality
+
+    zero_shot = ZeroShotQuality(disc.backbone, tile=hr.shape[-1])
+    out["zero_shot_real"] = zero_shot.score_crops(hr).numpy()
+    out["zero_shot_fake"] = zero_shot.score_crops(fake).numpy()
     disc.train()
     result = {}
-    for head in ("feat", "text"):
+    for head, threshold in (("feat", 0.0), ("text", 0.0), ("zero_shot", 0.5)):
         real, fake_ = out[f"{head}_real"], out[f"{head}_fake"]
-        result[f"{head}_accuracy"] = float(((real > 0).mean() + (fake_ < 0).mean()) / 2)
+        result[f"{head}_accuracy"] = float(((real > threshold).mean() + (fake_ < threshold).mean()) / 2)
         result[f"{head}_auc"] = auc(real, fake_)
     return result
 
@@ -89,8 +97,10 @@ def run_learning_check(
     """
     from basicsr.models import build_model
 
+    from sfd_arch.clip_backbone import TINY_CLIP_CONFIGS, register_clip_config
     from sfd_utils.presets import sfd_options
 
+    register_clip_config(TINY_CLIP_CONFIGS)  # shipped tiny configs by name, random or with a weights file
     os.makedirs(out_dir, exist_ok=True)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -191,6 +201,9 @@ def render_markdown(r: dict) -> str:
         f"| {b['text_auc']:.3f} |",
         f"| after training | {a['feat_accuracy']:.3f} | {a['feat_auc']:.3f} | {a['text_accuracy']:.3f} "
         f"| {a['text_auc']:.3f} |",
+        "",
+        'Baseline without training (fixed prompts "a high quality photo." vs "a low quality photo.", '
+        f"CLIP-IQA style, p > 0.5 = real): accuracy {a['zero_shot_accuracy']:.3f}, AUC {a['zero_shot_auc']:.3f}.",
         "",
         f"## Generator against the frozen discriminator ({s['g_iters']} iterations, adversarial terms only)",
         "",

@@ -7,9 +7,10 @@
    photos are degraded at graded levels (level 0 = pristine, higher = worse). Per degradation it
    reports the ranking SROCC = SROCC(quality, -level), 1 = perfect order, for SFD-IQA (Q, q_feat,
    q_text) and NIQE (quality = -NIQE): pooled over all crops and levels, and the mean over crops of
-   the per-crop SROCC (content held fixed). Down-up and blur are what the discriminator was trained
-   against; noise and JPEG it never saw (reported, no target). Also images/s of SFD-IQA vs NIQE on
-   the same 512x512 images on CPU. Writes ``report.md`` + ``report.json``.
+   the per-crop SROCC (content held fixed), next to the zero-shot baseline of the same CLIP on the same
+   tiles (fixed prompts "a high quality photo." / "a low quality photo.", CLIP-IQA style). Down-up
+   and blur are what the discriminator was trained against; noise and JPEG it never saw (reported, no
+   target). Also images/s of SFD-IQA vs NIQE on the same 512x512 images on CPU. Writes ``report.md`` + ``report.json``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from scipy import stats
 
 from sfd_iqa_tools.evaluate import niqe_score
 from sfd_metric.sfd_iqa import SFDIQA
+from sfd_metric.zero_shot_iqa import ZeroShotQuality
 from sfd_utils.photos import HELDOUT_PHOTOS, TRAIN_PHOTOS, load_photo, tiles
 
 # name -> (what the level parameter is, parameter per level; level 0 = pristine, trained-against?)
@@ -102,9 +104,11 @@ def train_ranking_discriminator(
     """
     from basicsr.models import build_model
 
+    from sfd_arch.clip_backbone import TINY_CLIP_CONFIGS, register_clip_config
     from sfd_bench.learning_check import bicubic_lr, photo_crops, prepare_tiny_clip
     from sfd_utils.presets import sfd_options
 
+    register_clip_config(TINY_CLIP_CONFIGS)  # shipped tiny configs by name (quality-tiny-rn with its file)
     os.makedirs(out_dir, exist_ok=True)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -199,6 +203,7 @@ def run_ranking_report(
 
     os.makedirs(out_dir, exist_ok=True)
     scorer = SFDIQA.from_checkpoint(checkpoint, clip_pretrained, device, tile, batch_size=batch_size)
+    zero_shot = ZeroShotQuality(scorer.disc.backbone, scorer.tile, scorer.stride, batch_size=batch_size)
     bases = heldout_crops(photos, crop, crop_stride)
     n_levels = len(next(iter(DEGRADATIONS.values()))[1])
     jobs = [(k, lv) for k in DEGRADATIONS for lv in range(1, n_levels)]
@@ -206,10 +211,10 @@ def run_ranking_report(
     pristine = {}
     bar = tqdm(total=len(bases) * (1 + len(jobs)), unit="img", desc="ranking", disable=not progress)
     for b, (name, img) in enumerate(bases):
-        pristine[name] = _score_all(scorer, img, niqe)
+        pristine[name] = _score_all(scorer, zero_shot, img, niqe)
         bar.update()
         for kind, level in jobs:
-            rec = _score_all(scorer, degrade(img, kind, level, seed=b), niqe)
+            rec = _score_all(scorer, zero_shot, degrade(img, kind, level, seed=b), niqe)
             records.append({"image": name, "degradation": kind, "level": level, **rec})
             bar.update()
     bar.close()
@@ -221,7 +226,7 @@ def run_ranking_report(
         levels = np.array([r["level"] for r in rows], dtype=np.float64)
         groups = np.array([r["image"] for r in rows])
         entry = {"parameter": what, "levels": list(params), "trained_against": trained, "srocc": {}}
-        methods = ["q", "q_feat", "q_text"] + (["niqe"] if niqe else [])
+        methods = ["q", "q_feat", "q_text", "zero_shot"] + (["niqe"] if niqe else [])
         for m in methods:
             vals = np.array([r[m] for r in rows], dtype=np.float64)
             quality = -vals if m == "niqe" else vals
@@ -243,7 +248,8 @@ def run_ranking_report(
         "base_crop": crop,
         "training": training,
         "degradations": results,
-        "definition": "ranking SROCC = SROCC(quality, -level); quality = Q, q_feat, q_text, or -NIQE; 1 = "
+        "definition": "ranking SROCC = SROCC(quality, -level); quality = Q, q_feat, q_text, zero_shot (CLIP-IQA "
+        "style p('a high quality photo.') vs 'a low quality photo.' on the same tiles), or -NIQE; 1 = "
         "perfect order. pooled: all crops and levels together; per_image_mean: mean over crops of the "
         "SROCC over that crop's levels.",
     }
@@ -260,9 +266,9 @@ def run_ranking_report(
     return path
 
 
-def _score_all(scorer: SFDIQA, img: np.ndarray, niqe: bool) -> dict:
+def _score_all(scorer: SFDIQA, zero_shot: ZeroShotQuality, img: np.ndarray, niqe: bool) -> dict:
     s = scorer.score(img)
-    out = {"q": s.q, "q_feat": s.q_feat, "q_text": s.q_text}
+    out = {"q": s.q, "q_feat": s.q_feat, "q_text": s.q_text, "zero_shot": zero_shot.score(img)}
     if niqe:
         out["niqe"] = niqe_score(img)
     return out
@@ -296,10 +302,20 @@ def render_ranking_markdown(r: dict) -> str:
     )
     if t:
         lines += ["", _training_sentence(t)]
-    lines += ["", "Ranking SROCC = SROCC(quality, −level), 1 = perfect order (NIQE: quality = −NIQE).", ""]
+    lines += [
+        "",
+        "Ranking SROCC = SROCC(quality, −level), 1 = perfect order (NIQE: quality = −NIQE). Zero-shot: the same "
+        'CLIP, fixed prompts "a high quality photo." vs "a low quality photo." (CLIP-IQA style softmax), '
+        "same tiles, no training.",
+        "",
+    ]
     has_niqe = any("niqe" in e["srocc"] for e in r["degradations"].values())
     head = "| degradation | levels | trained against | SFD-IQA Q pooled | Q per-image | q_feat pooled | q_text pooled |"
     sep = "|---|---|---|---|---|---|---|"
+    has_zero_shot = any("zero_shot" in e["srocc"] for e in r["degradations"].values())
+    if has_zero_shot:
+        head += " zero-shot pooled | zero-shot per-image |"
+        sep += "---|---|"
     if has_niqe:
         head += " NIQE pooled | NIQE per-image |"
         sep += "---|---|"
@@ -316,6 +332,9 @@ def render_ranking_markdown(r: dict) -> str:
             _f(s["q_feat"]["pooled"]),
             _f(s["q_text"]["pooled"]),
         ]
+        if has_zero_shot:
+            zs = s["zero_shot"]
+            cells += [_f(zs["pooled"]), f"{_f(zs['per_image_mean'])} (min {_f(zs['per_image_min'])})"]
         if has_niqe:
             cells += [
                 _f(s["niqe"]["pooled"]),

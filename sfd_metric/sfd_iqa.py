@@ -19,6 +19,7 @@ import math
 import os
 import warnings
 from collections import OrderedDict
+from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 
@@ -386,9 +387,7 @@ class SFDIQA:
 
     def crop_layout(self, h: int, w: int) -> tuple[tuple[int, int], list[tuple[int, int]]]:
         """For an (h, w) image: (size it is scored at, list of crop (top, left) offsets)."""
-        hh, ww = upsized_shape(h, w, self.tile)
-        tops, lefts = tile_starts(hh, self.tile, self.stride), tile_starts(ww, self.tile, self.stride)
-        return (hh, ww), [(t, left) for t in tops for left in lefts]
+        return crop_layout(h, w, self.tile, self.stride)
 
     def score(self, img) -> IQAScore:
         """Score one image.
@@ -397,28 +396,13 @@ class SFDIQA:
         a torch tensor (3, H, W) / (1, 3, H, W) float in [0, 1]. Crops are converted to float one batch
         at a time, so a huge uint8 image never exists as a float copy.
         """
-        if isinstance(img, torch.Tensor):
-            if img.dim() == 4 and img.shape[0] == 1:
-                img = img[0]
-            if img.dim() != 3 or img.shape[0] != 3:
-                raise ValueError(f"SFD-IQA: expected a (3, H, W) tensor, got {tuple(img.shape)}")
-            h, w = img.shape[-2:]
-        else:
-            img = np.asarray(img)
-            h, w = img.shape[:2]
-        (hh, ww), boxes = self.crop_layout(h, w)
-        if (hh, ww) != (h, w):  # small image: resize up once (it is small, a float copy is cheap)
-            full = to_float_rgb(img)[None]
-            img = F.interpolate(full, size=(hh, ww), mode="bicubic", align_corners=False).clamp(0, 1)[0]
-        t = self.tile
         feats, texts = [], []
-        for i in range(0, len(boxes), self.batch_size):
-            batch = [to_float_rgb(_region(img, top, left, t)) for top, left in boxes[i : i + self.batch_size]]
-            qf, qt = self.score_crops(torch.stack(batch))
+        for crops in crop_batches(img, self.tile, self.stride, self.batch_size):
+            qf, qt = self.score_crops(crops)
             feats.append(qf)
             texts.append(qt)
         q_feat, q_text = float(torch.cat(feats).mean()), float(torch.cat(texts).mean())
-        return IQAScore(self.combine(q_feat, q_text), q_feat, q_text, len(boxes))
+        return IQAScore(self.combine(q_feat, q_text), q_feat, q_text, sum(len(f) for f in feats))
 
     def combine(self, q_feat: float, q_text: float) -> float:
         """Q = alpha * q_feat + (1 - alpha) * q_text; with one head off, Q is the other component."""
@@ -474,6 +458,37 @@ def check_component(component: str) -> str:
     if component not in COMPONENTS:
         raise ValueError(f"calculate_sfd_iqa: component must be one of {COMPONENTS}, got {component!r}")
     return component
+
+
+def crop_layout(h: int, w: int, tile: int, stride: int | None = None) -> tuple[tuple[int, int], list[tuple[int, int]]]:
+    """For an (h, w) image: (size it is scored at, list of ``tile``² crop (top, left) offsets)."""
+    hh, ww = upsized_shape(h, w, tile)
+    tops, lefts = tile_starts(hh, tile, stride), tile_starts(ww, tile, stride)
+    return (hh, ww), [(t, left) for t in tops for left in lefts]
+
+
+def crop_batches(img, tile: int, stride: int | None = None, batch_size: int = 16) -> Iterator[torch.Tensor]:
+    """The crops an image is scored on, ``batch_size`` at a time, each batch (b, 3, tile, tile) in [0, 1].
+
+    img: numpy (H, W[, C]) RGB(A)/gray uint8, uint16 or float [0, 1] (see :func:`to_float_rgb`), or a
+    torch tensor (3, H, W) / (1, 3, H, W) float in [0, 1]. Crops are converted to float one batch at a
+    time, so a huge uint8 image never exists as a float copy; an image smaller than a tile is resized up.
+    """
+    if isinstance(img, torch.Tensor):
+        if img.dim() == 4 and img.shape[0] == 1:
+            img = img[0]
+        if img.dim() != 3 or img.shape[0] != 3:
+            raise ValueError(f"SFD-IQA: expected a (3, H, W) tensor, got {tuple(img.shape)}")
+        h, w = img.shape[-2:]
+    else:
+        img = np.asarray(img)
+        h, w = img.shape[:2]
+    (hh, ww), boxes = crop_layout(h, w, tile, stride)
+    if (hh, ww) != (h, w):  # small image: resize up once (it is small, a float copy is cheap)
+        full = to_float_rgb(img)[None]
+        img = F.interpolate(full, size=(hh, ww), mode="bicubic", align_corners=False).clamp(0, 1)[0]
+    for i in range(0, len(boxes), batch_size):
+        yield torch.stack([to_float_rgb(_region(img, top, left, tile)) for top, left in boxes[i : i + batch_size]])
 
 
 def _region(img, top: int, left: int, size: int):
