@@ -16,6 +16,10 @@ BENCHMARK_CSUD_DOC = """CSUD training step on CPU: s/iter and peak memory of CSU
 forwards (with its retain_graph), same networks and batch, one process. Writes JSON + Markdown."""
 LEARNING_CHECK_DOC = """SFD learning check on CPU: train Feat-D + TG-D against bicubic upsampling, test on held-out
 photos, then train a tiny generator against the frozen discriminator. Writes report.md / report.json."""
+QUALITY_CLIP_DOC = """Train the quality-aware tiny CLIP (open_clip `quality-tiny-rn`) on CPU from scikit-image's
+training
+photos, then report its zero-shot quality accuracy on the held-out photos. Writes an ordinary open_clip
+state_dict (use it as `clip_model: quality-tiny-rn`, `clip_pretrained: <file>`) and a JSON sidecar."""
 CLIP_BACKBONE_DOC = """Forward+backward time of the frozen CLIP backbone per 256² image (gradient to the input only),
 RN50 and ViT-B-16 with random weights, side by side in one process. Writes JSON + Markdown."""
 # Kept equal to sfd_bench.profiles.PROFILES / ROWS and sfd_bench.csud.PROFILES (tests check it).
@@ -69,4 +73,19 @@ def clip_backbone_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--out", default="benchmarks/results")
+    return p
+
+
+def quality_clip_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=QUALITY_CLIP_DOC)
+    p.add_argument(
+        "--out",
+        default="experiments/pretrained_models/quality_clip_tiny.pt",
+        help="weights file to write; the sidecar is <stem>.json (default: %(default)s)",
+    )
+    p.add_argument("--steps", type=int, default=300, help="optimiser steps (default: %(default)s)")
+    p.add_argument("--batch", type=int, default=128, help="images per step, half sharp (default: %(default)s)")
+    p.add_argument("--lr", type=float, default=2e-3, help="AdamW peak learning rate (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     return p

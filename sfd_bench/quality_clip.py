@@ -386,3 +386,22 @@ def cached_quality_clip(
                     return candidate
     train_quality_clip(path, s, evaluate=False)
     return path
+
+
+def run_train_quality_clip(a) -> int:
+    """``scripts/train_quality_clip.py``: the namespace of :func:`sfd_bench.cli.quality_clip_parser`."""
+    import json
+
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    settings = QualityCLIPSettings(steps=a.steps, batch=a.batch, lr=a.lr, seed=a.seed)
+    facts = train_quality_clip(a.out, settings)
+    for size, z in facts["zero_shot_heldout"].items():
+        kinds = ", ".join(f"{k} {v['auc']:.3f}" for k, v in z["per_kind"].items())
+        print(
+            f"zero-shot on {z['n_crops']} held-out {size}² crops: AUC {z['auc']:.3f}, accuracy {z['accuracy']:.3f} "
+            f"(AUC per degradation: {kinds})"
+        )
+    print(f"weights: {a.out}\nfacts:   {sidecar_path(a.out)}")
+    print(json.dumps({"seconds": facts["seconds"], "settings_key": facts["settings_key"]}))
+    return 0
