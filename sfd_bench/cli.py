@@ -17,8 +17,7 @@ forwards (with its retain_graph), same networks and batch, one process. Writes J
 LEARNING_CHECK_DOC = """SFD learning check on CPU: train Feat-D + TG-D against bicubic upsampling, test on held-out
 photos, then train a tiny generator against the frozen discriminator. Writes report.md / report.json."""
 QUALITY_CLIP_DOC = """Train the quality-aware tiny CLIP (open_clip `quality-tiny-rn`) on CPU from scikit-image's
-training
-photos, then report its zero-shot quality accuracy on the held-out photos. Writes an ordinary open_clip
+training photos, then report its zero-shot quality accuracy on the held-out photos. Writes an ordinary open_clip
 state_dict (use it as `clip_model: quality-tiny-rn`, `clip_pretrained: <file>`) and a JSON sidecar."""
 CLIP_BACKBONE_DOC = """Forward+backward time of the frozen CLIP backbone per 256² image (gradient to the input only),
 RN50 and ViT-B-16 with random weights, side by side in one process. Writes JSON + Markdown."""
