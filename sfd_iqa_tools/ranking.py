@@ -9,7 +9,7 @@
    q_text) and NIQE (quality = -NIQE): pooled over all crops and levels, and the mean over crops of
    the per-crop SROCC (content held fixed), next to the zero-shot baseline of the same CLIP on the same
    tiles (fixed prompts "a high quality photo." / "a low quality photo.", CLIP-IQA style). Down-up
-   and blur are what the discriminator was trained against; noise and JPEG it never saw (reported, no
+   is what the discriminator was trained against (blur is alike); noise and JPEG it never saw (reported, no
    target). Also images/s of SFD-IQA vs NIQE on the same 512x512 images on CPU. Writes ``report.md`` + ``report.json``.
 """
 
@@ -30,12 +30,13 @@ from sfd_metric.sfd_iqa import SFDIQA
 from sfd_metric.zero_shot_iqa import ZeroShotQuality
 from sfd_utils.photos import HELDOUT_PHOTOS, TRAIN_PHOTOS, load_photo, tiles
 
-# name -> (what the level parameter is, parameter per level; level 0 = pristine, trained-against?)
+# name -> (what the level parameter is, parameter per level; level 0 = pristine, relation to training:
+# "trained" = the fakes the discriminator was trained on, "alike" = a blur like them, "never seen")
 DEGRADATIONS = {
-    "downup": ("bicubic down-up factor", (1, 1.5, 2, 3, 4, 6), True),
-    "blur": ("Gaussian blur sigma (px)", (0, 0.5, 1, 1.5, 2, 3), True),
-    "noise": ("Gaussian noise sigma (/255)", (0, 3, 6, 10, 20, 35), False),
-    "jpeg": ("JPEG quality", (None, 90, 70, 50, 30, 10), False),
+    "downup": ("bicubic down-up factor", (1, 1.5, 2, 3, 4, 6), "trained"),
+    "blur": ("Gaussian blur sigma (px)", (0, 0.5, 1, 1.5, 2, 3), "alike"),
+    "noise": ("Gaussian noise sigma (/255)", (0, 3, 6, 10, 20, 35), "never seen"),
+    "jpeg": ("JPEG quality", (None, 90, 70, 50, 30, 10), "never seen"),
 }
 SPEED_PHOTOS = ("astronaut", "ihc", "retina", "hubble_deep_field")  # each has a 512x512 crop
 
@@ -326,7 +327,7 @@ def render_ranking_markdown(r: dict) -> str:
         cells = [
             kind,
             f"{e['parameter']}: {levels}",
-            "yes" if e["trained_against"] else "no (never seen)",
+            {"trained": "yes", "alike": "alike (a blur, as the fakes)"}.get(e["trained_against"], "no (never seen)"),
             _f(s["q"]["pooled"]),
             f"{_f(s['q']['per_image_mean'])} (min {_f(s['q']['per_image_min'])})",
             _f(s["q_feat"]["pooled"]),
