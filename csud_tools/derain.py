@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from sfd_data.unpaired_rain_dataset import list_images
+from sfd_data.unpaired_rain_dataset import IMG_EXTENSIONS, list_images
 
 METRICS = ("psnr_rgb", "ssim_rgb", "psnr_y", "ssim_y")
 
@@ -241,8 +241,16 @@ def image_metrics(img_bgr: np.ndarray, gt_bgr: np.ndarray) -> dict[str, float]:
     }
 
 
+def _folder_images(folder: str, key: str) -> list[str]:
+    """The images directly under ``folder``; ValueError naming it (and the option ``key``) when there is none."""
+    paths = list_images(folder, key)
+    if not paths:
+        raise ValueError(f"{key}: folder {folder} holds no images ({', '.join(IMG_EXTENSIONS)})")
+    return paths
+
+
 def _gt_index(gt_dir: str) -> dict[str, str]:
-    return {osp.splitext(osp.basename(p))[0]: p for p in list_images(gt_dir, "gt")}
+    return {osp.splitext(osp.basename(p))[0]: p for p in _folder_images(gt_dir, "--gt")}
 
 
 def _same_path(a: str, b: str) -> bool:
@@ -303,12 +311,14 @@ def derain_paths(
     tile: int = 0,
     overlap: int = 32,
     log=print,
+    progress: bool | None = None,
 ) -> dict:
     """Derain ``inputs`` (image paths), write PNGs to ``out_dir``, score against ``gt_dir``.
 
     Returns ``{'processed', 'scored', 'skipped': [(input, reason)], 'no_gt': [input], 'gt_problems':
     [(gt, reason)], 'rows': [...], 'mean': {...}}``; ``mean`` averages each metric over the scored
-    images (``in_*``: the rainy input against GT).
+    images (``in_*``: the rainy input against GT). ``progress``: per-tile bars for images of several
+    tiles (None = only on a terminal).
     """
     if tile < 0 or overlap < 0:
         raise ValueError(f"tile ({tile}) and overlap ({overlap}) must be >= 0")
@@ -328,7 +338,7 @@ def derain_paths(
             log(f"skipped (unreadable input): {path}: {err}")
             continue
         t0 = time.perf_counter()
-        out = derain_image(net, img, tile, overlap)
+        out = derain_image(net, img, tile, overlap, progress)
         row = {"name": osp.basename(path), "height": img.shape[0], "width": img.shape[1]}
         row["seconds"] = round(time.perf_counter() - t0, 4)
         if out_dir:
@@ -386,9 +396,9 @@ def _write_csv(path: str, rows: list[dict], mean: dict) -> None:
 
 
 def collect_inputs(path: str) -> list[str]:
-    """One image file, or every image directly under a folder (sorted)."""
+    """One image file, or every image directly under a folder (sorted; ValueError when it has none)."""
     if osp.isdir(path):
-        return list_images(path, "input")
+        return _folder_images(path, "--input")
     if osp.isfile(path):
         return [path]
     raise FileNotFoundError(f"input: {path!r} does not exist")

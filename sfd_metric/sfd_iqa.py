@@ -32,6 +32,10 @@ DEFAULT_TILE = 256
 REQUIRED_CONFIG_KEYS = (*STRUCTURAL_KEYS, "clip_pretrained")
 
 
+class SmallImageWarning(UserWarning):
+    """An image smaller than the SFD-IQA tile was enlarged before scoring (its score is of the enlargement)."""
+
+
 class SFDCheckpointError(ValueError):
     """The file is not a (compatible) SFD discriminator checkpoint; the message says what is missing."""
 
@@ -314,12 +318,14 @@ class SFDIQA:
         tops, lefts = tile_starts(hh, self.tile, self.stride), tile_starts(ww, self.tile, self.stride)
         return (hh, ww), [(t, left) for t in tops for left in lefts]
 
-    def score(self, img) -> IQAScore:
+    def score(self, img, name: str | None = None) -> IQAScore:
         """Score one image.
 
         img: numpy (H, W[, C]) RGB(A)/gray uint8, uint16 or float [0, 1] (see :func:`to_float_rgb`), or
         a torch tensor (3, H, W) / (1, 3, H, W) float in [0, 1]. Crops are converted to float one batch
-        at a time, so a huge uint8 image never exists as a float copy.
+        (``batch_size`` crops) at a time, so a huge uint8 image never exists as a float copy. An image
+        with a side shorter than the tile is enlarged first, with a :class:`SmallImageWarning` naming
+        ``name`` (e.g. the file) and both sizes.
         """
         if isinstance(img, torch.Tensor):
             if img.dim() == 4 and img.shape[0] == 1:
@@ -332,6 +338,12 @@ class SFDIQA:
             h, w = img.shape[:2]
         (hh, ww), boxes = self.crop_layout(h, w)
         if (hh, ww) != (h, w):  # small image: resize up once (it is small, a float copy is cheap)
+            warnings.warn(
+                f"SFD-IQA: {name or 'image'} is {w}x{h}, smaller than the {self.tile}-pixel tile: scored after "
+                f"bicubic enlargement to {ww}x{hh}",
+                SmallImageWarning,
+                stacklevel=2,
+            )
             full = to_float_rgb(img)[None]
             img = F.interpolate(full, size=(hh, ww), mode="bicubic", align_corners=False).clamp(0, 1)[0]
         t = self.tile

@@ -382,16 +382,22 @@ def load_upscaler(
 
 # -- files -----------------------------------------------------------------------------------------------
 def list_images(path: str) -> list[str]:
-    """A file -> [it]; a folder -> its image files (by extension), sorted. Raises if nothing is there."""
+    """A file -> [it]; a folder -> its image files (by extension), sorted.
+
+    FileNotFoundError when ``path`` does not exist, ValueError naming the folder when it holds no image.
+    """
     if os.path.isfile(path):
         return [path]
     if not os.path.isdir(path):
         raise FileNotFoundError(f"input not found: {path}")
-    return sorted(
+    found = sorted(
         os.path.join(path, f)
         for f in os.listdir(path)
         if f.lower().endswith(IMAGE_EXTS) and os.path.isfile(os.path.join(path, f))
     )
+    if not found:
+        raise ValueError(f"input folder {path} holds no images ({', '.join(IMAGE_EXTS)})")
+    return found
 
 
 def output_name(path: str, suffix: str, ext: str, mode: str) -> tuple[str, str | None]:
