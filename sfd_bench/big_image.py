@@ -171,7 +171,8 @@ def to_markdown(res: dict) -> str:
     lines = [
         "# Peak memory of tiled SR inference on one big image",
         "",
-        f"`{res['command']}` on {res['machine']}, {res['date']}. Input: {res['input']}. Peak RSS of the "
+        f"{' then '.join(f'`{c}`' for c in res.get('commands') or [res['command']])} on {res['machine']}, "
+        f"{res['date']}. Input: {res['input']}. Peak RSS of the "
         "`scripts/inference_sr.py` process (`ru_maxrss` from wait4); baseline = the same command on a "
         "64×64 image (interpreter + torch + model). Bound = baseline + 2 × output array (uint8, 3 channels).",
         "",
@@ -226,10 +227,11 @@ def main(argv: list[str] | None = None) -> int:
         runs.append(("before", os.path.abspath(a.before_root), a.before_size or a.size, a.before_cases or a.cases))
     if a.only != "before":
         runs.append(("after", ROOT, a.size, a.cases))
-    rows = []
+    rows, commands = [], []
     if a.merge:
         with open(a.merge) as f:
-            rows = json.load(f)["rows"]
+            merged = json.load(f)
+        rows, commands = merged["rows"], merged.get("commands") or [merged["command"]]
     with tempfile.TemporaryDirectory(prefix="big_image_") as work:
         small = write_photo(os.path.join(work, "small.png"), 64, 64)
         images = {}
@@ -249,8 +251,10 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
                 rows.append(row)
+    command = " ".join(["scripts/bench_big_image.py", *(argv if argv is not None else sys.argv[1:])])
     res = {
-        "command": " ".join(["scripts/bench_big_image.py", *(argv if argv is not None else sys.argv[1:])]),
+        "command": command,
+        "commands": [*commands, command],
         "machine": f"{platform.machine()} {os.cpu_count()} CPUs, {_gb((meminfo_kb('MemTotal') or 0) * 1024)} GB RAM",
         "date": time.strftime("%Y-%m-%d"),
         "input": "scikit-image 'astronaut' mirrored to size (PNG)",

@@ -299,8 +299,8 @@ def evaluate_folders(
     The returned dict also records the folders and settings, so a result file says how it was made.
     """
     crop = scale if crop_border is None else crop_border
-    pairing = match_pairs(sr_dir, gt_dir, sr_suffix, gt_suffix, sr_regex, gt_regex)  # cheap checks first
     columns = build_columns(metrics, crop, **column_options)
+    pairing = match_pairs(sr_dir, gt_dir, sr_suffix, gt_suffix, sr_regex, gt_regex)
     result = evaluate_pairs(pairing, columns, progress, label or os.path.basename(os.path.normpath(sr_dir)))
     result["settings"] = {
         "sr_dir": sr_dir,
