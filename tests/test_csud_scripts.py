@@ -16,11 +16,11 @@ import torch
 import yaml
 from conftest import ROOT, photo
 
+from csud_tools import derain
 from csud_tools.synthetic_rain import add_rain, make_synthetic_rain
 from sfd_arch.nafnet_arch import CSUDNAFNet
 from sfd_bench.csud import run_csud_benchmark
 from sfd_model.csud_model import TINY_NETWORKS
-from csud_tools import derain
 from sfd_utils.options_check import check_options
 
 RECIPES = ("train_CSUD_NAFNet.yml", "train_CSUD_NAFNet_realrain.yml", "demo_CSUD_cpu.yml")
@@ -156,6 +156,7 @@ def test_benchmark_function_writes_json_and_markdown(tmp_path):
 
 
 def test_derain_script_reports_a_missing_checkpoint_in_one_line(tmp_path):
+    cv2.imwrite(str(tmp_path / "rain.png"), photo("chelsea")[:16, :16, ::-1])  # an empty folder is its own error
     out = subprocess.run(
         [sys.executable, "scripts/derain.py", "-i", str(tmp_path), "-w", str(tmp_path / "none.pth")],
         cwd=ROOT,
