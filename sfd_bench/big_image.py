@@ -3,8 +3,9 @@
 Runs ``scripts/inference_sr.py`` in a subprocess on a W×H image (a scikit-image photo mirrored to
 size, so it compresses and upscales like a photo, not like noise), with ``--tile`` and ``--device
 cpu``, and reads the child's peak resident memory from ``wait4`` (``ru_maxrss``, the same figure as
-``VmHWM``). Each case also runs once on a 64×64 image: that peak is the *baseline* (interpreter,
-torch, basicsr and the model). The promise checked is
+``VmHWM``). Each case also runs once untiled (``--tile 0``) on one padded tile's worth of image,
+(tile + 2·pad)² pixels: that peak is the *baseline* (interpreter, torch, basicsr, the model and its
+working memory on one tile). The promise checked is
 
     peak <= baseline + 2 × output array          (output array = uint8 H·s × W·s × 3)
 
@@ -33,6 +34,7 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_RRDB = {"num_feat": 8, "num_block": 1, "num_grow_ch": 4}
+TILE_PAD = 10  # inference_sr.py's default --tile-pad
 
 
 def meminfo_kb(key: str = "MemAvailable") -> int | None:
@@ -132,13 +134,14 @@ def case_args(case: str, scale: int, work: str) -> list[str]:
 def run_case(
     code_root: str, case: str, image: str, small: str, size: tuple[int, int], scale: int, tile: int, work: str, limit
 ) -> dict:
-    """Baseline (64×64) and big-image peak RSS of one network with the code at ``code_root``."""
+    """Baseline (``small``: one padded tile, run untiled) and big-image peak RSS of one network with the
+    code at ``code_root``."""
     env = {**os.environ, "PYTHONPATH": code_root, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
     script = os.path.join(code_root, "scripts", "inference_sr.py")
-    base = [sys.executable, script, "--device", "cpu", "--quiet", "--tile", str(tile), *case_args(case, scale, work)]
+    base = [sys.executable, script, "--device", "cpu", "--quiet", *case_args(case, scale, work)]
     out = os.path.join(work, "out")
-    baseline = peak_rss([*base, "-i", small, "-o", out], env, code_root, limit)
-    big = peak_rss([*base, "-i", image, "-o", out], env, code_root, limit)
+    baseline = peak_rss([*base, "--tile", "0", "-i", small, "-o", out], env, code_root, limit)
+    big = peak_rss([*base, "--tile", str(tile), "-i", image, "-o", out], env, code_root, limit)
     for name in os.listdir(out):  # the big output (GBs): gone before the next case
         os.remove(os.path.join(out, name))
     w, h = size
@@ -173,8 +176,9 @@ def to_markdown(res: dict) -> str:
         "",
         f"{' then '.join(f'`{c}`' for c in res.get('commands') or [res['command']])} on {res['machine']}, "
         f"{res['date']}. Input: {res['input']}. Peak RSS of the "
-        "`scripts/inference_sr.py` process (`ru_maxrss` from wait4); baseline = the same command on a "
-        "64×64 image (interpreter + torch + model). Bound = baseline + 2 × output array (uint8, 3 channels).",
+        "`scripts/inference_sr.py` process (`ru_maxrss` from wait4); baseline = the same network run untiled on "
+        f"one padded tile, {res.get('baseline_input', '64×64')} (interpreter + torch + model + one tile's "
+        "working memory). Bound = baseline + 2 × output array (uint8, 3 channels).",
         "",
         "| code | network | input | output array GB | baseline GB | peak GB | bound GB | (peak − baseline) / output "
         "| within bound | wall s |",
@@ -182,11 +186,12 @@ def to_markdown(res: dict) -> str:
     ]
     for r in res["rows"]:
         peak = _gb(r["peak_rss_bytes"]) + (" (stopped at the limit)" if r["killed_at_limit"] else "")
+        baseline = _gb(r["baseline_rss_bytes"]) + (f" ({r['baseline_input']})" if r.get("baseline_input") else "")
         if r["returncode"] and not r["killed_at_limit"]:
             peak += f" (exit {r['returncode']})"
         lines.append(
             f"| {r['code']} | {r['case']} | {r['width']}×{r['height']} ×{r['scale']} tile {r['tile']} | "
-            f"{_gb(r['output_array_bytes'])} | {_gb(r['baseline_rss_bytes'])} | {peak} | {_gb(r['bound_bytes'])} | "
+            f"{_gb(r['output_array_bytes'])} | {baseline} | {peak} | {_gb(r['bound_bytes'])} | "
             f"{r['over_baseline_per_output']} | {'yes' if r['within_bound'] else 'no'} | {r['seconds']} |"
         )
     lines += ["", "Wall times are from a shared 2-core machine and only indicative.", ""]
@@ -233,7 +238,8 @@ def main(argv: list[str] | None = None) -> int:
             merged = json.load(f)
         rows, commands = merged["rows"], merged.get("commands") or [merged["command"]]
     with tempfile.TemporaryDirectory(prefix="big_image_") as work:
-        small = write_photo(os.path.join(work, "small.png"), 64, 64)
+        side = a.tile + 2 * TILE_PAD
+        small = write_photo(os.path.join(work, "small.png"), side, side)
         images = {}
         for label, root, size, cases in runs:
             if size not in images:
@@ -250,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"exit {row['returncode']}, {row['seconds']} s",
                     flush=True,
                 )
+                row["baseline_input"] = f"{side}×{side}, --tile 0"
                 rows.append(row)
     command = " ".join(["scripts/bench_big_image.py", *(argv if argv is not None else sys.argv[1:])])
     res = {
@@ -258,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": f"{platform.machine()} {os.cpu_count()} CPUs, {_gb((meminfo_kb('MemTotal') or 0) * 1024)} GB RAM",
         "date": time.strftime("%Y-%m-%d"),
         "input": "scikit-image 'astronaut' mirrored to size (PNG)",
+        "baseline_input": f"{side}×{side}, --tile 0",
         "rss_limit_bytes": limit,
         "rows": rows,
     }
