@@ -21,12 +21,13 @@ import csv
 import os
 import os.path as osp
 import time
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
 from torch import nn
 
-from sfd_data.unpaired_rain_dataset import list_images
+from sfd_data.unpaired_rain_dataset import IMG_EXTENSIONS, list_images
 
 METRICS = ("psnr_rgb", "ssim_rgb", "psnr_y", "ssim_y")
 
@@ -90,22 +91,65 @@ def _positions(size: int, tile: int, step: int) -> list[int]:
 
 
 @torch.no_grad()
+def _derain_bands(
+    net: nn.Module,
+    read: Callable[[int, int, int, int], torch.Tensor],
+    h: int,
+    w: int,
+    tile: int,
+    overlap: int,
+    bar=None,
+) -> Iterator[tuple[int, int, torch.Tensor]]:
+    """Tiled deraining one band of rows at a time: yields (top, bottom, (1, 3, bottom - top, w) in [0, 1]).
+
+    ``read(top, bottom, left, right)`` gives the (1, 3, h', w') input patch on the net's device. Tile
+    outputs are summed (row-major order) into a float band ``tile`` rows high and averaged where
+    they overlap; rows no later tile reaches are finished and handed out, so a big image never
+    exists as a whole float canvas. The values equal a full-size canvas sum (same order of additions).
+    """
+    step = tile - overlap
+    tops, lefts = _positions(h, tile, step), _positions(w, tile, step)
+    acc = weight = None  # running sums of the outputs and of the tile counts, rows [base, base + len)
+    base = 0
+    for i, top in enumerate(tops):
+        bottom = min(top + tile, h)
+        for left in lefts:
+            right = min(left + tile, w)
+            patch = read(top, bottom, left, right)
+            if acc is None:
+                acc = torch.zeros(1, 3, 0, w, device=patch.device)
+                weight = torch.zeros(1, 1, 0, w, device=patch.device)
+            grow = bottom - base - acc.shape[2]
+            if grow > 0:
+                acc = torch.cat([acc, acc.new_zeros(1, 3, grow, w)], dim=2)
+                weight = torch.cat([weight, weight.new_zeros(1, 1, grow, w)], dim=2)
+            acc[..., top - base : bottom - base, left:right] += net(patch)
+            weight[..., top - base : bottom - base, left:right] += 1
+            if bar is not None:
+                bar.update()
+        done = tops[i + 1] if i + 1 < len(tops) else h
+        yield base, done, (acc[..., : done - base, :] / weight[..., : done - base, :]).clamp(0, 1)
+        acc, weight = acc[..., done - base :, :], weight[..., done - base :, :]
+        base = done
+
+
+def _tiled(h: int, w: int, tile: int, overlap: int) -> bool:
+    """True when an h x w image is derained in tiles (ValueError for an overlap that leaves no step)."""
+    if tile <= 0 or (h <= tile and w <= tile):
+        return False
+    if overlap >= tile:
+        raise ValueError(f"tile overlap {overlap} must be smaller than the tile size {tile}")
+    return True
+
+
+@torch.no_grad()
 def derain_tensor(net: nn.Module, x: torch.Tensor, tile: int = 0, overlap: int = 32) -> torch.Tensor:
     """(1, 3, H, W) in [0, 1] -> (1, 3, H, W) in [0, 1]; tiles of ``tile`` px when H or W exceeds it."""
     h, w = x.shape[-2:]
-    if tile <= 0 or (h <= tile and w <= tile):
+    if not _tiled(h, w, tile, overlap):
         return net(x).clamp(0, 1)
-    if overlap >= tile:
-        raise ValueError(f"tile overlap {overlap} must be smaller than the tile size {tile}")
-    out = torch.zeros_like(x)
-    weight = torch.zeros_like(x[:, :1])
-    step = tile - overlap
-    for top in _positions(h, tile, step):
-        for left in _positions(w, tile, step):
-            patch = x[..., top : top + tile, left : left + tile]
-            out[..., top : top + tile, left : left + tile] += net(patch)
-            weight[..., top : top + tile, left : left + tile] += 1
-    return (out / weight).clamp(0, 1)
+    bands = _derain_bands(net, lambda top, bottom, left, right: x[..., top:bottom, left:right], h, w, tile, overlap)
+    return torch.cat([band for _, _, band in bands], dim=2)
 
 
 def read_image(path: str) -> np.ndarray:
@@ -135,29 +179,52 @@ def to_bgr8(img: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(img[..., :3])
 
 
-def derain_image(net: nn.Module, img: np.ndarray, tile: int = 0, overlap: int = 32) -> np.ndarray:
+def derain_image(
+    net: nn.Module, img: np.ndarray, tile: int = 0, overlap: int = 32, progress: bool | None = False
+) -> np.ndarray:
     """Derain an image as :func:`read_image` returns it; the output has its dtype and channel layout.
 
     (H, W, 3) uint8 BGR -> (H, W, 3) uint8 BGR; 16-bit stays 16-bit, gray stays gray (the network runs
-    on the gray image replicated to RGB), and an alpha channel is copied unchanged.
+    on the gray image replicated to RGB), and an alpha channel is copied unchanged. Tiled, each band
+    of finished rows is rounded straight into the preallocated output (see :func:`_derain_bands`):
+    memory holds the input, the output and one float band. ``progress``: a per-tile bar (tqdm; None =
+    only on a terminal) when there is more than one tile.
     """
+    from tqdm import tqdm
+
+    from sfd_tools.sr_inference import quantise_into
+
     max_value = 65535.0 if img.dtype == np.uint16 else 255.0
     if img.ndim == 3 and img.shape[2] == 1:
         img = img[..., 0]
     gray = img.ndim == 2
     bgr = np.repeat(img[..., None], 3, axis=2) if gray else img[..., :3]
-    alpha = img[..., 3:] if not gray and img.shape[2] == 4 else None
     device = next(net.parameters()).device
-    x = torch.from_numpy(np.ascontiguousarray(bgr[..., ::-1])).permute(2, 0, 1)[None].float() / max_value
-    y = derain_tensor(net, x.to(device), tile, overlap)[0].permute(1, 2, 0).cpu().numpy()
-    if gray:
-        y = y.mean(axis=2)  # equal weights: the gray image went in on every channel
-    else:
-        y = y[..., ::-1]
-    out = np.round(y * max_value).astype(img.dtype)
-    if alpha is not None:
-        out = np.concatenate([out, alpha], axis=2)
-    return np.ascontiguousarray(out)
+    out = np.empty_like(img)
+    if not gray and img.shape[2] == 4:
+        out[..., 3] = img[..., 3]
+
+    def read(top: int, bottom: int, left: int, right: int) -> torch.Tensor:
+        rgb = np.ascontiguousarray(bgr[top:bottom, left:right, ::-1])
+        return (torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / max_value).to(device)
+
+    def write(top: int, bottom: int, band: torch.Tensor) -> None:
+        y = band[0].permute(1, 2, 0).cpu().numpy()
+        y = y.mean(axis=2) if gray else y[..., ::-1]  # gray: equal weights, the gray image went in thrice
+        quantise_into(out[top:bottom] if gray else out[top:bottom, :, :3], y, max_value)
+
+    h, w = img.shape[:2]
+    if not _tiled(h, w, tile, overlap):
+        with torch.no_grad():
+            write(0, h, net(read(0, h, 0, w)).clamp_(0, 1))
+        return out
+    step = tile - overlap
+    total = len(_positions(h, tile, step)) * len(_positions(w, tile, step))
+    disable = True if total < 2 else (None if progress is None else not progress)
+    with tqdm(total=total, unit="tile", leave=False, disable=disable) as bar:
+        for top, bottom, band in _derain_bands(net, read, h, w, tile, overlap, bar):
+            write(top, bottom, band)
+    return out
 
 
 def image_metrics(img_bgr: np.ndarray, gt_bgr: np.ndarray) -> dict[str, float]:
@@ -172,8 +239,16 @@ def image_metrics(img_bgr: np.ndarray, gt_bgr: np.ndarray) -> dict[str, float]:
     }
 
 
+def _folder_images(folder: str, key: str) -> list[str]:
+    """The images directly under ``folder``; ValueError naming it (and the option ``key``) when there is none."""
+    paths = list_images(folder, key)
+    if not paths:
+        raise ValueError(f"{key}: folder {folder} holds no images ({', '.join(IMG_EXTENSIONS)})")
+    return paths
+
+
 def _gt_index(gt_dir: str) -> dict[str, str]:
-    return {osp.splitext(osp.basename(p))[0]: p for p in list_images(gt_dir, "gt")}
+    return {osp.splitext(osp.basename(p))[0]: p for p in _folder_images(gt_dir, "--gt")}
 
 
 def _same_path(a: str, b: str) -> bool:
@@ -234,12 +309,14 @@ def derain_paths(
     tile: int = 0,
     overlap: int = 32,
     log=print,
+    progress: bool | None = None,
 ) -> dict:
     """Derain ``inputs`` (image paths), write PNGs to ``out_dir``, score against ``gt_dir``.
 
     Returns ``{'processed', 'scored', 'skipped': [(input, reason)], 'no_gt': [input], 'gt_problems':
     [(gt, reason)], 'rows': [...], 'mean': {...}}``; ``mean`` averages each metric over the scored
-    images (``in_*``: the rainy input against GT).
+    images (``in_*``: the rainy input against GT). ``progress``: per-tile bars for images of several
+    tiles (None = only on a terminal).
     """
     if tile < 0 or overlap < 0:
         raise ValueError(f"tile ({tile}) and overlap ({overlap}) must be >= 0")
@@ -259,7 +336,7 @@ def derain_paths(
             log(f"skipped (unreadable input): {path}: {err}")
             continue
         t0 = time.perf_counter()
-        out = derain_image(net, img, tile, overlap)
+        out = derain_image(net, img, tile, overlap, progress)
         row = {"name": osp.basename(path), "height": img.shape[0], "width": img.shape[1]}
         row["seconds"] = round(time.perf_counter() - t0, 4)
         if out_dir:
@@ -317,9 +394,9 @@ def _write_csv(path: str, rows: list[dict], mean: dict) -> None:
 
 
 def collect_inputs(path: str) -> list[str]:
-    """One image file, or every image directly under a folder (sorted)."""
+    """One image file, or every image directly under a folder (sorted; ValueError when it has none)."""
     if osp.isdir(path):
-        return list_images(path, "input")
+        return _folder_images(path, "--input")
     if osp.isfile(path):
         return [path]
     raise FileNotFoundError(f"input: {path!r} does not exist")

@@ -84,6 +84,20 @@ def _hf_cached_file(repo_and_file: str, cache_dir: str | None) -> str | None:
     return None
 
 
+def hf_cache_folder(cache_dir: str | None = None) -> str:
+    """The hub cache folder searched for tagged weights: ``cache_dir``, else HF_HUB_CACHE, else
+    HF_HOME/hub, else ~/.cache/huggingface/hub (what huggingface_hub resolves)."""
+    if cache_dir:
+        return cache_dir
+    try:
+        from huggingface_hub import constants
+
+        return constants.HF_HUB_CACHE
+    except ImportError:
+        home = os.environ.get("HF_HOME") or os.path.join(os.path.expanduser("~/.cache"), "huggingface")
+        return os.environ.get("HF_HUB_CACHE") or os.path.join(home, "hub")
+
+
 def register_clip_config(path: str) -> None:
     """Register open_clip model configs from a JSON file or a folder of them (by file stem)."""
     if not os.path.exists(path):
@@ -134,7 +148,7 @@ def resolve_clip_weights(
     looked = []
     found = None
     if cfg.get("hf_hub"):
-        looked.append(f"Hugging Face cache ({cache_dir or 'default HF_HOME'}) for {cfg['hf_hub']}")
+        looked.append(f"Hugging Face cache {hf_cache_folder(cache_dir)} for {cfg['hf_hub']}")
         found = _hf_cached_file(cfg["hf_hub"], cache_dir)
     if found is None and cfg.get("url"):
         url_file = os.path.join(cache_dir or os.path.expanduser("~/.cache/clip"), os.path.basename(cfg["url"]))

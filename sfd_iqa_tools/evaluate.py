@@ -122,7 +122,7 @@ def run_eval(
             bar.write(f"skipped {item.name}: {err}")
             continue
         t0 = time.perf_counter()
-        s = scorer.score(img)
+        s = scorer.score(img, name=item.path)
         seconds["sfd_iqa"] += time.perf_counter() - t0
         n_ok["sfd_iqa"] += 1
         row = {"name": item.name, **s.as_dict(), "height": int(img.shape[0]), "width": int(img.shape[1])}

@@ -36,6 +36,10 @@ DEFAULT_TILE = 256
 REQUIRED_CONFIG_KEYS = (*STRUCTURAL_KEYS, "clip_pretrained")
 
 
+class SmallImageWarning(UserWarning):
+    """An image smaller than the SFD-IQA tile was enlarged before scoring (its score is of the enlargement)."""
+
+
 class SFDCheckpointError(ValueError):
     """The file is not a (compatible) SFD discriminator checkpoint; the message says what is missing."""
 
@@ -389,13 +393,27 @@ class SFDIQA:
         """For an (h, w) image: (size it is scored at, list of crop (top, left) offsets)."""
         return crop_layout(h, w, self.tile, self.stride)
 
-    def score(self, img) -> IQAScore:
+    def score(self, img, name: str | None = None) -> IQAScore:
         """Score one image.
 
         img: numpy (H, W[, C]) RGB(A)/gray uint8, uint16 or float [0, 1] (see :func:`to_float_rgb`), or
         a torch tensor (3, H, W) / (1, 3, H, W) float in [0, 1]. Crops are converted to float one batch
-        at a time, so a huge uint8 image never exists as a float copy.
+        (``batch_size`` crops) at a time, so a huge uint8 image never exists as a float copy. An image
+        with a side shorter than the tile is enlarged first, with a :class:`SmallImageWarning` naming
+        ``name`` (e.g. the file) and both sizes.
         """
+        if isinstance(img, torch.Tensor):
+            h, w = img.shape[-2:]
+        else:
+            h, w = np.asarray(img).shape[:2]
+        (hh, ww), _ = self.crop_layout(h, w)
+        if (hh, ww) != (h, w):  # crop_batches enlarges it: say so, once per image
+            warnings.warn(
+                f"SFD-IQA: {name or 'image'} is {w}x{h}, smaller than the {self.tile}-pixel tile: scored after "
+                f"bicubic enlargement to {ww}x{hh}",
+                SmallImageWarning,
+                stacklevel=2,
+            )
         feats, texts = [], []
         for crops in crop_batches(img, self.tile, self.stride, self.batch_size):
             qf, qt = self.score_crops(crops)

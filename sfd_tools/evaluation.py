@@ -17,6 +17,8 @@ import json
 import math
 import os
 import re
+import sys
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -50,10 +52,15 @@ def _key(stem: str, suffix: str, regex: str | None) -> str:
     return stem[: -len(suffix)] if suffix and stem.endswith(suffix) else stem
 
 
-def _index(folder: str, suffix: str, regex: str | None) -> tuple[dict, list]:
-    """{key: path} of a folder's images, and [(key, [paths])] for keys that several files share."""
+def _index(folder: str, suffix: str, regex: str | None, what: str = "image") -> tuple[dict, list]:
+    """{key: path} of a folder's images, and [(key, [paths])] for keys that several files share.
+
+    FileNotFoundError when the folder does not exist, ValueError naming it when it holds no image.
+    """
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"folder not found: {folder}")
+    if not any(f.lower().endswith(IMAGE_EXTS) for f in os.listdir(folder)):
+        raise ValueError(f"{what} folder {folder} holds no images ({', '.join(IMAGE_EXTS)})")
     seen: dict[str, list[str]] = {}
     for f in sorted(os.listdir(folder)):
         if f.lower().endswith(IMAGE_EXTS):
@@ -84,8 +91,8 @@ def match_pairs(
     Example: ``sr_suffix="_out"`` pairs ``sr/baby_out.png`` with ``gt/baby.png``;
     ``sr_regex=r"_\\d+"`` pairs BasicSR's visualization ``baby_5000.png`` with ``baby.png``.
     """
-    sr, sr_amb = _index(sr_dir, sr_suffix, sr_regex)
-    gt, gt_amb = _index(gt_dir, gt_suffix, gt_regex)
+    sr, sr_amb = _index(sr_dir, sr_suffix, sr_regex, "--sr")
+    gt, gt_amb = _index(gt_dir, gt_suffix, gt_regex, "--gt")
     out = Pairing()
     out.pairs = [(k, sr[k], gt[k]) for k in sorted(set(sr) & set(gt))]
     out.sr_without_gt = [sr[k] for k in sorted(set(sr) - set(gt))]
@@ -250,12 +257,16 @@ def evaluate_pairs(
             )
             continue
         row = {"name": name, "sr": sr_path, "gt": gt_path}
-        for names, fn in columns:
-            try:
-                row.update(fn(sr, gt))
-            except Exception as err:  # one metric failing on one image (e.g. too small for NIQE) is reported
-                row.update(dict.fromkeys(names))
-                problems["failed"].append(f"{name} [{names[0]}]: {type(err).__name__}: {err}".splitlines()[0])
+        with warnings.catch_warnings(record=True) as caught:  # shown once per image, with its name
+            warnings.simplefilter("always")
+            for names, fn in columns:
+                try:
+                    row.update(fn(sr, gt))
+                except Exception as err:  # one metric failing on one image (e.g. too small for NIQE) is reported
+                    row.update(dict.fromkeys(names))
+                    problems["failed"].append(f"{name} [{names[0]}]: {type(err).__name__}: {err}".splitlines()[0])
+        for message in dict.fromkeys(str(w.message) for w in caught):
+            tqdm.write(f"warning: {sr_path}: {message}", file=sys.stderr)
         rows.append(row)
     metric_names = [n for names, _ in columns for n in names]
     return {

@@ -13,6 +13,7 @@ import os
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -183,85 +184,162 @@ class Upscaler:
             )
         return out[..., : h * self.scale, : w * self.scale].float().cpu()
 
+    def boxes(self, height: int, width: int) -> list[Box]:
+        """The pieces an image of ``height`` x ``width`` (LR) is run in: one box when untiled."""
+        if self.tile <= 0 or (height <= self.tile and width <= self.tile):
+            return [Box(0, height, 0, width, 0, height, 0, width)]
+        return tile_boxes(height, width, self.tile, self.tile_pad)
+
     def upscale_tensor(self, x: torch.Tensor) -> torch.Tensor:
         """(1, C, H, W) float in [0, 1] -> (1, C', H*scale, W*scale) float32 (unclamped) on the CPU.
 
         With ``tile > 0`` the image is cut into tile×tile pieces, each run with ``tile_pad`` pixels of
         context on every side (clipped at the border); only each piece's own area is kept, so the
         result equals the untiled one wherever the receptive field fits inside ``tile_pad``.
+        The whole result is one float tensor: :meth:`enhance` streams into integers instead.
         """
         _, _, height, width = x.shape
-        if self.tile <= 0 or (height <= self.tile and width <= self.tile):
+        boxes = self.boxes(height, width)
+        if len(boxes) == 1:
             return self._forward(x)
-        s, t, p = self.scale, self.tile, self.tile_pad
-        out = None
-        for y0 in range(0, height, t):
-            for x0 in range(0, width, t):
-                y1, x1 = min(y0 + t, height), min(x0 + t, width)
-                ya, xa = max(y0 - p, 0), max(x0 - p, 0)
-                yb, xb = min(y1 + p, height), min(x1 + p, width)
-                piece = self._forward(x[:, :, ya:yb, xa:xb])
-                if out is None:
-                    out = torch.zeros(1, piece.shape[1], height * s, width * s)
-                out[:, :, y0 * s : y1 * s, x0 * s : x1 * s] = piece[
-                    :, :, (y0 - ya) * s : (y1 - ya) * s, (x0 - xa) * s : (x1 - xa) * s
-                ]
+        s, out = self.scale, None
+        for b in boxes:
+            piece = self._forward(x[:, :, b.ya : b.yb, b.xa : b.xb])
+            if out is None:
+                out = torch.zeros(1, piece.shape[1], height * s, width * s)
+            out[:, :, b.y0 * s : b.y1 * s, b.x0 * s : b.x1 * s] = piece[0, :, b.inner(s)[0], b.inner(s)[1]]
         return out
 
     def _run_rgb(self, img: np.ndarray) -> np.ndarray:
-        """(H, W, 3) float32 RGB in [0, 1] -> (sH, sW, 3) float32 RGB in [0, 1]."""
+        """(h, w, 3) float32 RGB in [0, 1] -> (sh, sw, 3) float32 RGB in [0, 1] (a writable view)."""
         x = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))[None]
         if self.in_channels == 1:
             x = x.mean(dim=1, keepdim=True)  # a gray network gets the gray image (never colour)
-        y = self.upscale_tensor(x).clamp(0, 1)[0].numpy().transpose(1, 2, 0)
+        y = self._forward(x).clamp_(0, 1)[0].numpy().transpose(1, 2, 0)
         return np.repeat(y, 3, axis=2) if y.shape[2] == 1 else y
 
     # image level ----------------------------------------------------------------------------------------
-    def enhance(self, img: np.ndarray) -> tuple[np.ndarray, str]:
+    def enhance(self, img: np.ndarray, progress: bool = False) -> tuple[np.ndarray, str]:
         """Upscale an image as ``cv2.imread(path, cv2.IMREAD_UNCHANGED)`` returns it.
+
+        Each piece (see :meth:`boxes`) is converted to float, run, clamped to [0, 1], rounded and
+        written straight into the preallocated integer output, so memory holds the input, the output
+        and a few float tiles, never the whole float image (unless untiled).
 
         Args:
             img: (H, W) gray, (H, W, 1) gray, (H, W, 3) BGR or (H, W, 4) BGRA; uint8 or uint16.
+            progress: a per-tile progress bar (tqdm) when the image has more than one tile.
 
         Returns:
             (output with the same channel layout and dtype, of size (H*outscale, W*outscale),
             mode: ``L``, ``RGB`` or ``RGBA``; with a ``-16`` suffix for 16-bit input).
         """
+        from tqdm import tqdm
+
         if img.dtype not in (np.uint8, np.uint16):
             raise ValueError(f"unsupported image dtype {img.dtype} (8- or 16-bit images only)")
         max_value = 65535.0 if img.dtype == np.uint16 else 255.0
-        data = img.astype(np.float32) / max_value
-        if data.ndim == 3 and data.shape[2] == 1:
-            data = data[:, :, 0]
-        alpha = None
-        if data.ndim == 2:
-            mode, rgb = "L", np.repeat(data[:, :, None], 3, axis=2)
-        elif data.shape[2] == 4:
-            mode, rgb, alpha = "RGBA", data[:, :, 2::-1], data[:, :, 3]
-        elif data.shape[2] == 3:
-            mode, rgb = "RGB", data[:, :, ::-1]
+        if img.ndim == 3 and img.shape[2] == 1:
+            img = img[:, :, 0]
+        if img.ndim == 2:
+            mode = "L"
+        elif img.shape[2] in (3, 4):
+            mode = "RGBA" if img.shape[2] == 4 else "RGB"
         else:
-            raise ValueError(f"unsupported number of channels: {data.shape[2]}")
+            raise ValueError(f"unsupported number of channels: {img.shape[2]}")
 
-        out = self._run_rgb(rgb)
-        if mode == "L":
-            out = cv2.cvtColor(out, cv2.COLOR_RGB2GRAY)
-        else:
-            out = out[:, :, ::-1]  # back to OpenCV's BGR
-        if alpha is not None:
-            h, w = alpha.shape
-            if self.alpha_upsampler == "model":  # the network sees the alpha as a gray image
-                up_alpha = self._run_rgb(np.repeat(alpha[:, :, None], 3, axis=2)).mean(axis=2)
+        h, w = img.shape[:2]
+        s = self.scale
+        out = np.empty((h * s, w * s, *img.shape[2:]), dtype=img.dtype)
+        boxes = self.boxes(h, w)
+        model_alpha = mode == "RGBA" and self.alpha_upsampler == "model"
+        total = len(boxes) * (2 if model_alpha else 1)
+        bar = tqdm(total=total, unit="tile", leave=False, disable=not progress or len(boxes) < 2)
+        for b in boxes:
+            piece = img[b.ya : b.yb, b.xa : b.xb].astype(np.float32)
+            piece /= max_value
+            if mode == "L":
+                rgb = np.repeat(piece[:, :, None], 3, axis=2)
             else:
-                up_alpha = cv2.resize(alpha, (w * self.scale, h * self.scale), interpolation=cv2.INTER_LINEAR)
-            out = np.concatenate([out, up_alpha[:, :, None]], axis=2)
-
-        out = np.clip(np.round(out * max_value), 0, max_value).astype(img.dtype)
+                rgb = piece[:, :, 2::-1]  # BGR(A) -> RGB
+            y = self._run_rgb(rgb)[b.inner(s)]
+            y = cv2.cvtColor(y, cv2.COLOR_RGB2GRAY) if mode == "L" else y[:, :, ::-1]  # back to OpenCV's BGR
+            rows, cols = slice(b.y0 * s, b.y1 * s), slice(b.x0 * s, b.x1 * s)
+            quantise_into(out[rows, cols] if mode == "L" else out[rows, cols, :3], y, max_value)
+            bar.update()
+        if mode == "RGBA":
+            for b in boxes:
+                quantise_into(
+                    out[b.y0 * s : b.y1 * s, b.x0 * s : b.x1 * s, 3], self._alpha(img, b, max_value), max_value
+                )
+                bar.update(1 if model_alpha else 0)
+        bar.close()
         if self.outscale is not None and self.outscale != self.scale:
-            h, w = img.shape[:2]
             size = (int(round(w * self.outscale)), int(round(h * self.outscale)))
             out = cv2.resize(out, size, interpolation=cv2.INTER_LANCZOS4)
         return out, mode + ("-16" if img.dtype == np.uint16 else "")
+
+    def _alpha(self, img: np.ndarray, b: Box, max_value: float) -> np.ndarray:
+        """The upscaled alpha of box ``b`` (float in [0, 1]): the network on the alpha as a gray image,
+        or bilinear (run on the box with 2 pixels of context, which equals resizing the whole plane)."""
+        s = self.scale
+        if self.alpha_upsampler == "model":
+            alpha = img[b.ya : b.yb, b.xa : b.xb, 3].astype(np.float32)
+            alpha /= max_value
+            return self._run_rgb(np.repeat(alpha[:, :, None], 3, axis=2))[b.inner(s)].mean(axis=2)
+        h, w = img.shape[:2]
+        c = Box(b.y0, b.y1, b.x0, b.x1, max(b.y0 - 2, 0), min(b.y1 + 2, h), max(b.x0 - 2, 0), min(b.x1 + 2, w))
+        alpha = img[c.ya : c.yb, c.xa : c.xb, 3].astype(np.float32)
+        alpha /= max_value
+        up = cv2.resize(alpha, ((c.xb - c.xa) * s, (c.yb - c.ya) * s), interpolation=cv2.INTER_LINEAR)
+        return up[c.inner(s)]
+
+
+class Box(NamedTuple):
+    """One piece of a tiled image (LR pixels): its own area [y0, y1) x [x0, x1) and the area run
+    through the network, [ya, yb) x [xa, xb), which adds up to ``tile_pad`` of context per side."""
+
+    y0: int
+    y1: int
+    x0: int
+    x1: int
+    ya: int
+    yb: int
+    xa: int
+    xb: int
+
+    def inner(self, scale: int) -> tuple[slice, slice]:
+        """Rows and columns of the box's own area inside the network output of its context area."""
+        top, left = (self.y0 - self.ya) * scale, (self.x0 - self.xa) * scale
+        return slice(top, top + (self.y1 - self.y0) * scale), slice(left, left + (self.x1 - self.x0) * scale)
+
+
+def tile_boxes(height: int, width: int, tile: int, pad: int) -> list[Box]:
+    """Row-major tile×tile pieces covering an image (the last row/column shorter), each with ``pad``
+    pixels of context per side, clipped at the border."""
+    return [
+        Box(
+            y0,
+            min(y0 + tile, height),
+            x0,
+            min(x0 + tile, width),
+            max(y0 - pad, 0),
+            min(y0 + tile + pad, height),
+            max(x0 - pad, 0),
+            min(x0 + tile + pad, width),
+        )
+        for y0 in range(0, height, tile)
+        for x0 in range(0, width, tile)
+    ]
+
+
+def quantise_into(target: np.ndarray, values: np.ndarray, max_value: float) -> None:
+    """``target[...] = clip(round(values * max_value), 0, max_value)`` as integers, computed in place
+    in ``values`` (a float array the caller no longer needs), so no second float copy is made."""
+    np.multiply(values, max_value, out=values)
+    np.round(values, out=values)
+    np.clip(values, 0, max_value, out=values)
+    target[...] = values
 
 
 def load_upscaler(
@@ -304,16 +382,22 @@ def load_upscaler(
 
 # -- files -----------------------------------------------------------------------------------------------
 def list_images(path: str) -> list[str]:
-    """A file -> [it]; a folder -> its image files (by extension), sorted. Raises if nothing is there."""
+    """A file -> [it]; a folder -> its image files (by extension), sorted.
+
+    FileNotFoundError when ``path`` does not exist, ValueError naming the folder when it holds no image.
+    """
     if os.path.isfile(path):
         return [path]
     if not os.path.isdir(path):
         raise FileNotFoundError(f"input not found: {path}")
-    return sorted(
+    found = sorted(
         os.path.join(path, f)
         for f in os.listdir(path)
         if f.lower().endswith(IMAGE_EXTS) and os.path.isfile(os.path.join(path, f))
     )
+    if not found:
+        raise ValueError(f"input folder {path} holds no images ({', '.join(IMAGE_EXTS)})")
+    return found
 
 
 def output_name(path: str, suffix: str, ext: str, mode: str) -> tuple[str, str | None]:
@@ -353,6 +437,21 @@ def read_image(path: str) -> np.ndarray:
     return img
 
 
+def write_image(path: str, img: np.ndarray, mode: str = "") -> None:
+    """Encode ``img`` to ``path`` (format from the extension). ASCII paths are written by OpenCV
+    straight to the file, so a huge output never also exists as an encoded buffer in memory; other
+    paths go through ``imencode`` + ``tofile`` (OpenCV cannot open them on every OS)."""
+    ext = os.path.splitext(path)[1]
+    if path.isascii():
+        ok = cv2.imwrite(path, img)
+    else:
+        ok, buf = cv2.imencode(ext, img)
+        if ok:
+            buf.tofile(path)
+    if not ok:
+        raise ValueError(f"OpenCV cannot encode {mode or img.dtype} as {ext} ({path})")
+
+
 def upscale_paths(
     inputs: Iterable[str],
     output_dir: str,
@@ -380,7 +479,8 @@ def upscale_paths(
         bar.set_postfix_str(os.path.basename(path))
         try:
             img = read_image(path)
-            out, mode = upscaler.enhance(img)
+            out, mode = upscaler.enhance(img, progress=progress)
+            del img  # a big input need not stay while the output is encoded
             name, note = output_name(path, suffix, ext, mode)
             target = os.path.join(output_dir, name)
             if os.path.abspath(target) == os.path.abspath(path):
@@ -390,10 +490,8 @@ def upscale_paths(
                     f"output {name} was already written for {sources[os.path.abspath(target)]} "
                     "(same file stem; run the two in separate folders or with --ext auto)"
                 )
-            ok, buf = cv2.imencode(os.path.splitext(name)[1], out)
-            if not ok:
-                raise ValueError(f"OpenCV cannot encode {mode} as {os.path.splitext(name)[1]}")
-            buf.tofile(target)
+            write_image(target, out, mode)
+            del out
             sources[os.path.abspath(target)] = os.path.basename(path)
             if note:
                 summary.notes.append(note)

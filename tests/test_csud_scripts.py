@@ -156,6 +156,7 @@ def test_benchmark_function_writes_json_and_markdown(tmp_path):
 
 
 def test_derain_script_reports_a_missing_checkpoint_in_one_line(tmp_path):
+    cv2.imwrite(str(tmp_path / "rain.png"), photo("chelsea")[:16, :16, ::-1])  # an empty folder is its own error
     out = subprocess.run(
         [sys.executable, "scripts/derain.py", "-i", str(tmp_path), "-w", str(tmp_path / "none.pth")],
         cwd=ROOT,
