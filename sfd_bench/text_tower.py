@@ -12,7 +12,8 @@ Rows (CPU or CUDA, random CLIP weights: cost does not depend on the weights' val
 - ``frozen_weights``: bytes and dtype of the hidden CLIP as loaded, cast to bf16, and without the
   text tower (``FrozenCLIP.frozen_weight_info``).
 
-Variants of one row are timed interleaved (A, B, A, B, ...) after a warm-up each, so load on a
+Each row also counts the FLOPs of one call per variant (load-independent). Variants of one row
+are timed interleaved (A, B, A, B, ...) after a warm-up each, so load on a
 shared machine hits both alike; report ratios, not absolute times.
 """
 
@@ -56,6 +57,20 @@ def interleaved(variants: dict[str, Callable[[], None]], repeats: int, device: s
     }
 
 
+def count_flops(variants: dict[str, Callable[[], None]]) -> dict[str, int]:
+    """FLOPs of one call of each variant (matmuls, convolutions, attention; forward and backward),
+    counted by torch's FlopCounterMode: a load-independent measure of the work."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    out = {}
+    for name, fn in variants.items():
+        counter = FlopCounterMode(display=False)
+        with counter:
+            fn()
+        out[name] = int(counter.get_total_flops())
+    return out
+
+
 def ratios(timing: dict, base: str, other: str) -> dict:
     """``other`` relative to ``base``: ratio of medians, of minima, and the median of the per-repeat
     ratios (each pair was timed back to back, so it saw about the same machine load)."""
@@ -82,7 +97,9 @@ def text_tower_row(clip_model: str, n_ctx: int, repeats: int, device: str) -> di
         return feats.detach(), pair.ctx.grad.detach().clone()
 
     (f_full, g_full), (f_trunc, g_trunc) = run(False), run(True)
-    timing = interleaved({"full": lambda: run(False), "truncated": lambda: run(True)}, repeats, device)
+    variants = {"full": lambda: run(False), "truncated": lambda: run(True)}
+    flops = count_flops(variants)
+    timing = interleaved(variants, repeats, device)
     backbone.truncate_text = True
     return {
         "row": "text_tower",
@@ -92,6 +109,7 @@ def text_tower_row(clip_model: str, n_ctx: int, repeats: int, device: str) -> di
         "tokens_truncated": int(pair.tokens.argmax(dim=-1).max()) + 1,
         "max_abs_diff_features": float((f_full - f_trunc).abs().max()),
         "max_rel_diff_ctx_grad": float((g_full - g_trunc).abs().max() / g_full.abs().max()),
+        "flops": flops,
         "timing": timing,
         **ratios(timing, "full", "truncated"),
     }
@@ -118,7 +136,9 @@ def sfd_step_row(clip_model: str, n_ctx: int, batch: int, size: int, repeats: in
         disc.backbone.truncate_text = truncate
         model.optimize_parameters(next(it))
 
-    timing = interleaved({"full": lambda: step(False), "truncated": lambda: step(True)}, repeats, device)
+    variants = {"full": lambda: step(False), "truncated": lambda: step(True)}
+    flops = count_flops(variants)
+    timing = interleaved(variants, repeats, device)
     disc.backbone.truncate_text = True
     return {
         "row": "sfd_step",
@@ -126,6 +146,7 @@ def sfd_step_row(clip_model: str, n_ctx: int, batch: int, size: int, repeats: in
         "n_ctx": n_ctx,
         "batch": batch,
         "size": size,
+        "flops": flops,
         "timing": timing,
         **ratios(timing, "full", "truncated"),
     }
@@ -143,7 +164,9 @@ def clip_input_row(clip_model: str, crop: int, input_size: int, batch: int, repe
         out = backbone(img)
         (sum(m.float().mean() for m in out.middle) + out.embedding.float().sum()).backward()
 
-    timing = interleaved({f"{crop}": lambda: run(as_given), f"{input_size}": lambda: run(resized)}, repeats, device)
+    variants = {f"{crop}": lambda: run(as_given), f"{input_size}": lambda: run(resized)}
+    flops = count_flops(variants)
+    timing = interleaved(variants, repeats, device)
     with torch.no_grad():
         grids = {
             f"{crop}": [tuple(m.shape[-2:]) for m in as_given(x).middle],
@@ -156,6 +179,7 @@ def clip_input_row(clip_model: str, crop: int, input_size: int, batch: int, repe
         "input_size": input_size,
         "batch": batch,
         "middle_grids": grids,
+        "flops": flops,
         "timing": timing,
         **ratios(timing, f"{crop}", f"{input_size}"),
     }
@@ -190,6 +214,9 @@ def markdown(rows: list[dict], meta: dict) -> str:
     def t(s: dict) -> str:
         return f"{s['min']:.3f} / {s['median']:.3f} / {s['max']:.3f}"
 
+    def g(r: dict, name: str) -> str:
+        return f"{r['flops'][name] / 1e9:.2f}"
+
     def q(r: dict) -> str:
         return f"{r['ratio_median']:.2f} / {r['ratio_min']:.2f} / {r['ratio_paired_median']:.2f}"
 
@@ -208,10 +235,11 @@ def markdown(rows: list[dict], meta: dict) -> str:
                 f"### Text tower: prompt pair forward + backward to the contexts "
                 f"({r['clip_model']}, n_ctx {r['n_ctx']})",
                 "",
-                "| tokens | time | ratio (medians / minima / paired) |",
-                "|---|---|---|",
-                f"| {r['tokens_full']} (full) | {t(r['timing']['full'])} | 1 |",
-                f"| {r['tokens_truncated']} (to end-of-text) | {t(r['timing']['truncated'])} | {q(r)} |",
+                "| tokens | GFLOP | time | ratio (medians / minima / paired) |",
+                "|---|---|---|---|",
+                f"| {r['tokens_full']} (full) | {g(r, 'full')} | {t(r['timing']['full'])} | 1 |",
+                f"| {r['tokens_truncated']} (to end-of-text) | {g(r, 'truncated')} | {t(r['timing']['truncated'])} "
+                f"| {q(r)} |",
                 "",
                 f"Largest difference: features {r['max_abs_diff_features']:.1e} (absolute), context gradients "
                 f"{r['max_rel_diff_ctx_grad']:.1e} (relative to the largest).",
@@ -222,10 +250,10 @@ def markdown(rows: list[dict], meta: dict) -> str:
                 f"### One SFDModel step ({r['clip_model']}, tiny RRDBNet, {r['batch']}x{r['size']}², "
                 f"n_ctx {r['n_ctx']})",
                 "",
-                "| text tower | time | ratio (medians / minima / paired) |",
-                "|---|---|---|",
-                f"| full | {t(r['timing']['full'])} | 1 |",
-                f"| truncated | {t(r['timing']['truncated'])} | {q(r)} |",
+                "| text tower | GFLOP | time | ratio (medians / minima / paired) |",
+                "|---|---|---|---|",
+                f"| full | {g(r, 'full')} | {t(r['timing']['full'])} | 1 |",
+                f"| truncated | {g(r, 'truncated')} | {t(r['timing']['truncated'])} | {q(r)} |",
                 "",
             ]
         elif r["row"] == "clip_input":
@@ -233,10 +261,10 @@ def markdown(rows: list[dict], meta: dict) -> str:
             out += [
                 f"### CLIP forward + backward to the image ({r['clip_model']}, {r['batch']}x{r['crop']}² crops)",
                 "",
-                "| CLIP input | middle-map grids | time | ratio (medians / minima / paired) |",
-                "|---|---|---|---|",
-                f"| {a}² (as given) | {r['middle_grids'][a]} | {t(r['timing'][a])} | 1 |",
-                f"| {b}² (clip_input_size: {b}) | {r['middle_grids'][b]} | {t(r['timing'][b])} | {q(r)} |",
+                "| CLIP input | middle-map grids | GFLOP | time | ratio (medians / minima / paired) |",
+                "|---|---|---|---|---|",
+                f"| {a}² (as given) | {r['middle_grids'][a]} | {g(r, a)} | {t(r['timing'][a])} | 1 |",
+                f"| {b}² (clip_input_size: {b}) | {r['middle_grids'][b]} | {g(r, b)} | {t(r['timing'][b])} | {q(r)} |",
                 "",
             ]
         elif r["row"] == "frozen_weights":

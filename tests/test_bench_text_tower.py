@@ -30,4 +30,6 @@ def test_rows_on_tiny_clip():
     assert weights["bf16"]["bytes"] == pytest.approx(weights["fp32"]["bytes"] / 2, rel=0.01)
     assert weights["fp32_no_text"]["bytes"] < weights["fp32"]["bytes"]
     report = bench.markdown([text, size, bench.frozen_weights_row("tiny-rn")], {**bench.machine(), "command": "x"})
+    assert text["flops"]["truncated"] < 0.5 * text["flops"]["full"]
+    assert size["flops"]["96"] > 2 * size["flops"]["64"]
     assert "| 22 (to end-of-text) |" in report and "clip_input_size: 96" in report and "bfloat16" in report
