@@ -137,6 +137,7 @@ def sfd_step_row(clip_model: str, n_ctx: int, batch: int, size: int, repeats: in
         model.optimize_parameters(next(it))
 
     variants = {"full": lambda: step(False), "truncated": lambda: step(True)}
+    step(True)  # the first iteration also runs the text tower without grad (no cached prompt features yet)
     flops = count_flops(variants)
     timing = interleaved(variants, repeats, device)
     disc.backbone.truncate_text = True
