@@ -10,6 +10,13 @@ input image.
 
 Weights never download: ``clip_pretrained`` is an open_clip tag that must already be in the local
 cache (Hugging Face hub cache or ``~/.cache/clip``), a local file, or ``None`` for random weights.
+
+The frozen weights may be held in a lower precision (``dtype``; half the memory with bf16/fp16)
+while everything the owner trains stays float32: inputs are cast to the weights' dtype and outputs
+back to the owner's, unless autocast is on (then autocast chooses). Without TG-D the text tower can
+be dropped (``text_tower=False``). The text tower runs on the tokens up to the last end-of-text token
+only: it is causal and the pooled feature is read there, so the result is the same (see
+:meth:`FrozenCLIP.encode_text_embeddings`).
 """
 
 from __future__ import annotations
@@ -57,6 +64,24 @@ def detach_features(feats: CLIPFeatures) -> CLIPFeatures:
 
 class CLIPWeightsNotFound(FileNotFoundError):
     """Raised when CLIP weights are not available locally (nothing is ever downloaded)."""
+
+
+# Attributes of an open_clip CLIP model that make up its text tower (dropped when TG-D is off).
+TEXT_TOWER = ("transformer", "token_embedding", "positional_embedding", "ln_final", "text_projection", "attn_mask")
+CLIP_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_clip_dtype(option: str | None, amp_dtype: torch.dtype | None, device_type: str) -> torch.dtype:
+    """The dtype the frozen CLIP weights are held in, from ``network_d.clip_dtype``.
+
+    option: 'auto' (or None) = the training's autocast dtype on CUDA, float32 elsewhere (bf16
+    convolutions are slow on CPU); 'fp32' | 'bf16' | 'fp16' = that dtype on any device.
+    """
+    if option in (None, "auto"):
+        return amp_dtype if (amp_dtype is not None and device_type == "cuda") else torch.float32
+    if option not in CLIP_DTYPES:
+        raise ValueError(f"network_d.clip_dtype must be 'auto', 'fp32', 'bf16' or 'fp16', got {option!r}")
+    return CLIP_DTYPES[option]
 
 
 def _import_open_clip():
@@ -276,9 +301,17 @@ class FrozenCLIP(nn.Module):
         clip_config (str | None): an open_clip model-config JSON file (or a folder of them) to
             register first, so ``clip_model`` may name a custom architecture. Default: None.
         pad_mode (str): padding for sizes not divisible by the stride ('reflect' or 'replicate').
+        input_size (int | None): resize every image (bicubic, antialiased, differentiable) so its
+            short side is this many pixels before the forward, aspect kept; None: as given.
+            Default: None.
+        dtype (torch.dtype | None): dtype of the frozen weights (None: float32 as loaded). The
+            owner's parameters and this module's outputs keep their own dtype. Default: None.
+        text_tower (bool): keep CLIP's text tower; False drops it (less memory; text methods then
+            raise). Default: True.
 
     Input of forward: (B, 3, H, W) float RGB in [0, 1], H and W >= the network stride
-    (32 for ResNets, the patch size for ViTs); other sizes are padded at the bottom/right.
+    (32 for ResNets, the patch size for ViTs) after the optional resize; other sizes are padded at
+    the bottom/right.
     """
 
     def __init__(
@@ -289,6 +322,9 @@ class FrozenCLIP(nn.Module):
         clip_cache_dir: str | None = None,
         clip_config: str | None = None,
         pad_mode: str = "reflect",
+        input_size: int | None = None,
+        dtype: torch.dtype | None = None,
+        text_tower: bool = True,
     ) -> None:
         super().__init__()
         open_clip = _import_open_clip()
@@ -331,7 +367,21 @@ class FrozenCLIP(nn.Module):
             self.feat_channels = [getattr(visual, f"layer{i}")[-1].bn3.num_features for i in layers]
             self.feat_strides = [2 ** (i + 1) for i in layers]
         self.feat_layers = layers
+        if input_size is not None and (type(input_size) is not int or input_size < self.stride):
+            raise ValueError(
+                f"clip_input_size: must be null or an integer >= {self.stride} for {clip_model}, got {input_size!r}"
+            )
+        self.input_size = input_size
         self.embed_dim = int(getattr(visual, "output_dim", 0) or model.text_projection.shape[1])
+        self._logit_scale = float(model.logit_scale.detach().float().exp().item())  # before any cast
+        self.has_text_tower = bool(text_tower)
+        if not text_tower:
+            for name in TEXT_TOWER:
+                if hasattr(model, name):
+                    delattr(model, name)
+        self.truncate_text = True  # False: run the text tower on all context_length tokens (checks)
+        if dtype is not None:
+            self.set_weight_dtype(dtype)
         mean = visual.preprocess_cfg["mean"] if hasattr(visual, "preprocess_cfg") else visual.image_mean
         std = visual.preprocess_cfg["std"] if hasattr(visual, "preprocess_cfg") else visual.image_std
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
@@ -356,13 +406,46 @@ class FrozenCLIP(nn.Module):
 
     @property
     def logit_scale(self) -> float:
-        """CLIP's (fixed) temperature exp(logit_scale): 100 for OpenAI weights."""
-        return float(self._clip.logit_scale.detach().exp().item())
+        """CLIP's (fixed) temperature exp(logit_scale): 100 for OpenAI weights (read in float32 at
+        load time, so a bf16/fp16 copy of the weights does not round it)."""
+        return self._logit_scale
+
+    @property
+    def weight_dtype(self) -> torch.dtype:
+        """dtype the frozen CLIP weights are held in."""
+        return next(self._clip.visual.parameters()).dtype
+
+    def set_weight_dtype(self, dtype: torch.dtype) -> None:
+        """Hold the frozen CLIP weights (and buffers) in ``dtype``; nothing else changes."""
+        if dtype not in CLIP_DTYPES.values():
+            raise ValueError(f"FrozenCLIP: weight dtype must be one of {list(CLIP_DTYPES.values())}, got {dtype}")
+        self._clip.to(dtype)
+
+    def frozen_weight_info(self) -> dict:
+        """Size of the hidden frozen model: {'bytes', 'numel', 'dtype', 'text_tower'} over its
+        parameters and buffers (dtype a string; 'mixed' if they differ)."""
+        tensors = list(self._clip.parameters()) + list(self._clip.buffers())
+        dtypes = {str(t.dtype).replace("torch.", "") for t in tensors if t.is_floating_point()}
+        return {
+            "bytes": sum(t.numel() * t.element_size() for t in tensors),
+            "numel": sum(t.numel() for t in tensors),
+            "dtype": dtypes.pop() if len(dtypes) == 1 else "mixed",
+            "text_tower": self.has_text_tower,
+        }
+
+    def _to_weights(self, x: torch.Tensor) -> torch.Tensor:
+        """Input cast to the weights' dtype; under autocast the tensor is left to autocast."""
+        return x if torch.is_autocast_enabled(x.device.type) else x.to(self.weight_dtype)
+
+    def _to_owner(self, x: torch.Tensor) -> torch.Tensor:
+        """Output cast to the owner's dtype (that of the ``mean`` buffer); untouched under autocast."""
+        return x if torch.is_autocast_enabled(x.device.type) else x.to(self.mean.dtype)
 
     def extra_repr(self) -> str:
         return (
             f"clip_model={self.clip_model!r}, clip_pretrained={self.clip_pretrained!r}, "
-            f"feat_layers={self.feat_layers}, feat_channels={self.feat_channels}"
+            f"feat_layers={self.feat_layers}, feat_channels={self.feat_channels}, input_size={self.input_size}, "
+            f"weight_dtype={self.weight_dtype}, text_tower={self.has_text_tower}"
         )
 
     # -- image side ----------------------------------------------------------------------------
@@ -375,19 +458,31 @@ class FrozenCLIP(nn.Module):
             raise TypeError(f"FrozenCLIP expects float images in [0, 1], got dtype {img.dtype}")
         if img.shape[0] == 0:
             raise ValueError("FrozenCLIP got an empty batch (B = 0)")
-        h, w = img.shape[-2:]
+        if not torch.is_autocast_enabled(img.device.type):
+            img = img.to(self.mean.dtype)
+        h, w = self.input_shape(*img.shape[-2:])
+        if (h, w) != tuple(img.shape[-2:]):
+            img = F.interpolate(img, size=(h, w), mode="bicubic", align_corners=False, antialias=True)
         if h < self.stride or w < self.stride:
             raise ValueError(
                 f"FrozenCLIP: image {h}x{w} is smaller than {self.clip_model}'s stride {self.stride}; "
                 "resize it up first"
             )
-        if not torch.is_autocast_enabled(img.device.type):
-            img = img.to(self.mean.dtype)
         x = (img - self.mean) / self.std
         ph, pw = (-h) % self.stride, (-w) % self.stride
         if ph or pw:
             x = F.pad(x, (0, pw, 0, ph), mode=self.pad_mode)
-        return x
+        return self._to_weights(x)
+
+    def input_shape(self, h: int, w: int) -> tuple[int, int]:
+        """(h, w) of an image -> the size CLIP sees it at (before stride padding): the short side
+        scaled to ``input_size`` with the aspect kept, or unchanged when input_size is None."""
+        h, w, size = int(h), int(w), self.input_size
+        if size is None:
+            return h, w
+        if h <= w:
+            return size, max(size, round(w * size / h))
+        return max(size, round(h * size / w)), size
 
     def forward(self, img: torch.Tensor, embedding: bool = True) -> CLIPFeatures:
         """img (B, 3, H, W) in [0, 1] -> CLIPFeatures(middle maps, normalised embedding)."""
@@ -398,8 +493,8 @@ class FrozenCLIP(nn.Module):
         else:
             middle, emb = self._forward_resnet(x, embedding)
         if emb is not None:
-            emb = F.normalize(emb, dim=-1)
-        return CLIPFeatures(middle, emb)
+            emb = F.normalize(self._to_owner(emb), dim=-1)
+        return CLIPFeatures([self._to_owner(m) for m in middle], emb)
 
     def _forward_resnet(self, x, embedding):
         v = self._clip.visual
@@ -440,41 +535,64 @@ class FrozenCLIP(nn.Module):
         return middle, pooled
 
     # -- text side (frozen; used by the learnable prompt pairs) ---------------------------------
+    def _text_model(self) -> nn.Module:
+        """The hidden model, checked to have the standard CLIP text tower."""
+        m = self._clip
+        if not self.has_text_tower:
+            raise RuntimeError(
+                f"FrozenCLIP {self.clip_model}: the text tower was dropped (text_tower=False, i.e. network_d "
+                "use_text: false); TG-D and the prompt pair need it"
+            )
+        if not hasattr(m, "token_embedding"):
+            raise ValueError(f"{self.clip_model}: only CLIP models with the standard text tower are supported")
+        return m
+
     @property
     def context_length(self) -> int:
-        return int(self._clip.positional_embedding.shape[0])
+        return int(self._text_model().positional_embedding.shape[0])
 
     @property
     def text_width(self) -> int:
-        return int(self._clip.token_embedding.weight.shape[1])
+        return int(self._text_model().token_embedding.weight.shape[1])
 
     def tokenize(self, texts: list[str]) -> torch.Tensor:
         """list of N strings -> (N, context_length) token ids on the backbone's device."""
+        self._text_model()
         if self._tokenizer is None:
             open_clip = _import_open_clip()
             self._tokenizer = open_clip.get_tokenizer(self.clip_model)
         return self._tokenizer(texts).to(self.mean.device)
 
     def embed_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
-        """(N, L) token ids -> (N, L, text_width) token embeddings (no gradient)."""
+        """(N, L) token ids -> (N, L, text_width) token embeddings in the owner's dtype (no gradient)."""
         with torch.no_grad():
-            return self._clip.token_embedding(tokens)
+            return self._text_model().token_embedding(tokens).to(self.mean.dtype)
 
-    def encode_text_embeddings(self, embeds: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    def encode_text_embeddings(
+        self, embeds: torch.Tensor, tokens: torch.Tensor, truncate: bool | None = None
+    ) -> torch.Tensor:
         """Text tower on given token embeddings (N, L, width) -> (N, D) L2-normalised features.
 
         ``tokens`` (N, L) locates the end-of-text token (highest id), as CLIP pools there.
         Gradients flow to ``embeds`` (the learnable context vectors).
+
+        ``truncate`` (None: ``self.truncate_text``, True by default): run the transformer on the first
+        max(EOT position) + 1 tokens only (e.g. 22 of 77 with 16 context vectors). Exact for CLIP's
+        causal text transformer: no kept token attends to a later one, the pooled token is kept, and
+        LayerNorm and the MLP act per token. A model without a causal mask always runs in full.
         """
-        m = self._clip
-        if not hasattr(m, "token_embedding"):
-            raise ValueError(f"{self.clip_model}: only CLIP models with the standard text tower are supported")
-        x = embeds + m.positional_embedding.to(embeds.dtype)
-        x = m.transformer(x, attn_mask=m.attn_mask)
+        m = self._text_model()
+        eot = tokens.argmax(dim=-1)
+        truncate = self.truncate_text if truncate is None else truncate
+        n = int(eot.max()) + 1 if truncate and m.attn_mask is not None else embeds.shape[1]
+        mask = None if m.attn_mask is None else m.attn_mask[:n, :n]
+        x = self._to_weights(embeds[:, :n])
+        x = x + m.positional_embedding[:n].to(x.dtype)
+        x = m.transformer(x, attn_mask=mask)
         x = m.ln_final(x)
-        x = x[torch.arange(x.shape[0], device=x.device), tokens.argmax(dim=-1)]
+        x = x[torch.arange(x.shape[0], device=x.device), eot]
         x = m.text_projection(x) if isinstance(m.text_projection, nn.Linear) else x @ m.text_projection
-        return F.normalize(x, dim=-1)
+        return F.normalize(self._to_owner(x), dim=-1)
 
     def encode_text(self, texts: list[str]) -> torch.Tensor:
         """list of N strings -> (N, D) L2-normalised text features."""

@@ -40,9 +40,10 @@ class FeatDiscriminator(nn.Module):
         in_channels (list[int]): channels of each middle map (``FrozenCLIP.feat_channels``).
         mid_channels (int): head width. Default: 256.
         feat_norm (str): 'rms' divides each layer's map by a running RMS of that layer's features
-            (a buffer, updated in training mode, saved with the heads); 'none' feeds maps as they
-            are. Spectral-normalised heads cannot amplify, so without it their logits scale with
-            the backbone's feature magnitude, which differs by orders between CLIP models.
+            (a buffer saved with the heads, updated only in the discriminator step, see
+            :meth:`_updates_rms`); 'none' feeds maps as they are. Spectral-normalised heads cannot
+            amplify, so without it their logits scale with the backbone's feature magnitude, which
+            differs by orders between CLIP models.
             Default: 'rms'.
         momentum (float): update rate of the running RMS. Default: 0.01.
 
@@ -60,8 +61,18 @@ class FeatDiscriminator(nn.Module):
         self.register_buffer("feat_rms", torch.ones(len(in_channels)))
         self.register_buffer("feat_rms_initialised", torch.zeros((), dtype=torch.bool))
 
+    def _updates_rms(self) -> bool:
+        """Whether this forward moves the running RMS: only in the discriminator step, i.e. in
+        training mode, with autograd on and the heads' parameters requiring grad. Every host turns
+        the discriminator's ``requires_grad`` off for the generator step (SFDModel, BasicSR's
+        SRGANModel/ESRGANModel/RealESRGANModel), so its passes there, real or fake, leave it alone;
+        so do no-grad passes (validation, SFD-IQA) and eval mode."""
+        return self.training and torch.is_grad_enabled() and any(p.requires_grad for p in self.heads.parameters())
+
     @torch.no_grad()
     def _update_rms(self, feats: list[torch.Tensor]) -> None:
+        """Move the running RMS toward the RMS of each layer's maps in this batch (the first call
+        sets it)."""
         current = torch.stack([f.detach().float().pow(2).mean().sqrt() for f in feats]).clamp_min(1e-12)
         if bool(self.feat_rms_initialised):
             self.feat_rms.lerp_(current.to(self.feat_rms.dtype), self.momentum)
@@ -73,7 +84,7 @@ class FeatDiscriminator(nn.Module):
         if len(feats) != len(self.heads):
             raise ValueError(f"Feat-D has {len(self.heads)} heads but got {len(feats)} feature maps")
         if self.feat_norm == "rms":
-            if self.training:
+            if self._updates_rms():
                 self._update_rms(feats)
             rms = self.feat_rms.clone()  # a copy: the buffer may be updated again before backward
             feats = [f / rms[i].to(f.dtype) for i, f in enumerate(feats)]

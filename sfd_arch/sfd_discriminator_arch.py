@@ -14,7 +14,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sfd_arch.clip_backbone import CLIPFeatures, FrozenCLIP, register_clip_config, resolve_clip_weights
+from sfd_arch.clip_backbone import (
+    CLIPFeatures,
+    FrozenCLIP,
+    register_clip_config,
+    resolve_clip_dtype,
+    resolve_clip_weights,
+)
 from sfd_arch.clip_provenance import describe, weights_record
 from sfd_arch.feat_discriminator_arch import FeatDiscriminator
 from sfd_arch.text_discriminator_arch import LearnablePromptPair
@@ -53,7 +59,15 @@ class SFDDiscriminator(nn.Module):
         use_feat / use_text (bool): enable Feat-D / TG-D (ablations). Default: True / True.
         clip_cache_dir (str | None): where tagged CLIP weights are looked up.
         clip_config (str | None): open_clip config JSON (file or folder) for a custom clip_model.
+        clip_input_size (int | None): run the one CLIP forward on the image resized (bicubic,
+            antialiased, differentiable) so its short side is this size, e.g. 224 for RN50's native
+            7x7 attention-pool grid; None: at the size given. Recorded in checkpoints (SFD-IQA
+            scores the same way). Default: None.
+        clip_dtype (str): dtype of the frozen CLIP weights: 'auto' (the training's amp dtype on CUDA,
+            applied by SFDModel; float32 otherwise), 'fp32', 'bf16' or 'fp16'. Heads and prompts stay
+            float32. Not recorded (a run-time choice). Default: 'auto'.
 
+    Without TG-D (use_text false) CLIP's text tower is not kept in memory.
     Parameters are only the Feat-D heads and the prompt contexts; CLIP is hidden and frozen.
     ``forward(img)`` (B, 3, H, W) in [0, 1] returns ONE tensor so BasicSR's stock GAN models can
     use it: the M Feat-D maps nearest-resized to the finest map, then the TG-D logit broadcast to
@@ -76,11 +90,24 @@ class SFDDiscriminator(nn.Module):
         use_text: bool = True,
         clip_cache_dir: str | None = None,
         clip_config: str | None = None,
+        clip_input_size: int | None = None,
+        clip_dtype: str = "auto",
     ) -> None:
         super().__init__()
         if not (use_feat or use_text):
             raise ValueError("network_d: at least one of use_feat / use_text must be true")
-        self.backbone = FrozenCLIP(clip_model, clip_pretrained, feat_layers, clip_cache_dir, clip_config)
+        self.clip_dtype = clip_dtype
+        dtype = resolve_clip_dtype(clip_dtype, None, "cpu")  # 'auto' is settled by the model (apply_clip_dtype)
+        self.backbone = FrozenCLIP(
+            clip_model,
+            clip_pretrained,
+            feat_layers,
+            clip_cache_dir,
+            clip_config,
+            input_size=clip_input_size,
+            dtype=None if dtype is torch.float32 else dtype,
+            text_tower=use_text,
+        )
         self.use_feat, self.use_text = bool(use_feat), bool(use_text)
         self.feat_disc = (
             FeatDiscriminator(self.backbone.feat_channels, feat_mid_channels, feat_norm) if use_feat else None
@@ -102,6 +129,7 @@ class SFDDiscriminator(nn.Module):
             "neg_words": neg_words,
             "use_feat": self.use_feat,
             "use_text": self.use_text,
+            "clip_input_size": self.backbone.input_size,
         }
         # Provenance: the weights by absolute path and content hash (a relative path breaks SFD-IQA from
         # another folder; the hash finds a moved file and tells a stand-in from the real CLIP).
@@ -123,6 +151,13 @@ class SFDDiscriminator(nn.Module):
         resolve_clip_weights(
             section.get("clip_model", "RN50"), section.get("clip_pretrained", "openai"), section.get("clip_cache_dir")
         )
+
+    def apply_clip_dtype(self, amp_dtype: torch.dtype | None, device_type: str) -> torch.dtype:
+        """Settle ``clip_dtype`` for a training that autocasts to ``amp_dtype`` (None: no amp) on
+        ``device_type`` and cast the frozen CLIP weights to it; returns that dtype."""
+        dtype = resolve_clip_dtype(self.clip_dtype, amp_dtype, device_type)
+        self.backbone.set_weight_dtype(dtype)
+        return dtype
 
     # -- the pieces SFDModel and SFD-IQA call ---------------------------------------------------
     def extract(self, img: torch.Tensor) -> CLIPFeatures:
@@ -184,6 +219,11 @@ class SFDDiscriminator(nn.Module):
                 "heads only make sense with the CLIP they were trained with"
             )
         self.config["pos_words"], self.config["neg_words"] = meta["pos_words"], meta["neg_words"]
+        if meta.get("clip_input_size") != self.config["clip_input_size"]:  # absent in older checkpoints: None
+            logging.getLogger("basicsr").warning(
+                f"SFD discriminator checkpoint was trained with clip_input_size {meta.get('clip_input_size')!r}; "
+                f"this network uses {self.config['clip_input_size']!r}"
+            )
         if meta.get("train_patch_size"):
             self.config["train_patch_size"] = int(meta["train_patch_size"])
 

@@ -173,6 +173,7 @@ def build_discriminator(
             use_text=config["use_text"],
             clip_cache_dir=clip_cache_dir,
             clip_config=config.get("clip_config"),
+            clip_input_size=config.get("clip_input_size"),  # absent before it existed: as given
         )
     except CLIPWeightsNotFound as err:
         hint = "recorded in the checkpoint" if clip_pretrained is None else "given as clip_pretrained"
@@ -381,6 +382,7 @@ class SFDIQA:
         q_feat, q_text = nan, nan
         if logits.feat:
             per_layer = []
+            h, w = disc.backbone.input_shape(h, w)  # the size CLIP saw them at (clip_input_size)
             for m, s in zip(logits.feat, self.disc.backbone.feat_strides):
                 valid = m[..., : math.ceil(h / s), : math.ceil(w / s)]
                 per_layer.append(torch.sigmoid(valid.float()).mean(dim=(1, 2, 3)))

@@ -81,6 +81,7 @@ class SFDModel(ResumableMixin, SRGANModel):
                 f"SFDModel needs network_d.type SFDDiscriminator, got {type(disc).__name__}; "
                 "use SRGANModel/ESRGANModel for other discriminators"
             )
+        clip_dtype = disc.apply_clip_dtype(self.amp_dtype, self.device.type)  # network_d.clip_dtype
         patch = train_patch_size(self.opt)
         if patch:  # saved in every net_d checkpoint: SFD-IQA scores on tiles of this size by default
             disc.config["train_patch_size"] = patch
@@ -95,7 +96,9 @@ class SFDModel(ResumableMixin, SRGANModel):
         get_root_logger().info(
             f"SFDModel: {disc.clip_description}; "
             f"Feat-D layers {disc.backbone.feat_layers if disc.use_feat else 'off'}, "
-            f"TG-D {'on' if disc.use_text else 'off'}, amp {amp or 'off'}, channels_last {self.channels_last}"
+            f"TG-D {'on' if disc.use_text else 'off'}, amp {amp or 'off'}, channels_last {self.channels_last}, "
+            f"frozen CLIP weights {str(clip_dtype).replace('torch.', '')}"
+            + (f", CLIP input {disc.backbone.input_size}" if disc.backbone.input_size else "")
         )
 
     def setup_optimizers(self):

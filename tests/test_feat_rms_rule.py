@@ -1,0 +1,89 @@
+"""Feat-D's running RMS moves only in the discriminator step (SPEC), in SFDModel and in BasicSR's
+stock GAN models: it updates only when the heads' parameters take gradients."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from basicsr.models import build_model
+from conftest import lr_hr_batch, photo_tensor, sfd_opt
+
+from sfd_arch.feat_discriminator_arch import FeatDiscriminator
+
+
+def test_rule_in_isolation():
+    d = FeatDiscriminator([4, 8], mid_channels=8)
+    feats = [torch.randn(2, 4, 8, 8) * 3, torch.randn(2, 8, 4, 4) * 0.1]
+    d.requires_grad_(False)
+    d(feats)  # training mode but the heads take no gradient: generator step
+    assert not bool(d.feat_rms_initialised) and torch.equal(d.feat_rms, torch.ones(2))
+    d.requires_grad_(True)
+    with torch.no_grad():
+        d(feats)  # no autograd: validation, scoring
+    d.eval()
+    d(feats)  # eval mode
+    assert not bool(d.feat_rms_initialised)
+    d.train()
+    d(feats)  # discriminator step: first call sets it
+    expected = torch.stack([f.pow(2).mean().sqrt() for f in feats])
+    assert torch.allclose(d.feat_rms, expected)
+    d([f * 2 for f in feats])  # then an exponential moving average
+    assert torch.allclose(d.feat_rms, expected * (1 + d.momentum))
+
+
+def record_rms_events(model):
+    """Event list: ('feat_d', moved) for every Feat-D forward, 'g_step' / 'd_step' at each optimizer step."""
+    disc = model.get_bare_model(model.net_d)
+    events, before = [], []
+    disc.feat_disc.register_forward_pre_hook(lambda m, _a: before.append(m.feat_rms.clone()))
+    disc.feat_disc.register_forward_hook(
+        lambda m, _a, _o: events.append(("feat_d", not torch.equal(before.pop(), m.feat_rms)))
+    )
+    for name in ("g", "d"):
+        opt = getattr(model, f"optimizer_{name}")
+        step = opt.step
+
+        def marked(*a, _step=step, _name=name, **k):
+            events.append(f"{_name}_step")
+            return _step(*a, **k)
+
+        opt.step = marked
+    return events
+
+
+@pytest.mark.parametrize(
+    "model_type,d_passes",
+    [
+        ("SFDModel", 1),  # G: fake; D: real+fake in one batch
+        ("SRGANModel", 2),  # G: fake; D: real, then fake
+        ("ESRGANModel", 3),  # G: real (detached) and fake; D: fake (detached), real, fake
+    ],
+)
+def test_rms_moves_only_in_the_discriminator_step(model_type, d_passes, tiny_clip_files, tmp_path):
+    opt = sfd_opt(tiny_clip_files["tiny-rn"], str(tmp_path), model_type=model_type)
+    if model_type != "SFDModel":
+        opt["train"].pop("feat_gan_opt"), opt["train"].pop("text_gan_opt")
+        opt["train"]["gan_opt"] = {"type": "GANLoss", "gan_type": "vanilla", "loss_weight": 5e-3}
+    model = build_model(opt)
+    events = record_rms_events(model)
+    for it in (1, 2):
+        events.clear()
+        model.feed_data(lr_hr_batch(name="coffee" if it == 2 else "astronaut"))
+        model.optimize_parameters(it)
+        g_at, d_at = events.index("g_step"), events.index("d_step")
+        g_passes, d_passes_seen = events[:g_at], events[g_at + 1 : d_at]
+        assert g_passes and all(e == ("feat_d", False) for e in g_passes)  # generator step: unchanged
+        assert d_passes_seen == [("feat_d", True)] * d_passes  # every discriminator pass moves it
+        assert events[d_at + 1 :] == []
+
+
+def test_discriminator_only_iterations_and_iqa_scoring_leave_it_alone(tiny_clip_files, tmp_path):
+    model = build_model(sfd_opt(tiny_clip_files["tiny-rn"], str(tmp_path), net_d_init_iters=5))
+    disc = model.get_bare_model(model.net_d)
+    model.feed_data(lr_hr_batch())
+    model.optimize_parameters(1)  # no generator step: the D step sets it
+    rms = disc.feat_disc.feat_rms.clone()
+    assert bool(disc.feat_disc.feat_rms_initialised)
+    with torch.no_grad():  # e.g. SFD-IQA on the live discriminator, still in training mode
+        disc(photo_tensor("chelsea", 64, batch=2))
+    assert torch.equal(disc.feat_disc.feat_rms, rms)
