@@ -226,6 +226,7 @@ class FrozenCLIP(nn.Module):
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
         self._tokenizer = None
         self.num_image_forwards = 0  # counted per call (batch), to check the cost rules
+        self.num_text_forwards = 0  # text-tower passes (each encodes a batch of prompts)
 
     # -- frozen-module plumbing ----------------------------------------------------------------
     @property
@@ -357,6 +358,7 @@ class FrozenCLIP(nn.Module):
         m = self._clip
         if not hasattr(m, "token_embedding"):
             raise ValueError(f"{self.clip_model}: only CLIP models with the standard text tower are supported")
+        self.num_text_forwards += 1
         x = embeds + m.positional_embedding.to(embeds.dtype)
         x = m.transformer(x, attn_mask=m.attn_mask)
         x = m.ln_final(x)
