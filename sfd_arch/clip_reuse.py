@@ -41,6 +41,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.autograd.function import once_differentiable
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from sfd_arch.clip_backbone import CLIPFeatures
@@ -105,13 +106,28 @@ class _ReplayImageGrad(torch.autograd.Function):
     @staticmethod
     def backward(fctx, *grads):
         (img,) = fctx.saved_tensors
+        create_graph = torch.is_grad_enabled()  # the engine runs backward in grad mode iff create_graph
         enabled, dtype = fctx.autocast
         with torch.enable_grad(), torch.autocast(img.device.type, dtype=dtype, enabled=enabled):
             x = img.detach().requires_grad_(True)
             outs = _flat(fctx.extract(x))
         pairs = [(o, g) for o, g in zip(outs, grads) if g is not None]
-        (grad_img,) = torch.autograd.grad([o for o, _ in pairs], x, [g for _, g in pairs]) if pairs else (None,)
+        outs, grads_in = [o for o, _ in pairs], [g for _, g in pairs]
+        grad_img = None
+        if pairs and create_graph:  # a gradient penalty: keep the result differentiable in the heads
+            (grad_img,) = torch.autograd.grad(outs, x, grads_in, create_graph=True)
+        elif pairs:
+            grad_img = _backward_to(x, outs, grads_in, retain_graph=False)
         return (None, None, None, grad_img, *([None] * len(grads)))
+
+
+def _backward_to(leaf: torch.Tensor, outputs: list, grads: list, retain_graph: bool) -> torch.Tensor:
+    """d(outputs . grads)/d(leaf) by a nested backward into ``leaf.grad`` (``autograd.grad`` would
+    trip torch's module-tracker hooks, e.g. under FlopCounterMode, on the leaf of a module input)."""
+    leaf.grad = None
+    torch.autograd.backward(outputs, grads, retain_graph=retain_graph, inputs=[leaf])
+    grad, leaf.grad = leaf.grad, None
+    return grad
 
 
 class _RoutePromptGrad(torch.autograd.Function):
@@ -123,10 +139,10 @@ class _RoutePromptGrad(torch.autograd.Function):
         return value.clone()
 
     @staticmethod
+    @once_differentiable
     def backward(fctx, grad):
         entry = fctx.entry
-        (grad_ctx,) = torch.autograd.grad(entry.graph, entry.leaf, grad, retain_graph=True)
-        return grad_ctx, None, None
+        return _backward_to(entry.leaf, [entry.graph], [grad], retain_graph=True), None, None
 
 
 class CLIPReuse:

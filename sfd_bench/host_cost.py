@@ -24,9 +24,9 @@ from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
 
 HOSTS = ("SRGANModel", "ESRGANModel", "RealESRGANModel", "traiNNer-SRModel", "SFDModel", "SFDRealModel")
-STOCK_HOSTS = HOSTS[:4]
 TRAINNER = "traiNNer-SRModel"
 
 
@@ -173,10 +173,10 @@ def host_cost(
     """Per-host pass counts, and one iteration of ESRGANModel + SFDDiscriminator with reuse off and
     on vs SFDModel (relativistic SFDGANLoss, like ESRGAN's loss), timed over interleaved repeats.
 
-    ``clip_model``: 'tiny-rn' (shipped tiny config) or any open_clip name with random weights
-    (e.g. 'RN50'). Returns a dict with 'counts' (per host: image/text passes per iteration, reuse on
-    and off), 'timing' (seconds per iteration: min/median/max per row, and per-repeat ratios to
-    SFDModel) and 'meta'.
+    ``clip_model`` (timing only; counts use the tiny CLIP): 'tiny-rn' (shipped tiny config) or any
+    open_clip name with random weights (e.g. 'RN50'). Returns a dict with 'counts' (per host:
+    image/text passes per iteration, reuse on and off), 'timing' (per row: FLOPs of one iteration,
+    seconds per iteration min/median/max, per-repeat time ratios to SFDModel) and 'meta'.
     """
     from sfd_arch.clip_backbone import TINY_CLIP_CONFIGS
     from sfd_utils.presets import TINY_RRDB
@@ -188,11 +188,15 @@ def host_cost(
     batches = [photo_batch(batch, size, device, seed) for seed in range(3)]
     counts = {}
     with tempfile.TemporaryDirectory() as tmp:
+        # Counts depend on the host's call order only: the tiny CLIP on 64² crops keeps them quick.
+        tiny_d = {"clip_model": "tiny-rn", "clip_pretrained": None, "n_ctx": 4, "feat_mid_channels": 16}
+        tiny_d["clip_config"] = TINY_CLIP_CONFIGS
+        small = [photo_batch(2, 64, device, seed) for seed in range(3)]
         for host in HOSTS:
-            for reuse in (True, False) if host in STOCK_HOSTS else (True,):
-                nd = {**network_d, "reuse_features": reuse}
+            for reuse in (True, False):
+                nd = {**tiny_d, "reuse_features": reuse}
                 model = build_host(host, nd, os.path.join(tmp, f"{host}-{reuse}"), device=device)
-                per_iter = [count_passes(host, model, b, it) for it, b in enumerate(batches, start=1)]
+                per_iter = [count_passes(host, model, b, it) for it, b in enumerate(small, start=1)]
                 counts[f"{host}{'' if reuse else ' (reuse off)'}"] = per_iter
                 del model
         rows = {
@@ -206,6 +210,13 @@ def host_cost(
             models[name] = build_host(host, nd, os.path.join(tmp, name), network_g=TINY_RRDB, device=device, **kw)
         times = {name: [] for name in rows}
         it = 0
+        gflops = {}
+        for name, model in models.items():  # load-independent cost: FLOPs of one iteration
+            it += 1
+            model.feed_data(batches[0])
+            with FlopCounterMode(display=False) as counter:
+                model.optimize_parameters(it)
+            gflops[name] = counter.get_total_flops() / 1e9
         for r in range(repeats + 1):  # repeat 0 is warm-up
             for name, model in models.items():
                 it += 1
@@ -219,7 +230,13 @@ def host_cost(
                     times[name].append(time.perf_counter() - t0)
     ref = times["SFDModel"]
     timing = {
-        name: {**_stats(ts), "ratio_to_sfd": _stats([t / s for t, s in zip(ts, ref)])} for name, ts in times.items()
+        name: {
+            **_stats(ts),
+            "ratio_to_sfd": _stats([t / s for t, s in zip(ts, ref)]),
+            "gflops": gflops[name],
+            "gflop_ratio_to_sfd": gflops[name] / gflops["SFDModel"],
+        }
+        for name, ts in times.items()
     }
     meta = {
         "clip_model": clip_model,
@@ -247,10 +264,10 @@ def write_report(result: dict, out_dir: str, command: str = "") -> str:
     lines = [
         f"# CLIP passes per iteration by host, and drop-in vs SFDModel ({meta['date']})",
         "",
-        f"CLIP `{meta['clip_model']}` (random weights), batch {meta['batch']} of {meta['hr_size']}² HR, "
+        f"Timing: CLIP `{meta['clip_model']}` (random weights), batch {meta['batch']} of {meta['hr_size']}² HR, "
         f"{meta['device']}, {meta['threads']} threads, torch {meta['torch']}. `{command}`",
         "",
-        "## Passes per iteration (iterations 1, 2, 3)",
+        "## Passes per iteration (iterations 1, 2, 3; tiny CLIP, 2 × 64²)",
         "",
         "| host | image tower | text tower |",
         "|---|---|---|",
@@ -264,19 +281,22 @@ def write_report(result: dict, out_dir: str, command: str = "") -> str:
         f"## One iteration: drop-in vs SFDModel ({meta['generator']}, no VGG loss; {meta['repeats']} interleaved "
         "repeats after a warm-up)",
         "",
-        "| row | s / iteration min / median / max | ratio to SFDModel min / median / max |",
-        "|---|---|---|",
+        "| row | GFLOP / iteration (ratio to SFDModel) | s / iteration min / median / max "
+        "| time ratio to SFDModel min / median / max |",
+        "|---|---|---|---|",
     ]
     for name, t in result["timing"].items():
         r = t["ratio_to_sfd"]
         lines.append(
-            f"| {name} | {t['min']:.3f} / {t['median']:.3f} / {t['max']:.3f} | "
+            f"| {name} | {t['gflops']:.2f} ({t['gflop_ratio_to_sfd']:.2f}×) | "
+            f"{t['min']:.3f} / {t['median']:.3f} / {t['max']:.3f} | "
             f"{r['min']:.2f} / {r['median']:.2f} / {r['max']:.2f} |"
         )
     lines += [
         "",
-        "Ratios are per repeat (row time / SFDModel time of the same repeat). Timings on a shared "
-        "machine are noisy; no speed target is judged here.",
+        "FLOPs: torch's FlopCounterMode over one whole iteration (matmuls and convolutions, forward and "
+        "backward). Time ratios are per repeat (row time / SFDModel time of the same repeat). Timings on a "
+        "shared machine are noisy; no speed target is judged here.",
         "",
     ]
     with open(stem + ".md", "w") as f:
