@@ -388,6 +388,7 @@ class FrozenCLIP(nn.Module):
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
         self._tokenizer = None
         self.num_image_forwards = 0  # counted per call (batch), to check the cost rules
+        self.num_text_forwards = 0  # text-tower passes (each encodes a batch of prompts)
 
     # -- frozen-module plumbing ----------------------------------------------------------------
     @property
@@ -582,6 +583,7 @@ class FrozenCLIP(nn.Module):
         LayerNorm and the MLP act per token. A model without a causal mask always runs in full.
         """
         m = self._text_model()
+        self.num_text_forwards += 1
         eot = tokens.argmax(dim=-1)
         truncate = self.truncate_text if truncate is None else truncate
         n = int(eot.max()) + 1 if truncate and m.attn_mask is not None else embeds.shape[1]

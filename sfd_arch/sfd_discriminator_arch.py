@@ -22,6 +22,7 @@ from sfd_arch.clip_backbone import (
     resolve_clip_weights,
 )
 from sfd_arch.clip_provenance import describe, weights_record
+from sfd_arch.clip_reuse import CLIPReuse
 from sfd_arch.feat_discriminator_arch import FeatDiscriminator
 from sfd_arch.text_discriminator_arch import LearnablePromptPair
 from sfd_utils.compat import basicsr_register
@@ -66,6 +67,10 @@ class SFDDiscriminator(nn.Module):
         clip_dtype (str): dtype of the frozen CLIP weights: 'auto' (the training's amp dtype on CUDA,
             applied by SFDModel; float32 otherwise), 'fp32', 'bf16' or 'fp16'. Heads and prompts stay
             float32. Not recorded (a run-time choice). Default: 'auto'.
+        reuse_features (bool): in training mode, reuse within one iteration the CLIP features of an
+            image already seen and the prompt features of unchanged contexts (see clip_reuse.py), so
+            stock hosts that call ``net_d(img)`` per loss term run the image tower at most twice and
+            the text tower once per iteration. Values and gradients are unchanged. Default: True.
 
     Without TG-D (use_text false) CLIP's text tower is not kept in memory.
     Parameters are only the Feat-D heads and the prompt contexts; CLIP is hidden and frozen.
@@ -92,6 +97,7 @@ class SFDDiscriminator(nn.Module):
         clip_config: str | None = None,
         clip_input_size: int | None = None,
         clip_dtype: str = "auto",
+        reuse_features: bool = True,
     ) -> None:
         super().__init__()
         if not (use_feat or use_text):
@@ -115,6 +121,8 @@ class SFDDiscriminator(nn.Module):
         self.prompt_pair = (
             LearnablePromptPair(self.backbone, n_ctx, pos_words, neg_words, ctx_init) if use_text else None
         )
+        # Not a submodule, never saved: features of the current training iteration only.
+        self.clip_reuse = CLIPReuse() if reuse_features else None
         self.config = {
             "format": CHECKPOINT_FORMAT,
             "version": CHECKPOINT_VERSION,
@@ -168,8 +176,26 @@ class SFDDiscriminator(nn.Module):
         return feats
 
     def text_features(self) -> torch.Tensor:
-        """(2, D) normalised [t+, t-] from the prompt pair (gradient reaches the contexts)."""
-        return self.prompt_pair(self.backbone)
+        """(2, D) normalised [t+, t-] from the prompt pair (gradient reaches the contexts). In
+        training mode with ``reuse_features`` the text tower runs once per version of the contexts."""
+        reuse = self._active_reuse()
+        if reuse is None:
+            return self.prompt_pair(self.backbone)
+        pair = self.prompt_pair
+        return reuse.prompt_features(self, pair.ctx, lambda ctx: pair(self.backbone, ctx), pair.token_prefix)
+
+    def _active_reuse(self) -> CLIPReuse | None:
+        return self.clip_reuse if self.training else None
+
+    def _apply(self, fn, recurse=True):
+        if getattr(self, "clip_reuse", None) is not None:
+            self.clip_reuse.clear()  # cached features stay on the old device/dtype otherwise
+        return super()._apply(fn, recurse)
+
+    def train(self, mode: bool = True):
+        if not mode and getattr(self, "clip_reuse", None) is not None:
+            self.clip_reuse.clear()
+        return super().train(mode)
 
     def text_logit(self, embedding: torch.Tensor, text_features: torch.Tensor | None = None) -> torch.Tensor:
         """(B, D) normalised image embedding -> (B,) z = tau * (<e, t+> - <e, t->)."""
@@ -193,7 +219,9 @@ class SFDDiscriminator(nn.Module):
             return self.logits(x)
         if mode != "image":
             raise ValueError(f"SFDDiscriminator.forward: unknown mode {mode!r}")
-        return pack_logits(self.logits(self.extract(x)))
+        reuse = self._active_reuse()
+        feats = self.extract(x) if reuse is None else reuse.image_features(self, x, self.extract)
+        return pack_logits(self.logits(feats))
 
     # -- checkpoint metadata: travels inside every state_dict (also BasicSR's save_network) --------
     def get_extra_state(self) -> torch.Tensor:
@@ -242,7 +270,16 @@ def decode_config(state) -> dict:
 
 
 def pack_logits(logits: SFDLogits) -> torch.Tensor:
-    """SFDLogits -> one tensor whose element mean weighs every Feat-D layer and TG-D equally."""
+    """SFDLogits -> one tensor whose element mean weighs every Feat-D layer and TG-D equally.
+
+    (B, 2M, h, w): channels 0..M-1 the Feat-D maps at the finest map's size (nearest), channels
+    M..2M-1 the TG-D logit broadcast. Under a relativistic loss on the packed tensor
+    (``x - mean(y)``, ESRGANModel) every element of head k is compared with the pooled mean
+    ``sum_j w_j mean_j(y)`` (w_j = 1/(2M) per Feat-D layer, 1/2 for TG-D), not with ``mean_k(y)``.
+    No stateless packing can do otherwise: ``P(x)_k - mean(P(y)) = x_k - mean_k(y)`` for all x, y
+    would need P(x) to depend on y. With OpenAI CLIP the TG-D logit is tau-scaled (tau = 100), so the
+    pooled mean is dominated by TG-D. tests/test_host_clip_reuse.py pins this behaviour by value.
+    """
     if not logits.feat:
         return logits.text[:, None]
     size = max((m.shape[-2:] for m in logits.feat), key=lambda s: s[0] * s[1])

@@ -23,7 +23,8 @@ class LearnablePromptPair(nn.Module):
         ctx_init (str | None): phrase whose token embeddings initialise both contexts (its token
             count then sets n_ctx); None: N(0, 0.02). Default: None.
 
-    ``forward(backbone)`` -> (2, D) L2-normalised text features [t+, t-]; gradients reach ``ctx``.
+    ``forward(backbone, ctx=None)`` -> (2, D) L2-normalised text features [t+, t-]; gradients reach
+    ``ctx`` (default: the learnable contexts; another (2, n_ctx, width) tensor may stand in for them).
     """
 
     def __init__(
@@ -57,6 +58,7 @@ class LearnablePromptPair(nn.Module):
         self.register_buffer("token_prefix", emb[:, :1].clone(), persistent=False)
         self.register_buffer("token_suffix", emb[:, 1 + n_ctx :].clone(), persistent=False)
 
-    def forward(self, backbone: FrozenCLIP) -> torch.Tensor:
-        embeds = torch.cat([self.token_prefix, self.ctx.to(self.token_prefix.dtype), self.token_suffix], dim=1)
+    def forward(self, backbone: FrozenCLIP, ctx: torch.Tensor | None = None) -> torch.Tensor:
+        ctx = self.ctx if ctx is None else ctx
+        embeds = torch.cat([self.token_prefix, ctx.to(self.token_prefix.dtype), self.token_suffix], dim=1)
         return backbone.encode_text_embeddings(embeds, self.tokens)

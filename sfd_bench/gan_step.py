@@ -79,8 +79,9 @@ def row_clip_cost(ctx: BenchContext, trace: bool) -> dict:
         net_d = ctx.sfd_network_d(clip)
         amp = p.amp or "fp32"  # the naive drop-in runs under the same autocast (stock=True)
         specs.append(StepSpec(f"sfd_{clip}", "SFDModel", net_d, p.clip_row_generator, clip, False, precision=amp))
+        naive_d = {**net_d, "reuse_features": False}  # the drop-in without feature reuse (see host_cost)
         specs.append(
-            StepSpec(f"naive_esrgan_{clip}", "ESRGANModel", net_d, p.clip_row_generator, clip, False, stock=True)
+            StepSpec(f"naive_esrgan_{clip}", "ESRGANModel", naive_d, p.clip_row_generator, clip, False, stock=True)
         )
     entries = run_steps(specs, ctx, p.warmup, count_flops_too=True)
     rows = [entry_row(e) for e in entries]

@@ -241,13 +241,14 @@ class SFDModel(ResumableMixin, SRGANModel):
         self.end_nonfinite_check(current_iter, skipped)
 
     def _cached_text_features(self, disc) -> torch.Tensor | None:
-        """Prompt features of the last D step (constant in the G step); computed without grad when
-        there is none yet. Saved in the training state, so a resumed run uses the same ones."""
+        """Prompt features of the last D step (constant in the G step). When there is none yet
+        (first iteration) they are computed here; the contexts are frozen in the G step, and with
+        ``reuse_features`` the D step reuses this pass (one text-tower pass per iteration). Saved
+        in the training state, so a resumed run uses the same ones."""
         if not disc.use_text:
             return None
         if getattr(self, "text_cache", None) is None:
-            with torch.no_grad():
-                self.text_cache = disc.text_features().detach()
+            self.text_cache = disc.text_features().detach()
         return self.text_cache
 
     def _extra_training_state(self) -> dict:
