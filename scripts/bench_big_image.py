@@ -1,18 +1,20 @@
-"""Peak memory of tiled SR inference on one big photo: scripts/inference_sr.py in a subprocess, peak
-RSS against baseline + 2 x the output array. Writes JSON + Markdown to benchmarks/results/.
+"""Peak memory of tiled SR inference on one big photo (``scripts/bench_big_image.py``).
 
-Example:
-  python scripts/bench_big_image.py --size 6000x4000 --tile 256 --before-root /tmp/sfd_base
+Thin entry point: the arguments are parsed before torch is imported (``--help`` answers at once);
+the program is ``sfd_bench.big_image.run_big_image``.
 """
 
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from sfd_utils.compat import install  # noqa: E402
+from sfd_bench.cli import big_image_parser  # noqa: E402
+from sfd_utils.cli import launch  # noqa: E402
 
-install()
-from sfd_bench.big_image import main  # noqa: E402
+
+def main(argv: list[str] | None = None) -> int:
+    return launch(big_image_parser, "sfd_bench.big_image:run_big_image", argv)
+
 
 if __name__ == "__main__":
     sys.exit(main())

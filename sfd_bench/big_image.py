@@ -19,7 +19,6 @@ machine: indicative only.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -198,32 +197,8 @@ def to_markdown(res: dict) -> str:
     return "\n".join(lines)
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    w, _, h = text.lower().partition("x")
-    try:
-        size = int(w), int(h)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must be WIDTHxHEIGHT, got {text!r}") from None
-    if min(size) < 1:
-        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
-    return size
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--size", type=parse_size, default=(6000, 4000), help="input WIDTHxHEIGHT (default: 6000x4000)")
-    p.add_argument("--scale", type=int, default=4)
-    p.add_argument("--tile", type=int, default=256)
-    p.add_argument("--cases", nargs="+", default=["bicubic", "rrdb"], choices=["bicubic", "rrdb"])
-    p.add_argument("--before-root", help="another checkout to measure as 'before' (same cases)")
-    p.add_argument("--before-size", type=parse_size, help="input size for the 'before' code (default: --size)")
-    p.add_argument("--before-cases", nargs="+", choices=["bicubic", "rrdb"], help="default: --cases")
-    p.add_argument("--only", choices=["before", "after"], help="measure one code only")
-    p.add_argument("--merge", help="a JSON this script wrote earlier: its rows are kept in the new report")
-    p.add_argument("--rss-limit-gb", type=float, help="kill a child above this RSS (default: available - 3 GB)")
-    p.add_argument("--out", default="benchmarks/results", help="folder for the JSON and Markdown")
-    p.add_argument("--name", default=None, help="file stem (default: big_image-cpu-<date>)")
-    a = p.parse_args(argv)
+def run_big_image(a) -> int:
+    """``scripts/bench_big_image.py``: the namespace of :func:`sfd_bench.cli.big_image_parser`."""
 
     available = meminfo_kb()
     limit = int(a.rss_limit_gb * 2**30) if a.rss_limit_gb else (available * 1024 - 3 * 2**30 if available else None)
@@ -258,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 row["baseline_input"] = f"{side}×{side}, --tile 0"
                 rows.append(row)
-    command = " ".join(["scripts/bench_big_image.py", *(argv if argv is not None else sys.argv[1:])])
+    command = " ".join(["scripts/bench_big_image.py", *sys.argv[1:]])
     res = {
         "command": command,
         "commands": [*commands, command],

@@ -19,6 +19,11 @@ photos, then train a tiny generator against the frozen discriminator. Writes rep
 QUALITY_CLIP_DOC = """Train the quality-aware tiny CLIP (open_clip `quality-tiny-rn`) on CPU from scikit-image's
 training photos, then report its zero-shot quality accuracy on the held-out photos. Writes an ordinary open_clip
 state_dict (use it as `clip_model: quality-tiny-rn`, `clip_pretrained: <file>`) and a JSON sidecar."""
+HOSTS_DOC = """CLIP passes per iteration in every GAN host, and one iteration of the stock ESRGANModel drop-in
+(feature reuse off / on) vs SFDModel, side by side. Writes JSON + Markdown (sfd_bench.host_cost)."""
+TEXT_TOWER_DOC = """Cost of the frozen-CLIP options (truncated text tower, CLIP input size, frozen-weight dtype):
+writes benchmarks/results/text_tower-<device>-<date>.{json,md}. See sfd_bench/text_tower.py."""
+BIG_IMAGE_DOC = """Peak memory of tiled SR inference on one big photo (``scripts/bench_big_image.py``)."""
 CLIP_BACKBONE_DOC = """Forward+backward time of the frozen CLIP backbone per 256² image (gradient to the input only),
 RN50 and ViT-B-16 with random weights, side by side in one process. Writes JSON + Markdown."""
 # Kept equal to sfd_bench.profiles.PROFILES / ROWS and sfd_bench.csud.PROFILES (tests check it).
@@ -87,4 +92,56 @@ def quality_clip_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=2e-3, help="AdamW peak learning rate (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    return p
+
+
+def hosts_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=HOSTS_DOC)
+    p.add_argument("--clip", default="tiny-rn", help="open_clip model for the timing rows (random weights)")
+    p.add_argument("--batch", type=int, default=2)
+    p.add_argument("--size", type=int, default=128, help="HR crop size")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    p.add_argument("--out", default="benchmarks/results")
+    return p
+
+
+def text_tower_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=TEXT_TOWER_DOC)
+    p.add_argument("--clip-model", default="RN50", help="open_clip model (random weights)")
+    p.add_argument("--n-ctx", type=int, default=16)
+    p.add_argument("--repeats", type=int, default=7, help="interleaved timings per variant")
+    p.add_argument("--batch", type=int, default=2)
+    p.add_argument("--crop", type=int, default=128, help="training crop (HR) size")
+    p.add_argument("--input-size", type=int, default=224, help="clip_input_size to compare with")
+    p.add_argument("--skip", nargs="*", default=[], choices=["text_tower", "sfd_step", "clip_input", "frozen_weights"])
+    p.add_argument("--out", default="benchmarks/results")
+    return p
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    w, _, h = text.lower().partition("x")
+    try:
+        size = int(w), int(h)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must be WIDTHxHEIGHT, got {text!r}") from None
+    if min(size) < 1:
+        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
+    return size
+
+
+def big_image_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=BIG_IMAGE_DOC)
+    p.add_argument("--size", type=parse_size, default=(6000, 4000), help="input WIDTHxHEIGHT (default: 6000x4000)")
+    p.add_argument("--scale", type=int, default=4)
+    p.add_argument("--tile", type=int, default=256)
+    p.add_argument("--cases", nargs="+", default=["bicubic", "rrdb"], choices=["bicubic", "rrdb"])
+    p.add_argument("--before-root", help="another checkout to measure as 'before' (same cases)")
+    p.add_argument("--before-size", type=parse_size, help="input size for the 'before' code (default: --size)")
+    p.add_argument("--before-cases", nargs="+", choices=["bicubic", "rrdb"], help="default: --cases")
+    p.add_argument("--only", choices=["before", "after"], help="measure one code only")
+    p.add_argument("--merge", help="a JSON this script wrote earlier: its rows are kept in the new report")
+    p.add_argument("--rss-limit-gb", type=float, help="kill a child above this RSS (default: available - 3 GB)")
+    p.add_argument("--out", default="benchmarks/results", help="folder for the JSON and Markdown")
+    p.add_argument("--name", default=None, help="file stem (default: big_image-cpu-<date>)")
     return p

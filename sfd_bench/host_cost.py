@@ -302,3 +302,17 @@ def write_report(result: dict, out_dir: str, command: str = "") -> str:
     with open(stem + ".md", "w") as f:
         f.write("\n".join(lines))
     return stem
+
+
+def run_hosts(a) -> int:
+    """``scripts/bench_hosts.py``: the namespace of :func:`sfd_bench.cli.hosts_parser`."""
+    import sys
+
+    import torch
+
+    device = a.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    result = host_cost(a.clip, a.batch, a.size, a.repeats, device)
+    stem = write_report(result, a.out, "python " + " ".join(sys.argv))
+    print(open(stem + ".md").read())
+    print(f"wrote {stem}.json / .md")
+    return 0

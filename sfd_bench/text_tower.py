@@ -281,3 +281,35 @@ def markdown(rows: list[dict], meta: dict) -> str:
             ]
             out.append("")
     return "\n".join(out)
+
+
+def run_text_tower(a) -> int:
+    """``scripts/bench_text_tower.py``: the namespace of :func:`sfd_bench.cli.text_tower_parser`."""
+    import json
+    import os
+    import sys
+
+    from sfd_arch.clip_backbone import TINY_CLIP_CONFIGS, register_clip_config
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    register_clip_config(TINY_CLIP_CONFIGS)  # --clip-model tiny-rn / tiny-vit for a quick run
+    meta = {**machine(), "command": "python " + " ".join(sys.argv)}
+    rows = []
+    if "frozen_weights" not in a.skip:
+        rows.append(frozen_weights_row(a.clip_model))
+    if "text_tower" not in a.skip:
+        rows.append(text_tower_row(a.clip_model, a.n_ctx, a.repeats, device))
+    if "clip_input" not in a.skip:
+        rows.append(clip_input_row(a.clip_model, a.crop, a.input_size, a.batch, a.repeats, device))
+    if "sfd_step" not in a.skip:
+        rows.append(sfd_step_row(a.clip_model, a.n_ctx, a.batch, a.crop, a.repeats, device))
+    os.makedirs(a.out, exist_ok=True)
+    stem = os.path.join(a.out, f"text_tower-{device}-{meta['date']}")
+    with open(stem + ".json", "w") as f:
+        json.dump({"meta": meta, "rows": rows}, f, indent=2)
+    report = markdown(rows, meta)
+    with open(stem + ".md", "w") as f:
+        f.write(report + "\n")
+    print(report)
+    print(f"wrote {stem}.json / .md")
+    return 0

@@ -48,7 +48,7 @@ def test_inference_sr_empty_folder_exits_2(folders, tmp_path, capsys):
     cli = load_script("inference_sr")
     for folder in folders[:2]:
         args = ["-i", str(folder), "-o", str(tmp_path / "out"), "--arch", "SFDBicubicUpsampler", "--quiet"]
-        assert cli.run(args) == 2
+        assert cli.main(args) == 2
         assert "holds no images" in one_error_line(capsys, folder)
 
 
@@ -72,9 +72,9 @@ def test_evaluate_sr_empty_sr_or_gt_folder_exits_2(folders, tmp_path, capsys):
     cli = load_script("evaluate_sr")
     empty, _, full = folders
     base = ["--metrics", "psnr", "--quiet", "--out", str(tmp_path / "eval")]
-    assert cli.run(["--sr", str(empty), "--gt", str(full), *base]) == 2
+    assert cli.main(["--sr", str(empty), "--gt", str(full), *base]) == 2
     assert "--sr folder" in one_error_line(capsys, empty)
-    assert cli.run(["--sr", str(full), "--gt", str(empty), *base]) == 2
+    assert cli.main(["--sr", str(full), "--gt", str(empty), *base]) == 2
     assert "--gt folder" in one_error_line(capsys, empty)
 
 
