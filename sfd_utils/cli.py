@@ -29,6 +29,8 @@ REQUIRED = {
     "skimage": "scikit-image",
     "matplotlib": "matplotlib",
 }
+# SFD-IQA scoring also runs where basicsr is absent (a traiNNer-redux environment)
+SCORING = ("torch", "numpy", "cv2", "open_clip")
 
 
 def run_cli(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
@@ -42,7 +44,10 @@ def run_cli(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | N
 
 
 def _installed(module: str) -> bool:
-    spec = importlib.util.find_spec(module)
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):  # a finder that refuses the name: not importable here
+        return False
     # This repo's `basicsr/` folder (the launcher, no __init__.py) is a namespace package: it is found
     # even where basicsr is not installed, and then `basicsr.utils` fails with a misleading message.
     return spec is not None and spec.origin not in (None, "namespace")

@@ -269,7 +269,9 @@ def test_trainner_trains_sfd_discriminator_and_its_checkpoint_scores(trainner_ro
     run_root = tmp_path / "run"
     pretrain_d = tiny_disc_file(tmp_path, tiny_clip_files["tiny-rn"], "pretrain_net_d.safetensors")
     options = tiny_options(tmp_path, tiny_clip_files["tiny-rn"], run_root, pretrain_d)
+    counts_file = tmp_path / "clip_counts.json"
     env = {**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "2", "COLUMNS": "200"}  # rich: fewer wraps
+    env["SFD_TEST_CLIP_COUNTS"] = str(counts_file)
     proc = subprocess.run(
         [sys.executable, RUNNER, trainner_root, str(run_root), "-opt", options],
         cwd=ROOT,
@@ -292,6 +294,10 @@ def test_trainner_trains_sfd_discriminator_and_its_checkpoint_scores(trainner_ro
     assert not any(k.startswith("backbone.") for k in d2)  # CLIP is never saved
     trained = [k for k in d1 if k != "_extra_state" and not torch.equal(d1[k], d2[k])]
     assert any(k.startswith("feat_disc.") for k in trained) and any(k.startswith("prompt_pair.") for k in trained)
+    # traiNNer's SRModel calls net_d three times per iteration; feature reuse keeps CLIP at two image
+    # passes and one text pass (counted around each optimize_parameters by the test runner)
+    counts = json.loads(counts_file.read_text())
+    assert len(counts) == 2 and all(c["image"] <= 2 and c["text"] <= 1 for c in counts), counts
     # SFD-IQA ran as a traiNNer validation metric (RGB + device) on traiNNer's own net_d_1
     values = [float(v) for v in re.findall(r"# sfd_iqa\s*:\s*([0-9.]+)", log)]
     assert values and all(0.0 <= v <= 1.0 for v in values), log[-3000:]

@@ -59,6 +59,40 @@ class _TorchForTrainPy:
         return getattr(self._torch, name)
 
 
+def count_clip_passes(path: str) -> None:
+    """Record, per ``SRModel.optimize_parameters`` call, how often the frozen CLIP's image tower and
+    text tower ran (test-only instrumentation; written to ``path`` as JSON at exit)."""
+    import atexit
+    import json
+
+    from traiNNer.models.sr_model import SRModel
+
+    from sfd_arch.clip_backbone import FrozenCLIP
+
+    counts = {"image": 0, "text": 0}
+    per_iter: list[dict] = []
+
+    def counted(fn, key):
+        def wrapper(*args, **kwargs):
+            counts[key] += 1
+            return fn(*args, **kwargs)
+
+        return wrapper
+
+    FrozenCLIP.forward = counted(FrozenCLIP.forward, "image")
+    FrozenCLIP.encode_text_embeddings = counted(FrozenCLIP.encode_text_embeddings, "text")
+    optimize = SRModel.optimize_parameters
+
+    def optimize_parameters(self, *args, **kwargs):
+        before = dict(counts)
+        out = optimize(self, *args, **kwargs)
+        per_iter.append({k: counts[k] - before[k] for k in counts})
+        return out
+
+    SRModel.optimize_parameters = optimize_parameters
+    atexit.register(lambda: open(path, "w").write(json.dumps(per_iter)))
+
+
 def main(argv: list[str]) -> None:
     if len(argv) < 3:
         raise SystemExit(__doc__)
@@ -71,6 +105,8 @@ def main(argv: list[str]) -> None:
     spec.loader.exec_module(train_py)
     import torch
 
+    if os.environ.get("SFD_TEST_CLIP_COUNTS"):
+        count_clip_passes(os.environ["SFD_TEST_CLIP_COUNTS"])
     train_py.torch = _TorchForTrainPy(torch)
     train_py.get_env_info = lambda: f"CPU test run: torch {torch.__version__}, {torch.get_num_threads()} threads"
     sys.argv = ["train.py", *train_args]
