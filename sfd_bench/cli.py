@@ -8,6 +8,7 @@ BENCHMARK_DOC = """Benchmark SFD against BasicSR's discriminators side by side (
 
     python scripts/benchmark.py                      # auto: the GPU profile when CUDA is present, else CPU
     python scripts/benchmark.py --profile smoke      # seconds: tiny networks, checks the machinery
+    python scripts/benchmark.py --profile cpu-real --rows gan_step,components   # batch 4 at 256² on CPU
     python scripts/benchmark.py --rows 1,2 --out /tmp/bench
 
 Writes <out>/<device>-<date>.json and .md (ratios, command, versions, device, threads, date).
@@ -19,8 +20,8 @@ photos, then train a tiny generator against the frozen discriminator. Writes rep
 CLIP_BACKBONE_DOC = """Forward+backward time of the frozen CLIP backbone per 256² image (gradient to the input only),
 RN50 and ViT-B-16 with random weights, side by side in one process. Writes JSON + Markdown."""
 # Kept equal to sfd_bench.profiles.PROFILES / ROWS and sfd_bench.csud.PROFILES (tests check it).
-PROFILE_NAMES = ("smoke", "cpu", "gpu")
-ROW_NAMES = ("gan_step", "clip_cost", "precision", "iqa", "csud")
+PROFILE_NAMES = ("smoke", "cpu", "cpu-real", "gpu")
+ROW_NAMES = ("gan_step", "clip_cost", "precision", "iqa", "csud", "components")
 CSUD_PROFILE_NAMES = ("tiny", "cpu", "full")
 
 
@@ -36,6 +37,13 @@ def benchmark_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--threads", type=int, help="CPU threads (default: the profile's, else one per core)")
     parser.add_argument("--notes", help="Markdown file appended to the table (findings)")
+    parser.add_argument(
+        "--max-spread",
+        type=float,
+        help="a time target whose repeats spread more than this ((max - min) / median) reads 'unstable' "
+        "instead of met / missed (default: the profile's, 0.15)",
+    )
+    parser.add_argument("--tag", help="appended to the file names (e.g. run1, run2 for repeated runs on one day)")
     return parser
 
 
@@ -69,4 +77,29 @@ def clip_backbone_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--out", default="benchmarks/results")
+    return p
+
+
+GPU_CHECK_DOC = """The GPU check (issue 18), normally started by scripts/gpu_check.sh (which installs the carried wheels
+first). 'run': CUDA tests, GPU benchmark rows, SFD-IQA at 512² bf16, full-size CLIP fwd+bwd, DDP smoke,
+inside a time budget; writes <out>/gpu-<date>.json and .md. 'clip': the full-size CLIP step alone."""
+
+
+def gpu_check_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=GPU_CHECK_DOC)
+    sub = p.add_subparsers(dest="action", required=True)
+    run = sub.add_parser("run", help="all steps")
+    run.add_argument("--mode", choices=("gpu", "cpu"), default="gpu", help="cpu: the rehearsal at tiny sizes")
+    run.add_argument("--out", default="benchmarks/results", help="folder for gpu-<date>.json/.md and the step logs")
+    run.add_argument("--budget", type=float, default=420.0, help="seconds for all steps (default: %(default)s)")
+    run.add_argument("--setup", default="not run", help="what the shell script's setup did (recorded)")
+    run.add_argument("--setup-seconds", type=float, default=0.0, help="how long the setup took (recorded)")
+    run.add_argument("--command", default=None, help="the command line to record")
+    clip = sub.add_parser("clip", help="frozen CLIP forward+backward to the input, per model")
+    clip.add_argument("--models", required=True, help="comma list of open_clip names, e.g. RN50,ViT-B-16,ViT-L-14")
+    clip.add_argument("--size", type=int, default=256)
+    clip.add_argument("--batch", type=int, default=16)
+    clip.add_argument("--repeats", type=int, default=5)
+    clip.add_argument("--amp", choices=("bf16", "fp16", "none"), default="bf16")
+    clip.add_argument("--json", required=True, help="where to write the result")
     return p

@@ -176,6 +176,15 @@ class BenchContext:
         return torch.autocast(self.device.type, dtype={"bf16": torch.bfloat16, "fp16": torch.float16}[amp])
 
 
+def frozen_weights(model: torch.nn.Module) -> tuple[float, str]:
+    """(MB, dtype) of a frozen model's parameters and buffers: sum of numel * element_size, and the
+    parameters' dtype names joined by '+' (sorted) when they differ."""
+    tensors = list(model.parameters()) + list(model.buffers())
+    size = sum(t.numel() * t.element_size() for t in tensors) / 2**20
+    dtypes = sorted({str(t.dtype).replace("torch.", "") for t in model.parameters()})
+    return size, "+".join(dtypes) or "none"
+
+
 class _Entry:
     """A built configuration and what was measured on it."""
 
@@ -197,11 +206,12 @@ class _Entry:
     def frozen_mb(self) -> float | None:
         """Size of the frozen CLIP weights (hidden from the model; part of the peak, batch-independent)."""
         backbone = self.backbone()
-        if backbone is None:
-            return None
-        clip = backbone.clip
-        tensors = list(clip.parameters()) + list(clip.buffers())
-        return sum(t.numel() * t.element_size() for t in tensors) / 2**20
+        return None if backbone is None else frozen_weights(backbone.clip)[0]
+
+    def frozen_dtype(self) -> str | None:
+        """dtype(s) of the frozen CLIP parameters, e.g. 'float32' ('bfloat16+float32' when mixed)."""
+        backbone = self.backbone()
+        return None if backbone is None else frozen_weights(backbone.clip)[1]
 
     def step(self, record_losses: bool = False) -> float:
         """One optimize_parameters (feed_data outside the timing); returns its wall seconds."""
@@ -269,6 +279,7 @@ def entry_row(entry: _Entry) -> dict:
         **time_stats(entry.times),
         "peak_mem_mb": entry.peak_mb,
         "frozen_clip_mb": entry.frozen_mb(),
+        "frozen_clip_dtype": entry.frozen_dtype(),
         "gflops_per_iter": entry.gflops,
         "clip_forwards_per_iter": (forwards[0] if len(forwards) == 1 else forwards) if forwards else None,
     }
