@@ -24,7 +24,8 @@ def row_precision(ctx: BenchContext, trace: bool) -> dict:
         StepSpec(f"sfd_{clip}_{v}", "SFDModel", ctx.sfd_network_d(clip), p.generator, clip, p.perceptual, precision=v)
         for v in variants
     ]
-    entries = run_steps(specs, ctx, p.warmup, count_flops_too=False, loss_iters=p.loss_iters)
+    repeats = p.precision_repeats or p.repeats
+    entries = run_steps(specs, ctx, p.warmup, count_flops_too=False, loss_iters=p.loss_iters, repeats=repeats)
     rows = [entry_row(e) for e in entries]
     ref = entries[0].losses
     targets = []
@@ -58,6 +59,7 @@ def row_precision(ctx: BenchContext, trace: bool) -> dict:
         "status": "ok",
         "clip": clip,
         "loss_iters": p.loss_iters,
+        "rounds": repeats,
         "skipped": {v: "fp16 autocast is CUDA only" for v in skipped},
         "configs": rows,
         "targets": targets,

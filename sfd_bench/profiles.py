@@ -66,6 +66,7 @@ class Profile:
     scale: int = 4
     seed: int = 0
     threads: int | None = None  # CPU threads (None: torch's default, one per core)
+    precision_repeats: int | None = None  # rounds of row 3 (None: repeats); bf16 on a CPU is ~40x slower
     max_spread: float = 0.15  # a time target whose sides spread more ((max - min) / median) is "unstable"
 
 
@@ -104,6 +105,7 @@ PROFILES = {
         generator=rrdbnet(),
         clip_models=("RN50", "ViT-B-16"),
         repeats=7,  # interleaved: enough for min / median / spread to mean something on a shared machine
+        precision_repeats=3,  # CPU bf16 autocast steps take ~40 s here; row 3 judges losses, not time
         loss_iters=2,  # bf16 autocast on a CPU without native bf16 is ~5x slower than fp32
     ),
     # Closer to the real workload on CPU: batch 4 of 256² crops (the GPU profile's crop, a quarter
@@ -116,6 +118,7 @@ PROFILES = {
         generator=rrdbnet(),
         clip_models=("RN50", "ViT-B-16"),
         repeats=5,
+        precision_repeats=2,
         loss_iters=2,
         iqa_repeats=3,
     ),

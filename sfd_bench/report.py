@@ -223,7 +223,8 @@ def to_markdown(results: dict) -> str:
         lines += _targets_md(r["targets"]) + _load_md(r) + _trace_md(r.get("trace"))
     r = rows.get("precision")
     if r and r["status"] == "ok":
-        lines += ["", f"## 3. Precision and layout (SFDModel, CLIP {r['clip']})", ""]
+        rounds = f", {r['rounds']} rounds" if r.get("rounds") else ""
+        lines += ["", f"## 3. Precision and layout (SFDModel, CLIP {r['clip']}{rounds})", ""]
         lines += _table(
             [
                 "variant",

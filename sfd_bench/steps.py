@@ -244,9 +244,15 @@ def _build(spec: StepSpec, ctx: BenchContext):
 
 
 def run_steps(
-    specs: list[StepSpec], ctx: BenchContext, warmup: int, count_flops_too: bool = True, loss_iters: int = 0
+    specs: list[StepSpec],
+    ctx: BenchContext,
+    warmup: int,
+    count_flops_too: bool = True,
+    loss_iters: int = 0,
+    repeats: int | None = None,
 ) -> list[_Entry]:
-    """Build and warm up each spec (peak memory, FLOPs), then time them round-robin."""
+    """Build and warm up each spec (peak memory, FLOPs), then time them round-robin
+    (``repeats`` rounds, default the profile's)."""
     batches = sr_batches(ctx.profile, ctx.device)
     entries = []
     for spec in specs:
@@ -260,7 +266,7 @@ def run_steps(
         entry.peak_mb = mem.peak_mb()
         entry.gflops = count_flops(lambda e=entry: e.step()) / 1e9 if count_flops_too else None
         entries.append(entry)
-    for _ in range(ctx.profile.repeats):
+    for _ in range(ctx.profile.repeats if repeats is None else repeats):
         for entry in entries:
             entry.times.append(entry.step())
     return entries

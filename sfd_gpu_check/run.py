@@ -15,7 +15,8 @@ failing or timed-out step and goes on with the next one, then writes
    peak memory (random weights);
 6. ``ddp``: two processes through ``torchrun`` and ``basicsr/train.py --launcher pytorch`` on a tiny
    recipe (NCCL; only when two GPUs exist);
-7. ``bench_extra``: rows ``clip_cost`` and ``precision`` of the GPU profile, with what time is left.
+7. ``bench_extra``: rows ``clip_cost``, ``precision`` and ``components`` (the step piece by piece)
+   of the GPU profile, with what time is left.
 
 ``--mode cpu`` is the rehearsal: the same steps, commands and file handling at tiny sizes on CPU
 (smoke benchmark profile, tiny CLIP configs, DDP with gloo), so the first GPU run cannot fail on
@@ -33,6 +34,8 @@ import socket
 import subprocess
 import sys
 import time
+
+from sfd_gpu_check.report import summarise_benchmark, summary_lines, to_markdown
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCHEMA = "sfd-basicsr-gpu-check/1"
@@ -107,7 +110,7 @@ class Runner:
     """Runs steps as processes inside one budget; each step's output goes to ``<out>/logs/<step>.log``."""
 
     def __init__(self, out: str, budget_s: float, mode: str) -> None:
-        self.out, self.mode = out, mode
+        self.out, self.mode = out, mode  # ``out``: the work folder (logs, step outputs)
         self.deadline = time.time() + budget_s
         self.logs = os.path.join(out, "logs")
         os.makedirs(self.logs, exist_ok=True)
@@ -170,49 +173,12 @@ def _bench_step(runner: Runner, name: str, profile: str, rows: str, limit: float
     return record
 
 
-def summarise_benchmark(bench: dict) -> dict:
-    """The numbers the GPU check reports from a benchmark JSON (per row: configs and verdicts)."""
-    out: dict = {"device": bench["meta"]["device"], "profile": bench["meta"]["profile"]["name"]}
-    keys = (
-        "median_s",
-        "min_s",
-        "spread",
-        "time_ratio",
-        "time_ratio_min",
-        "time_ratio_max",
-        "peak_mem_mb",
-        "mem_ratio",
-        "frozen_clip_mb",
-        "frozen_clip_dtype",
-        "speedup_vs_naive",
-        "precision",
-    )
-    for row_name, row in bench["rows"].items():
-        entry: dict = {"status": row.get("status")}
-        if row.get("configs"):
-            entry["configs"] = {c["name"]: {k: c[k] for k in keys if k in c} for c in row["configs"]}
-        if row_name == "iqa" and row.get("sweep"):
-            entry["images_per_s"] = {
-                str(s["batch_images"]): {
-                    n: s[n]["images_per_s"] for n in ("sfd_iqa", "sfd_iqa_text_once", "clip_floor") if n in s
-                }
-                for s in row["sweep"]
-            }
-            entry["precision"] = row.get("precision")
-        entry["targets"] = [
-            {"what": t["what"], "value": t["value"], "target": t["target"], "verdict": t.get("verdict")}
-            for t in row.get("targets", [])
-        ]
-        out[row_name] = entry
-    return out
-
-
 def _clip_step(runner: Runner, sizes: dict) -> dict:
     path = os.path.join(runner.out, "clip_full.json")
     cmd = [
         sys.executable,
         "-m",
-        "sfd_bench.gpu_check",
+        "sfd_gpu_check.run",
         "clip",
         "--models",
         ",".join(sizes["clip_models"]),
@@ -246,6 +212,8 @@ def _ddp_step(runner: Runner, gpus: int) -> dict:
             "reason": f"{gpus} GPU(s): the DDP smoke run needs 2",
             "wall_s": 0.0,
         }
+    if runner.left() < 5:
+        return {"step": "ddp", "status": "skipped", "reason": "no time left in the budget", "wall_s": 0.0}
     folder = os.path.join(runner.out, "ddp")
     shutil.rmtree(folder, ignore_errors=True)
     try:
@@ -265,6 +233,8 @@ def _ddp_step(runner: Runner, gpus: int) -> dict:
         "pytorch",
     ]
     record = runner.run("ddp", cmd, STEP_LIMITS["ddp"], cwd=folder)
+    if record["status"] == "skipped":
+        return record
     with open(os.path.join(runner.out, record["log"])) as f:
         log = f.read()
     checkpoint = os.path.join(folder, "experiments", "ddp_smoke", "models", "net_g_2.pth")
@@ -385,136 +355,23 @@ def clip_forward_backward(models: list[str], size: int, batch: int, repeats: int
     return {"device": name, "torch": torch.__version__, "models": rows}
 
 
-# -- report ---------------------------------------------------------------------------------------
-
-
-def _fmt(x, digits: int = 3) -> str:
-    if x is None:
-        return "n/a"
-    return f"{x:.{digits}f}" if isinstance(x, float) else str(x)
-
-
-def to_markdown(report: dict) -> str:
-    meta = report["meta"]
-    lines = [
-        f"# GPU check ({meta['mode']} mode) on {meta.get('device') or 'unknown device'}",
-        "",
-        f"- date {meta['date']}, budget {meta['budget_s']:.0f} s, wall {meta['wall_s']:.0f} s; GPUs listed: "
-        f"{meta['gpus']}; setup: {meta['setup']}",
-        f"- command: `{meta['command']}`",
-    ]
-    if meta["mode"] == "cpu":
-        lines.append("- **CPU rehearsal: tiny sizes; checks every step's machinery, its numbers mean nothing**")
-    lines += ["", "| step | status | wall s | note |", "|---|---|---|---|"]
-    for s in report["steps"]:
-        note = s.get("reason") or (
-            "see " + s["log"] if s.get("status") not in ("ok", "skipped") and s.get("log") else ""
-        )
-        lines.append(f"| {s['step']} | {s['status']} | {_fmt(s.get('wall_s'), 1)} | {note} |")
-    env = next((s.get("result") for s in report["steps"] if s["step"] == "env"), None)
-    if env:
-        lines += [
-            "",
-            f"Environment: torch {env.get('torch')} (CUDA {env.get('cuda')}), devices {env.get('devices')}, "
-            f"bf16 {env.get('bf16_supported')}, versions {env.get('versions')}.",
-        ]
-    for s in report["steps"]:
-        result = s.get("result")
-        if s["step"] in ("gan_step", "iqa", "bench_extra") and result:
-            lines += ["", f"## {s['step']} ({result['profile']} profile)"]
-            for row_name, row in result.items():
-                if not isinstance(row, dict):
-                    continue
-                if row.get("configs"):
-                    lines += [
-                        "",
-                        f"`{row_name}`:",
-                        "",
-                        "| config | s/iter | spread | time × | peak MB | mem × | frozen CLIP |",
-                        "|---|---|---|---|---|---|---|",
-                    ]
-                    for cname, c in row["configs"].items():
-                        frozen = (
-                            "-"
-                            if c.get("frozen_clip_mb") is None
-                            else f"{c['frozen_clip_mb']:.0f} MB {c.get('frozen_clip_dtype')}"
-                        )
-                        lines.append(
-                            f"| {cname} | {_fmt(c.get('median_s'))} | {_fmt(c.get('spread'), 2)} | "
-                            f"{_fmt(c.get('time_ratio'), 2)} | "
-                            f"{_fmt(c.get('peak_mem_mb'), 0)} | {_fmt(c.get('mem_ratio'), 2)} | {frozen} |"
-                        )
-                if row.get("images_per_s"):
-                    lines += [
-                        "",
-                        f"`{row_name}` images/s ({row.get('precision')}) by batch: {json.dumps(row['images_per_s'])}",
-                    ]
-                if row.get("targets"):
-                    lines += [""] + [
-                        f"- {t['what']}: {_fmt(t['value'])} ({t['target']}): {t['verdict']}" for t in row["targets"]
-                    ]
-        if s["step"] == "clip_full" and result:
-            lines += [
-                "",
-                "## Full-size CLIP forward + backward to the input (random weights)",
-                "",
-                "| model | input | amp | s/batch | images/s | peak MB (activations) | weights |",
-                "|---|---|---|---|---|---|---|",
-            ]
-            for r in result["models"]:
-                if r.get("error"):
-                    lines.append(
-                        f"| {r['model']} | {r['size']}² ×{r['batch']} | {r['amp']} | error: {r['error'][:80]} | | | |"
-                    )
-                    continue
-                lines.append(
-                    f"| {r['model']} | {r['size']}² ×{r['batch']} | {r['amp']} | {_fmt(r['median_s'])} | "
-                    f"{_fmt(r['images_per_s'], 1)} | "
-                    f"{_fmt(r['peak_mem_mb'], 0)} | {r['weights_mb']:.0f} MB {r['weights_dtype']} |"
-                )
-        if s["step"] == "ddp" and result:
-            lines += [
-                "",
-                f"DDP smoke ({result['backend']}): world size 2 seen: {result['world_size_2']}, "
-                f"checkpoint written: {result['checkpoint']}.",
-            ]
-    return "\n".join(lines) + "\n"
-
-
-def summary_lines(report: dict) -> list[str]:
-    lines = [f"GPU check ({report['meta']['mode']}): {report['meta']['wall_s']:.0f} s"]
-    for s in report["steps"]:
-        lines.append(f"  {s['step']:<12} {s['status']:<8} {_fmt(s.get('wall_s'), 1):>6} s  {s.get('reason', '')}")
-    for s in report["steps"]:
-        for row in (s.get("result") or {}).values() if s["step"] in ("gan_step", "iqa", "bench_extra") else ():
-            if isinstance(row, dict):
-                for t in row.get("targets", []):
-                    lines.append(f"  {t['what']}: {_fmt(t['value'])} ({t['target']}) {t['verdict']}")
-        if s["step"] == "clip_full" and s.get("result"):
-            for r in s["result"]["models"]:
-                lines.append(
-                    f"  CLIP {r['model']}: "
-                    + (
-                        r["error"]
-                        if r.get("error")
-                        else f"{_fmt(r['median_s'])} s per {r['batch']}×{r['size']}², "
-                        f"peak {_fmt(r['peak_mem_mb'], 0)} MB"
-                    )
-                )
-    return lines
-
-
 def run_check(args) -> int:
-    """``gpu_check.sh``'s main part: the steps, the files and the summary; 0 when no step failed."""
+    """``gpu_check.sh``'s main part: the steps, the files and the summary; 0 when no step failed.
+
+    Writes ``<out>/gpu-<date>.json/.md`` (CPU rehearsal: ``gpu-check-cpu-rehearsal-<date>``) and the
+    benchmark steps' full results as ``<stem>-<step>.json/.md``; logs and step outputs go to ``args.work``.
+    """
     sizes = SIZES[args.mode]
     os.makedirs(args.out, exist_ok=True)
+    work = args.work or os.path.join(args.out, "gpu-check-work")
+    os.makedirs(work, exist_ok=True)
     started = time.time()
-    runner = Runner(args.out, args.budget, args.mode)
+    runner = Runner(work, args.budget, args.mode)
     gpus = gpu_count()
     steps = []
     record = runner.run("env", [sys.executable, "-c", ENV_CODE], STEP_LIMITS["env"])
     if record["status"] == "ok":
-        with open(os.path.join(args.out, record["log"])) as f:
+        with open(os.path.join(work, record["log"])) as f:
             lines = [line for line in f.read().splitlines() if line.startswith("{")]
         record["result"] = json.loads(lines[-1]) if lines else None
         if args.mode == "gpu" and record["result"] and not record["result"]["cuda_available"]:
@@ -526,7 +383,8 @@ def run_check(args) -> int:
     steps.append(_bench_step(runner, "iqa", sizes["bench_profile"], "iqa", STEP_LIMITS["iqa"]))
     steps.append(_clip_step(runner, sizes))
     steps.append(_ddp_step(runner, gpus))
-    steps.append(_bench_step(runner, "bench_extra", sizes["bench_profile"], "clip_cost,precision", runner.left()))
+    extra = "clip_cost,precision,components"
+    steps.append(_bench_step(runner, "bench_extra", sizes["bench_profile"], extra, runner.left()))
     env = steps[0].get("result") or {}
     date = datetime.date.today().isoformat()
     report = {
@@ -541,6 +399,7 @@ def run_check(args) -> int:
             "setup": args.setup,
             "setup_s": args.setup_seconds,
             "sizes": sizes,
+            "work": work,
             "wall_s": time.time() - started + (args.setup_seconds or 0),
         },
         "steps": steps,
@@ -549,6 +408,12 @@ def run_check(args) -> int:
     if args.setup.startswith("failed"):
         report["failed"].insert(0, "setup")
     stem = os.path.join(args.out, f"gpu-{date}" if args.mode == "gpu" else f"gpu-check-cpu-rehearsal-{date}")
+    for step in steps:  # each benchmark step's full tables next to the check's own files
+        for rel in step.get("files", []):
+            ext = os.path.splitext(rel)[1]
+            if ext in (".json", ".md"):
+                shutil.copy(os.path.join(work, rel), f"{stem}-{step['step']}{ext}")
+                step.setdefault("copied", []).append(os.path.basename(f"{stem}-{step['step']}{ext}"))
     with open(stem + ".json", "w") as f:
         json.dump(report, f, indent=1, default=str)
     with open(stem + ".md", "w") as f:
@@ -559,7 +424,7 @@ def run_check(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from sfd_bench.cli import gpu_check_parser
+    from sfd_gpu_check.cli import gpu_check_parser
 
     args = gpu_check_parser().parse_args(argv)
     if args.action == "clip":
