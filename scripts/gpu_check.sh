@@ -73,7 +73,10 @@ if [ ${#WHEEL_FILES[@]} -gt 0 ]; then
 fi
 # The repository's packages first, then the installed wheels, then whatever the interpreter has.
 export PYTHONPATH="$ROOT:$SITE${PYTHONPATH:+:$PYTHONPATH}"
-if ! "$PY" -c "import torch, basicsr, open_clip" >>"$WORK/logs/setup.log" 2>&1; then
+# basicsr 1.4.2 imports a torchvision module removed in 0.17: sfd_utils.compat shims it (an installed
+# sfd-basicsr does this at start-up; here only the repository is on the path).
+if ! "$PY" -c "from sfd_utils.compat import install; install(); import torch, basicsr, open_clip" \
+    >>"$WORK/logs/setup.log" 2>&1; then
     SETUP="failed: torch/basicsr/open_clip not importable after setup ($SETUP; see logs/setup.log)"
 fi
 echo "[gpu_check] setup: $SETUP"

@@ -1,7 +1,7 @@
 """Row ``gan_step``: one SFDModel step vs the discriminators BasicSR users pick today, and row
 ``clip_cost``: CLIP forwards per iteration of SFDModel vs the stock-model drop-in."""
 
-from sfd_bench.core import is_unstable, paired_ratio, ratio_of, trace_ops
+from sfd_bench.core import is_unstable, paired_ratio, ratio_of
 from sfd_bench.profiles import BASELINE, TARGET_CLIP_SPEEDUP, TARGET_STEP_MEM, TARGET_STEP_TIME, Profile
 from sfd_bench.steps import BenchContext, StepSpec, entry_row, free_entries, is_vit, run_steps
 
@@ -61,9 +61,9 @@ def row_gan_step(ctx: BenchContext, trace: bool) -> dict:
     result = {"status": "ok", "baseline": BASELINE, "configs": rows, "targets": targets}
     if trace:
         missed = {t["what"].split(":")[0] for t in targets if t["met"] is False and "step time" in t["what"]}
-        result["trace"] = {e.spec.name: trace_ops(e.step, ctx.device) for e in entries if e.spec.name in missed}
+        result["trace"] = {e.spec.name: e.trace() for e in entries if e.spec.name in missed}
         if result["trace"]:
-            result["trace"][BASELINE] = trace_ops(next(e for e in entries if e.spec.name == BASELINE).step, ctx.device)
+            result["trace"][BASELINE] = next(e for e in entries if e.spec.name == BASELINE).trace()
     free_entries(entries)
     return result
 
@@ -142,7 +142,7 @@ def row_clip_cost(ctx: BenchContext, trace: bool) -> dict:
     }
     if trace:
         missed = {t["what"].split(":")[0] for t in targets if t["met"] is False}
-        result["trace"] = {e.spec.name: trace_ops(e.step, ctx.device) for e in entries if e.spec.name in missed}
+        result["trace"] = {e.spec.name: e.trace() for e in entries if e.spec.name in missed}
     free_entries(entries)
     return result
 

@@ -64,6 +64,8 @@ SIZES = {
 }
 ENV_CODE = r"""
 import importlib.metadata as md, json, platform, torch
+from sfd_utils.compat import install
+install()  # the torchvision shim basicsr 1.4.2 needs (no installed start-up hook on a bare machine)
 def v(d):
     try:
         return md.version(d)
