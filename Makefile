@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip --disable-pip-version-check
 STAMP  := $(VENV)/.sfd-basicsr-installed
 PYTEST_ARGS ?=
 
-.PHONY: setup test demo demo-csud lint clean
+.PHONY: setup test demo demo-csud lint clean wheels gpu-check gpu-check-cpu
 
 setup: $(STAMP)
 
@@ -35,6 +35,19 @@ demo-csud: setup
 	$(PY) basicsr/train.py -opt options/demo_CSUD_cpu.yml
 	$(PY) scripts/derain.py -i datasets/csud_synthetic/test/rain --gt datasets/csud_synthetic/test/clean \
 		-w experiments/demo_CSUD_cpu/models/net_g_latest.pth -o results/demo_CSUD_cpu
+
+# The GPU check (issue 18). `make wheels` here (pip reaches PyPI) fills .whl/ with what a PyTorch GPU
+# image lacks; on the GPU machine `make gpu-check` (or `bash scripts/gpu_check.sh`, no venv needed)
+# installs them, runs every CUDA path and GPU number in under 8 minutes and writes
+# benchmarks/results/gpu-<date>.{json,md}. `make gpu-check-cpu` is its rehearsal on CPU (also in `make test`).
+wheels:
+	bash scripts/gpu_wheels.sh
+
+gpu-check:
+	bash scripts/gpu_check.sh
+
+gpu-check-cpu: setup
+	bash scripts/gpu_check.sh --cpu --python $(PY) --out results/gpu_check_cpu
 
 lint: setup
 	$(PY) -m ruff check .

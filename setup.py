@@ -59,6 +59,7 @@ setup(
         "csud_tools",
         "sfd_bench",
         "sfd_trainner",
+        "sfd_gpu_check",
     ],
     package_data={"sfd_arch": ["clip_configs/*.json"]},
     install_requires=[

@@ -8,6 +8,7 @@ BENCHMARK_DOC = """Benchmark SFD against BasicSR's discriminators side by side (
 
     python scripts/benchmark.py                      # auto: the GPU profile when CUDA is present, else CPU
     python scripts/benchmark.py --profile smoke      # seconds: tiny networks, checks the machinery
+    python scripts/benchmark.py --profile cpu-real --rows gan_step,components   # batch 4 at 256² on CPU
     python scripts/benchmark.py --rows 1,2 --out /tmp/bench
 
 Writes <out>/<device>-<date>.json and .md (ratios, command, versions, device, threads, date).
@@ -27,8 +28,8 @@ BIG_IMAGE_DOC = """Peak memory of tiled SR inference on one big photo (``scripts
 CLIP_BACKBONE_DOC = """Forward+backward time of the frozen CLIP backbone per 256² image (gradient to the input only),
 RN50 and ViT-B-16 with random weights, side by side in one process. Writes JSON + Markdown."""
 # Kept equal to sfd_bench.profiles.PROFILES / ROWS and sfd_bench.csud.PROFILES (tests check it).
-PROFILE_NAMES = ("smoke", "cpu", "gpu")
-ROW_NAMES = ("gan_step", "clip_cost", "precision", "iqa", "csud")
+PROFILE_NAMES = ("smoke", "cpu", "cpu-real", "gpu")
+ROW_NAMES = ("gan_step", "clip_cost", "precision", "iqa", "csud", "components")
 CSUD_PROFILE_NAMES = ("tiny", "cpu", "full")
 
 
@@ -44,6 +45,13 @@ def benchmark_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--threads", type=int, help="CPU threads (default: the profile's, else one per core)")
     parser.add_argument("--notes", help="Markdown file appended to the table (findings)")
+    parser.add_argument(
+        "--max-spread",
+        type=float,
+        help="a time target whose repeats spread more than this ((max - min) / median) reads 'unstable' "
+        "instead of met / missed (default: the profile's, 0.15)",
+    )
+    parser.add_argument("--tag", help="appended to the file names (e.g. run1, run2 for repeated runs on one day)")
     return parser
 
 

@@ -124,8 +124,40 @@ def trace_ops(fn: Callable[[], object], device: torch.device, top: int = 12) -> 
     ]
 
 
+# A configuration whose repeats spread more than this (max - min over the median) is too noisy
+# for a verdict: its targets read "unstable" instead of met / missed.
+MAX_SPREAD = 0.15
+
+
 def time_stats(times: list[float]) -> dict:
-    return {"median_s": statistics.median(times), "min_s": min(times), "times_s": times}
+    """Seconds of the repeats -> median, min, max, spread = (max - min) / median, and the repeats."""
+    median = statistics.median(times)
+    return {
+        "median_s": median,
+        "min_s": min(times),
+        "max_s": max(times),
+        "spread": (max(times) - min(times)) / median if median > 0 else 0.0,
+        "times_s": list(times),
+    }
+
+
+def paired_ratio(times: list[float], base_times: list[float]) -> dict:
+    """Ratio of medians, and the range of ratios over the interleaved pairs (repeat i of each side).
+
+    Round-robin timing puts repeat i of every configuration next to repeat i of the baseline, so
+    the per-pair ratios see the same machine state; their range shows how far noise moves the ratio.
+    """
+    pairs = [a / b for a, b in zip(times, base_times) if b > 0]
+    return {
+        "ratio": ratio_of(statistics.median(times), statistics.median(base_times)) if times and base_times else None,
+        "ratio_min": min(pairs) if pairs else None,
+        "ratio_max": max(pairs) if pairs else None,
+    }
+
+
+def is_unstable(*spreads: float | None, limit: float = MAX_SPREAD) -> bool:
+    """True when any side's spread exceeds ``limit`` (its median is not a number to judge by)."""
+    return any(s is not None and s > limit for s in spreads)
 
 
 def ratio_of(a: float | None, b: float | None) -> float | None:

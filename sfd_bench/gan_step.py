@@ -1,7 +1,7 @@
 """Row ``gan_step``: one SFDModel step vs the discriminators BasicSR users pick today, and row
 ``clip_cost``: CLIP forwards per iteration of SFDModel vs the stock-model drop-in."""
 
-from sfd_bench.core import ratio_of, trace_ops
+from sfd_bench.core import is_unstable, paired_ratio, ratio_of
 from sfd_bench.profiles import BASELINE, TARGET_CLIP_SPEEDUP, TARGET_STEP_MEM, TARGET_STEP_TIME, Profile
 from sfd_bench.steps import BenchContext, StepSpec, entry_row, free_entries, is_vit, run_steps
 
@@ -24,8 +24,8 @@ def row_gan_step(ctx: BenchContext, trace: bool) -> dict:
     rows = [entry_row(e) for e in entries]
     by_name = {r["name"]: r for r in rows}
     base, sr_only = by_name[BASELINE], by_name["sr_only"]
+    add_time_ratios(rows, base)
     for r in rows:
-        r["time_ratio"] = ratio_of(r["median_s"], base["median_s"])
         r["mem_ratio"] = ratio_of(r["peak_mem_mb"], base["peak_mem_mb"])
         if r["peak_mem_mb"] is not None and r["frozen_clip_mb"] is not None:
             r["mem_ratio_without_frozen_clip"] = ratio_of(r["peak_mem_mb"] - r["frozen_clip_mb"], base["peak_mem_mb"])
@@ -42,7 +42,16 @@ def row_gan_step(ctx: BenchContext, trace: bool) -> dict:
         if r["model"] != "SFDModel":
             continue
         limit = TARGET_STEP_TIME["vit" if is_vit(r["clip"]) else "resnet"]
-        targets.append(judge_target(f"{r['name']}: step time vs {BASELINE}", r["time_ratio"], "<=", limit, p))
+        targets.append(
+            judge_target(
+                f"{r['name']}: step time vs {BASELINE}",
+                r["time_ratio"],
+                "<=",
+                limit,
+                p,
+                spreads=(r["spread"], base["spread"]),
+            )
+        )
         targets.append(
             judge_target(f"{r['name']}: peak memory vs {BASELINE}", r["mem_ratio"], "<=", TARGET_STEP_MEM, p)
         )
@@ -52,21 +61,40 @@ def row_gan_step(ctx: BenchContext, trace: bool) -> dict:
     result = {"status": "ok", "baseline": BASELINE, "configs": rows, "targets": targets}
     if trace:
         missed = {t["what"].split(":")[0] for t in targets if t["met"] is False and "step time" in t["what"]}
-        result["trace"] = {e.spec.name: trace_ops(e.step, ctx.device) for e in entries if e.spec.name in missed}
+        result["trace"] = {e.spec.name: e.trace() for e in entries if e.spec.name in missed}
         if result["trace"]:
-            result["trace"][BASELINE] = trace_ops(next(e for e in entries if e.spec.name == BASELINE).step, ctx.device)
+            result["trace"][BASELINE] = next(e for e in entries if e.spec.name == BASELINE).trace()
     free_entries(entries)
     return result
 
 
-def judge_target(what: str, value, op: str, limit: float, profile: Profile) -> dict:
-    """One issue target: met True/False, or None where it is not judged (smoke profile, no value)."""
+def judge_target(what: str, value, op: str, limit: float, profile: Profile, spreads=()) -> dict:
+    """One issue target: met True/False, or None where it is not judged.
+
+    ``verdict``: 'met' / 'missed'; 'not judged' (smoke profile, no value); 'unstable' when a time
+    behind the value spread more than ``profile.max_spread`` over its repeats (``spreads``: the
+    spread of each side), since then the median is noise and a verdict would be too.
+    """
     met = None
     if value is not None and profile.name != "smoke":
         met = bool(value <= limit) if op == "<=" else bool(value >= limit) if op == ">=" else bool(value == limit)
     if op == "==" and value is not None:  # the cost rule holds in every profile
         met = bool(value == limit)
-    return {"what": what, "value": value, "target": f"{op} {limit:g}", "met": met}
+    worst = max((s for s in spreads if s is not None), default=None)
+    verdict = {True: "met", False: "missed", None: "not judged"}[met]
+    if met is not None and op != "==" and is_unstable(worst, limit=profile.max_spread):
+        met, verdict = None, "unstable"
+    out = {"what": what, "value": value, "target": f"{op} {limit:g}", "met": met, "verdict": verdict}
+    if spreads:
+        out["max_spread"] = worst
+    return out
+
+
+def add_time_ratios(rows: list[dict], base: dict, key: str = "time_ratio") -> None:
+    """``key`` (ratio of medians) and ``key``_min / _max (range over interleaved pairs) of each row to ``base``."""
+    for r in rows:
+        pairs = paired_ratio(r["times_s"], base["times_s"])
+        r[key], r[f"{key}_min"], r[f"{key}_max"] = pairs["ratio"], pairs["ratio_min"], pairs["ratio_max"]
 
 
 # -- row 2: CLIP cost -----------------------------------------------------------------------------
@@ -90,14 +118,21 @@ def row_clip_cost(ctx: BenchContext, trace: bool) -> dict:
         sfd = next(r for r in rows if r["name"] == f"sfd_{clip}")
         naive = next(r for r in rows if r["name"] == f"naive_esrgan_{clip}")
         for r in (sfd, naive):
-            r["speedup_vs_naive"] = ratio_of(naive["median_s"], r["median_s"])
+            pairs = paired_ratio(naive["times_s"], r["times_s"])
+            r["speedup_vs_naive"] = pairs["ratio"]
+            r["speedup_vs_naive_min"], r["speedup_vs_naive_max"] = pairs["ratio_min"], pairs["ratio_max"]
             r["flop_ratio_vs_sfd"] = ratio_of(r["gflops_per_iter"], sfd["gflops_per_iter"])
         targets.append(
             judge_target(f"sfd_{clip}: CLIP image forwards per iteration", sfd["clip_forwards_per_iter"], "==", 2, p)
         )
         targets.append(
             judge_target(
-                f"sfd_{clip}: speed-up vs naive drop-in", sfd["speedup_vs_naive"], ">=", TARGET_CLIP_SPEEDUP, p
+                f"sfd_{clip}: speed-up vs naive drop-in",
+                sfd["speedup_vs_naive"],
+                ">=",
+                TARGET_CLIP_SPEEDUP,
+                p,
+                spreads=(sfd["spread"], naive["spread"]),
             )
         )
     result = {
@@ -108,7 +143,7 @@ def row_clip_cost(ctx: BenchContext, trace: bool) -> dict:
     }
     if trace:
         missed = {t["what"].split(":")[0] for t in targets if t["met"] is False}
-        result["trace"] = {e.spec.name: trace_ops(e.step, ctx.device) for e in entries if e.spec.name in missed}
+        result["trace"] = {e.spec.name: e.trace() for e in entries if e.spec.name in missed}
     free_entries(entries)
     return result
 

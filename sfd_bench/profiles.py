@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 import torch
 
 SCHEMA = "sfd-basicsr-benchmark/1"
-ROWS = ("gan_step", "clip_cost", "precision", "iqa", "csud")
+ROWS = ("gan_step", "clip_cost", "precision", "iqa", "csud", "components")
 BASELINE = "realesrgan_unet"
 # Issue 8's targets (benchmark figures, never test assertions).
 TARGET_STEP_TIME = {"resnet": 0.75, "vit": 0.8}  # SFD step / Real-ESRGAN step
@@ -66,6 +66,8 @@ class Profile:
     scale: int = 4
     seed: int = 0
     threads: int | None = None  # CPU threads (None: torch's default, one per core)
+    precision_repeats: int | None = None  # rounds of row 3 (None: repeats); bf16 on a CPU is ~40x slower
+    max_spread: float = 0.15  # a time target whose sides spread more ((max - min) / median) is "unstable"
 
 
 PROFILES = {
@@ -94,7 +96,7 @@ PROFILES = {
         niqe_images=2,
         threads=1,  # small ops on a shared machine: OpenMP barriers of 2+ threads stall under load
     ),
-    # Minutes on 2 cores: the real networks at a small batch and crop.
+    # Minutes on 2 cores: the real networks at a small batch and crop (the quick CPU profile).
     "cpu": Profile(
         name="cpu",
         device="cpu",
@@ -102,7 +104,23 @@ PROFILES = {
         gt_size=128,
         generator=rrdbnet(),
         clip_models=("RN50", "ViT-B-16"),
+        repeats=7,  # interleaved: enough for min / median / spread to mean something on a shared machine
+        precision_repeats=3,  # CPU bf16 autocast steps take ~40 s here; row 3 judges losses, not time
         loss_iters=2,  # bf16 autocast on a CPU without native bf16 is ~5x slower than fp32
+    ),
+    # Closer to the real workload on CPU: batch 4 of 256² crops (the GPU profile's crop, a quarter
+    # of its batch). Tens of minutes on 2 cores; run the rows that matter (gan_step, components, csud).
+    "cpu-real": Profile(
+        name="cpu-real",
+        device="cpu",
+        batch=4,
+        gt_size=256,
+        generator=rrdbnet(),
+        clip_models=("RN50", "ViT-B-16"),
+        repeats=5,
+        precision_repeats=2,
+        loss_iters=2,
+        iqa_repeats=3,
     ),
     # Paper scale, used whenever CUDA is present: batch 16, 256² crops, bf16 autocast.
     "gpu": Profile(
@@ -125,7 +143,7 @@ PROFILES = {
 
 
 def resolve_profile(name: str) -> Profile:
-    """'smoke' | 'cpu' | 'gpu' | 'auto' (gpu when CUDA is present, else cpu) -> Profile."""
+    """A key of PROFILES, or 'auto' (gpu when CUDA is present, else cpu) -> Profile."""
     if name == "auto":
         name = "gpu" if torch.cuda.is_available() else "cpu"
     if name not in PROFILES:

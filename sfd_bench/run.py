@@ -19,6 +19,14 @@ to the row's baseline. Rows:
 4. ``iqa``: SFD-IQA images/s on 512² images (four 256² tiles each, SPEC formula) vs BasicSR's NIQE
    on the same images and the bare CLIP forward the score needs (the floor), over a batch sweep.
 5. ``csud``: delegated to ``sfd_bench.csud.run_csud_benchmark`` (CSUDModel vs the released order of forwards).
+6. ``components``: the SFD step and the baseline step piece by piece (G, VGG, CLIP HR, CLIP SR
+   fwd/bwd, Feat-D heads, text tower, UNet-D, Adam) with the FLOPs of each (``sfd_bench.components``).
+
+Noise: every time is reported as median, min, max and spread = (max - min) / median of the
+interleaved repeats; every ratio as the ratio of medians and the range of the per-pair ratios
+(repeat i of a configuration over repeat i of the baseline). A time target one of whose sides
+spread more than the profile's ``max_spread`` (0.15) reads "unstable", not met / missed; the
+load average is recorded before and after each row.
 
 Nothing downloads: CLIP and VGG19 have random weights (fine for timing), VGG19 read from a file
 written here. CPU peak memory is the resident-set high-water mark (``VmHWM``, reset through
@@ -38,6 +46,7 @@ from dataclasses import asdict, replace
 
 import torch
 
+from sfd_bench.components import row_components
 from sfd_bench.core import _load, _slug, _version, device_name, quiet_basicsr
 from sfd_bench.csud import row_csud
 from sfd_bench.gan_step import row_clip_cost, row_gan_step
@@ -53,6 +62,7 @@ ROW_FUNCTIONS = {
     "precision": row_precision,
     "iqa": row_iqa,
     "csud": row_csud,
+    "components": row_components,
 }
 
 
@@ -67,6 +77,8 @@ def run_benchmark(
     trace: bool = True,
     notes: str | None = None,
     threads: int | None = None,
+    max_spread: float | None = None,
+    tag: str | None = None,
 ) -> dict:
     """Run the chosen rows of ``profile`` side by side in this process; write JSON + Markdown.
 
@@ -87,6 +99,10 @@ def run_benchmark(
     device = profile_device(prof)
     if threads or prof.threads:
         prof = replace(prof, threads=threads or prof.threads)
+    if max_spread is not None:
+        if max_spread <= 0:
+            raise ValueError(f"--max-spread must be positive, got {max_spread}")
+        prof = replace(prof, max_spread=max_spread)
     saved_threads = torch.get_num_threads()
     if prof.threads:
         torch.set_num_threads(prof.threads)
@@ -115,6 +131,8 @@ def run_benchmark(
         if device.type == "cuda"
         else "VmHWM (reset via /proc/self/clear_refs) above the pre-build VmRSS, after malloc_trim",
     }
+    if tag:
+        meta["tag"] = _slug(tag)
     results: dict = {"schema": SCHEMA, "meta": meta, "rows": {}}
     try:
         with tempfile.TemporaryDirectory(prefix="sfd-bench-") as workdir, quiet_basicsr():
@@ -122,8 +140,11 @@ def run_benchmark(
             for name in chosen:
                 t0 = time.time()
                 print(f"[benchmark] row {name} ({prof.name} profile, {device.type}) ...", flush=True)
+                load_before = _load()
                 results["rows"][name] = ROW_FUNCTIONS[name](ctx, trace)
                 results["rows"][name]["wall_s"] = time.time() - t0
+                # 1-minute load average around the row: a row run under load says so next to its numbers
+                results["rows"][name]["load_avg"] = {"before": load_before, "after": _load()}
     finally:
         torch.set_num_threads(saved_threads)
     meta["load_avg_after"] = _load()
@@ -136,11 +157,13 @@ def run_benchmark(
 
 
 def result_stem(results: dict) -> str:
-    """``<device>-<date>`` (``-smoke`` appended for the smoke profile)."""
+    """``<device>-<date>`` (``-<profile>`` appended for the smoke and cpu-real profiles)."""
     meta = results["meta"]
     device = "cpu" if meta["device_type"] == "cpu" else _slug(meta["device"])
     stem = f"{device}-{meta['date'][:10]}"
-    return stem + ("-smoke" if meta["profile"]["name"] == "smoke" else "")
+    name = meta["profile"]["name"]
+    stem += f"-{name}" if name in ("smoke", "cpu-real") else ""
+    return stem + (f"-{meta['tag']}" if meta.get("tag") else "")
 
 
 def write_results(results: dict, out_dir: str) -> dict:
@@ -166,7 +189,15 @@ def run_benchmark_cli(args) -> int:
     notes = open(args.notes).read() if args.notes else None
     command = " ".join(shlex.quote(a) for a in ["python", "scripts/benchmark.py", *sys.argv[1:]])
     results = run_benchmark(
-        args.profile, args.rows, args.out, command=command, trace=not args.no_trace, notes=notes, threads=args.threads
+        args.profile,
+        args.rows,
+        args.out,
+        command=command,
+        trace=not args.no_trace,
+        notes=notes,
+        threads=args.threads,
+        max_spread=getattr(args, "max_spread", None),
+        tag=getattr(args, "tag", None),
     )
     print(open(results["files"]["markdown"]).read())
     print(f"wrote {results['files']['json']} and {results['files']['markdown']}")

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sfd_bench.core import PeakMemory, count_flops, cuda_calls_stay_on_cpu, seed_all, sync_device, time_stats
+from sfd_bench.core import PeakMemory, cuda_calls_stay_on_cpu, seed_all, sync_device, time_stats
 from sfd_bench.profiles import PHOTOS, VGG_LAYERS, Profile, profile_device
 
 
@@ -176,6 +176,15 @@ class BenchContext:
         return torch.autocast(self.device.type, dtype={"bf16": torch.bfloat16, "fp16": torch.float16}[amp])
 
 
+def frozen_weights(model: torch.nn.Module) -> tuple[float, str]:
+    """(MB, dtype) of a frozen model's parameters and buffers: sum of numel * element_size, and the
+    parameters' dtype names joined by '+' (sorted) when they differ."""
+    tensors = list(model.parameters()) + list(model.buffers())
+    size = sum(t.numel() * t.element_size() for t in tensors) / 2**20
+    dtypes = sorted({str(t.dtype).replace("torch.", "") for t in model.parameters()})
+    return size, "+".join(dtypes) or "none"
+
+
 class _Entry:
     """A built configuration and what was measured on it."""
 
@@ -197,11 +206,36 @@ class _Entry:
     def frozen_mb(self) -> float | None:
         """Size of the frozen CLIP weights (hidden from the model; part of the peak, batch-independent)."""
         backbone = self.backbone()
-        if backbone is None:
-            return None
-        clip = backbone.clip
-        tensors = list(clip.parameters()) + list(clip.buffers())
-        return sum(t.numel() * t.element_size() for t in tensors) / 2**20
+        return None if backbone is None else frozen_weights(backbone.clip)[0]
+
+    def frozen_dtype(self) -> str | None:
+        """dtype(s) of the frozen CLIP parameters, e.g. 'float32' ('bfloat16+float32' when mixed)."""
+        backbone = self.backbone()
+        return None if backbone is None else frozen_weights(backbone.clip)[1]
+
+    def step_gflops(self) -> float:
+        """GFLOPs of one optimize_parameters (feed_data outside the count: basicsr's RealESRGANModel
+        sharpens GT with a 101x101 USM kernel there, data-side work the timed step does not include)."""
+        from torch.utils.flop_counter import FlopCounterMode
+
+        self.it += 1
+        self.model.feed_data(self.batches[self.it % len(self.batches)])
+        with FlopCounterMode(display=False) as counter, self.ctx.autocast(self.spec):
+            self.model.optimize_parameters(self.it)
+        return counter.get_total_flops() / 1e9
+
+    def trace(self) -> list[dict]:
+        """torch.profiler top ops of one optimize_parameters (feed_data outside the trace)."""
+        from sfd_bench.core import trace_ops
+
+        self.it += 1
+        self.model.feed_data(self.batches[self.it % len(self.batches)])
+
+        def optimize() -> None:
+            with self.ctx.autocast(self.spec):
+                self.model.optimize_parameters(self.it)
+
+        return trace_ops(optimize, self.ctx.device)
 
     def step(self, record_losses: bool = False) -> float:
         """One optimize_parameters (feed_data outside the timing); returns its wall seconds."""
@@ -234,9 +268,15 @@ def _build(spec: StepSpec, ctx: BenchContext):
 
 
 def run_steps(
-    specs: list[StepSpec], ctx: BenchContext, warmup: int, count_flops_too: bool = True, loss_iters: int = 0
+    specs: list[StepSpec],
+    ctx: BenchContext,
+    warmup: int,
+    count_flops_too: bool = True,
+    loss_iters: int = 0,
+    repeats: int | None = None,
 ) -> list[_Entry]:
-    """Build and warm up each spec (peak memory, FLOPs), then time them round-robin."""
+    """Build and warm up each spec (peak memory, FLOPs), then time them round-robin
+    (``repeats`` rounds, default the profile's)."""
     batches = sr_batches(ctx.profile, ctx.device)
     entries = []
     for spec in specs:
@@ -248,9 +288,9 @@ def run_steps(
         for i in range(max(warmup, loss_iters, 1)):  # >= 1: Adam's state is allocated by the first step
             entry.step(record_losses=i < loss_iters)
         entry.peak_mb = mem.peak_mb()
-        entry.gflops = count_flops(lambda e=entry: e.step()) / 1e9 if count_flops_too else None
+        entry.gflops = entry.step_gflops() if count_flops_too else None
         entries.append(entry)
-    for _ in range(ctx.profile.repeats):
+    for _ in range(ctx.profile.repeats if repeats is None else repeats):
         for entry in entries:
             entry.times.append(entry.step())
     return entries
@@ -269,6 +309,7 @@ def entry_row(entry: _Entry) -> dict:
         **time_stats(entry.times),
         "peak_mem_mb": entry.peak_mb,
         "frozen_clip_mb": entry.frozen_mb(),
+        "frozen_clip_dtype": entry.frozen_dtype(),
         "gflops_per_iter": entry.gflops,
         "clip_forwards_per_iter": (forwards[0] if len(forwards) == 1 else forwards) if forwards else None,
     }

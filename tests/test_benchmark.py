@@ -139,3 +139,43 @@ def test_trace_ops_schema():
     ops = trace_ops(lambda: (x @ x).sum(), torch.device("cpu"), top=3)
     assert 1 <= len(ops) <= 3
     assert set(ops[0]) == {"op", "shapes", "calls", "self_ms", "share"} and 0 <= ops[0]["share"] <= 1
+
+
+def test_noise_fields_and_load_per_row(smoke):
+    for name, row in smoke["rows"].items():
+        if row.get("status") != "ok":
+            continue
+        load = row["load_avg"]
+        assert set(load) == {"before", "after"}, name
+    for c in smoke["rows"]["gan_step"]["configs"]:
+        assert c["min_s"] <= c["median_s"] <= c["max_s"] and c["spread"] >= 0
+        assert c["time_ratio_min"] <= c["time_ratio_max"]
+    for t in smoke["rows"]["gan_step"]["targets"]:
+        assert t["verdict"] in ("met", "missed", "not judged", "unstable")
+    sfd = {c["name"]: c for c in smoke["rows"]["gan_step"]["configs"]}["sfd_tiny-rn"]
+    assert sfd["frozen_clip_dtype"] == "float32" and sfd["frozen_clip_mb"] > 0
+    md = open(smoke["files"]["markdown"]).read()
+    assert "(float32)" in md and "spread" in md and "## 6. Where the step's time goes" in md
+
+
+def test_components_row(smoke):
+    row = smoke["rows"]["components"]
+    assert row["status"] == "ok"
+    tables = {t["config"]: t for t in row["tables"]}
+    assert set(tables) == {"sfd_tiny-rn", "sfd_tiny-vit", BASELINE}
+    names = {r["component"] for r in tables["sfd_tiny-rn"]["rows"]}
+    for piece in ("G fwd+bwd", "CLIP HR (no grad) [tiny-rn]", "CLIP SR fwd+bwd [tiny-rn]", "Feat-D heads D [tiny-rn]"):
+        assert piece in names
+    assert "text tower fwd+bwd [tiny-rn]" in names and "other (step − pieces)" in names
+    assert {"UNet-D D", "UNet-D G"} <= {r["component"] for r in tables[BASELINE]["rows"]}
+    for t in tables.values():
+        for r in t["rows"][:-1]:
+            assert is_num(r["ms"]) and r["ms"] > 0 and is_num(r["gflops"]) and r["gflops"] >= 0
+        assert is_num(t["step_gflops"]) and t["step_gflops"] > 0
+        # the pieces account for the step's FLOPs (the step's count excludes feed_data, where basicsr's
+        # RealESRGANModel sharpens GT with a 101x101 kernel that the timed step does not include)
+        other = t["rows"][-1]
+        assert abs(other["gflops"]) <= 0.02 * t["step_gflops"], (t["config"], other)
+    # the CLIP SR pass carries a backward, so it costs more FLOPs than the no-grad HR pass
+    rn = {r["component"]: r for r in tables["sfd_tiny-rn"]["rows"]}
+    assert rn["CLIP SR fwd+bwd [tiny-rn]"]["gflops"] > rn["CLIP HR (no grad) [tiny-rn]"]["gflops"]

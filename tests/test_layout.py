@@ -17,7 +17,8 @@ HELPERS = {"sfd_utils"}
 PROGRAMS = {"sfd_tools", "sfd_iqa_tools", "csud_tools"}
 BENCH = {"sfd_bench"}
 HOSTS = {"sfd_trainner"}
-PACKAGES = COMPONENTS | HELPERS | PROGRAMS | BENCH | HOSTS
+CHECKS = {"sfd_gpu_check"}
+PACKAGES = COMPONENTS | HELPERS | PROGRAMS | BENCH | HOSTS | CHECKS
 # package -> the packages of ours it may import (besides itself)
 ALLOWED = {
     **{p: COMPONENTS | HELPERS for p in COMPONENTS},
@@ -25,6 +26,7 @@ ALLOWED = {
     **{p: COMPONENTS | HELPERS | PROGRAMS | BENCH for p in PROGRAMS},
     "sfd_bench": COMPONENTS | HELPERS,
     "sfd_trainner": COMPONENTS | HELPERS,
+    "sfd_gpu_check": COMPONENTS | HELPERS | BENCH,
 }
 MAX_FILE_LINES = 600
 MAX_PACKAGE_SHARE = 0.25
