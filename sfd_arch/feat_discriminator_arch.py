@@ -40,9 +40,12 @@ class FeatDiscriminator(nn.Module):
         in_channels (list[int]): channels of each middle map (``FrozenCLIP.feat_channels``).
         mid_channels (int): head width. Default: 256.
         feat_norm (str): 'rms' divides each layer's map by a running RMS of that layer's features
-            (a buffer, updated in training mode, saved with the heads); 'none' feeds maps as they
-            are. Spectral-normalised heads cannot amplify, so without it their logits scale with
-            the backbone's feature magnitude, which differs by orders between CLIP models.
+            (a buffer saved with the heads); 'none' feeds maps as they are. The RMS moves only in
+            training mode while the heads are trainable, i.e. in the discriminator step (SFDModel
+            and BasicSR's GAN models set requires_grad=False on net_d for the generator step); until
+            the first discriminator step the RMS is 1 (maps unscaled). Spectral-normalised heads
+            cannot amplify, so without it their logits scale with the backbone's feature
+            magnitude, which differs by orders between CLIP models.
             Default: 'rms'.
         momentum (float): update rate of the running RMS. Default: 0.01.
 
@@ -73,7 +76,8 @@ class FeatDiscriminator(nn.Module):
         if len(feats) != len(self.heads):
             raise ValueError(f"Feat-D has {len(self.heads)} heads but got {len(feats)} feature maps")
         if self.feat_norm == "rms":
-            if self.training:
+            heads_trained = any(p.requires_grad for p in self.heads.parameters())
+            if self.training and heads_trained:  # the discriminator step
                 self._update_rms(feats)
             rms = self.feat_rms.clone()  # a copy: the buffer may be updated again before backward
             feats = [f / rms[i].to(f.dtype) for i, f in enumerate(feats)]
