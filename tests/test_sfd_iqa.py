@@ -89,18 +89,30 @@ def test_tile_layout():
     assert upsized_shape(100, 70, 64) == (100, 70)
 
 
+def crop_spread(scorer, img: np.ndarray) -> float:
+    """max - min of Q over the image's own tiles: the scale every tolerance below is relative to."""
+    _, boxes = scorer.crop_layout(*img.shape[:2])
+    crops = torch.stack([torch.from_numpy(img[t : t + TILE, s : s + TILE].copy()).permute(2, 0, 1) for t, s in boxes])
+    q_feat, q_text = scorer.score_crops(crops.float() / 255)
+    q = 0.5 * q_feat + 0.5 * q_text
+    return float(q.max() - q.min())
+
+
 def test_tiling_invariance(scorer):
     img = photo("motorcycle_right")[100:228, 200:328]  # 128 x 128 = 2 x 2 tiles of 64
     whole = scorer.score(img)
     quads = [scorer.score(img[t : t + TILE, s : s + TILE]) for t in (0, TILE) for s in (0, TILE)]
     assert whole.q == pytest.approx(np.mean([x.q for x in quads]), abs=1e-6)
     big = photo("motorcycle_right")[:300, :400]
+    spread = crop_spread(scorer, big)  # ~0.19 for this fixture
+    assert spread > 0.05  # the tiles differ: a fraction of the spread is a meaningful bound
     grid = scorer.score(big)
     overlapping = SFDIQA(scorer.disc, TILE, stride=TILE // 2, device="cpu").score(big)
     shifted = scorer.score(big[16:, 24:])
     assert overlapping.n_crops > grid.n_crops
-    assert abs(overlapping.q - grid.q) < 0.02
-    assert abs(shifted.q - grid.q) < 0.02
+    # Other crops of the same image average to nearly the same Q (measured: 1% and 8% of the spread).
+    assert abs(overlapping.q - grid.q) < 0.05 * spread
+    assert abs(shifted.q - grid.q) < 0.12 * spread
 
 
 def test_batches_bound_memory_and_do_not_change_scores(scorer, monkeypatch):
@@ -125,7 +137,8 @@ def test_bf16_close_to_float32(scorer):
     img = photo("chelsea")[:128, :192]
     ref = scorer.score(img)
     low = SFDIQA(scorer.disc, TILE, bf16=True, device="cpu").score(img)
-    assert low.q == pytest.approx(ref.q, abs=0.03)
+    spread = crop_spread(scorer, photo("motorcycle_right")[:300, :400])
+    assert abs(low.q - ref.q) < 0.03 * spread  # measured: < 1% of the spread
 
 
 def test_image_types_give_the_same_score(scorer, tmp_path):
