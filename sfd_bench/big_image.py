@@ -38,14 +38,9 @@ TILE_PAD = 10  # inference_sr.py's default --tile-pad
 
 def meminfo_kb(key: str = "MemAvailable") -> int | None:
     """A ``/proc/meminfo`` field in kB (Linux), None elsewhere."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
+    from sfd_bench.core import proc_field_kb
+
+    return proc_field_kb("/proc/meminfo", key)
 
 
 def _rss_kb(pid: int) -> int | None:

@@ -23,15 +23,20 @@ def sync_device(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _status_kb(key: str) -> int | None:
+def proc_field_kb(path: str, key: str) -> int | None:
+    """A ``key:  <n> kB`` field of a /proc file (``/proc/self/status``, ``/proc/meminfo``), None elsewhere."""
     try:
-        with open("/proc/self/status") as f:
+        with open(path) as f:
             for line in f:
                 if line.startswith(key + ":"):
                     return int(line.split()[1])
     except OSError:
         return None
     return None
+
+
+def _status_kb(key: str) -> int | None:
+    return proc_field_kb("/proc/self/status", key)
 
 
 def _malloc_trim() -> None:

@@ -11,7 +11,6 @@ iteration for every host. Writes JSON + Markdown; reports ratios and counts, jud
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
 import os
@@ -20,11 +19,12 @@ import statistics
 import tempfile
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
+
+from sfd_bench.core import cuda_calls_stay_on_cpu
 
 HOSTS = ("SRGANModel", "ESRGANModel", "RealESRGANModel", "traiNNer-SRModel", "SFDModel", "SFDRealModel")
 TRAINNER = "traiNNer-SRModel"
@@ -63,20 +63,6 @@ def trainner_srmodel_step(model, current_iter: int) -> None:
     model.log_dict = model.reduce_loss_dict(loss_dict)
 
 
-@contextlib.contextmanager
-def cuda_calls_stay_put(device: torch.device) -> Iterator[None]:
-    """basicsr's RealESRGANModel calls ``.cuda()`` on its JPEG/USM helpers: a no-op off CUDA."""
-    if device.type == "cuda":
-        yield
-        return
-    original = torch.nn.Module.cuda
-    torch.nn.Module.cuda = lambda self, *a, **k: self
-    try:
-        yield
-    finally:
-        torch.nn.Module.cuda = original
-
-
 def host_options(
     host: str,
     network_d: dict,
@@ -109,7 +95,7 @@ def build_host(host: str, network_d: dict, exp_dir: str, seed: int = 0, **kwargs
 
     opt = host_options(host, network_d, exp_dir, **kwargs)
     torch.manual_seed(seed)
-    with cuda_calls_stay_put(torch.device(opt["num_gpu"] and "cuda" or "cpu")):
+    with cuda_calls_stay_on_cpu(torch.device(opt["num_gpu"] and "cuda" or "cpu")):
         return build_model(opt)
 
 
