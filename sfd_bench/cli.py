@@ -76,6 +76,9 @@ def learning_check_parser() -> argparse.ArgumentParser:
         default=None,
         help="CLIP weights (tag in the local cache or file); default: random, BN-calibrated",
     )
+    p.add_argument(
+        "--clip-input-size", type=int, default=None, help="run CLIP at this short side (network_d.clip_input_size)"
+    )
     return p
 
 

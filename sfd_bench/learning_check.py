@@ -90,6 +90,7 @@ def run_learning_check(
     clip_pretrained: str | None = None,
     lr_d: float = 1e-3,
     seed: int = 0,
+    clip_input_size: int | None = None,
 ) -> dict:
     """Run both checks; write ``report.json`` and ``report.md`` under ``out_dir``; return the report.
 
@@ -109,6 +110,8 @@ def run_learning_check(
     if clip_pretrained is None:
         clip_pretrained = prepare_tiny_clip(out_dir, clip_model, train_hr[rng.permutation(len(train_hr))[:64]])
     network_d = {"clip_model": clip_model, "clip_pretrained": clip_pretrained, "n_ctx": 8, "feat_mid_channels": 32}
+    if clip_input_size:
+        network_d["clip_input_size"] = clip_input_size  # the one CLIP forward at this short side
     adam = {"type": "Adam", "lr": lr_d, "betas": [0.9, 0.99]}
     opt = sfd_options(
         os.path.join(out_dir, "disc_only"),
@@ -163,6 +166,7 @@ def run_learning_check(
             "train_photos": TRAIN_PHOTOS,
             "heldout_photos": HELDOUT_PHOTOS,
             "crop": crop,
+            "clip_input_size": clip_input_size,
             "batch": batch,
             "d_iters": d_iters,
             "g_iters": g_iters,
@@ -216,7 +220,9 @@ def render_markdown(r: dict) -> str:
 
 def run_learning_check_cli(a) -> int:
     """``scripts/sfd_learning_check.py``: the namespace of :func:`sfd_bench.cli.learning_check_parser`."""
-    r = run_learning_check(a.out, a.d_iters, a.g_iters, a.batch, a.crop, a.clip_model, a.clip_pretrained)
+    r = run_learning_check(
+        a.out, a.d_iters, a.g_iters, a.batch, a.crop, a.clip_model, a.clip_pretrained, clip_input_size=a.clip_input_size
+    )
     print(open(os.path.join(a.out, "report.md")).read())
     print(f"report: {os.path.join(a.out, 'report.md')}  discriminator: {r['discriminator_checkpoint']}")
     return 0
