@@ -58,6 +58,7 @@ setup(
         "sfd_iqa_tools",
         "csud_tools",
         "sfd_bench",
+        "sfd_checks",
         "sfd_trainner",
         "sfd_gpu_check",
     ],

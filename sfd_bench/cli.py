@@ -15,11 +15,6 @@ Writes <out>/<device>-<date>.json and .md (ratios, command, versions, device, th
 """
 BENCHMARK_CSUD_DOC = """CSUD training step on CPU: s/iter and peak memory of CSUDModel vs the released code's order of
 forwards (with its retain_graph), same networks and batch, one process. Writes JSON + Markdown."""
-LEARNING_CHECK_DOC = """SFD learning check on CPU: train Feat-D + TG-D against bicubic upsampling, test on held-out
-photos, then train a tiny generator against the frozen discriminator. Writes report.md / report.json."""
-QUALITY_CLIP_DOC = """Train the quality-aware tiny CLIP (open_clip `quality-tiny-rn`) on CPU from scikit-image's
-training photos, then report its zero-shot quality accuracy on the held-out photos. Writes an ordinary open_clip
-state_dict (use it as `clip_model: quality-tiny-rn`, `clip_pretrained: <file>`) and a JSON sidecar."""
 HOSTS_DOC = """CLIP passes per iteration in every GAN host, and one iteration of the stock ESRGANModel drop-in
 (feature reuse off / on) vs SFDModel, side by side. Writes JSON + Markdown (sfd_bench.host_cost)."""
 TEXT_TOWER_DOC = """Cost of the frozen-CLIP options (truncated text tower, CLIP input size, frozen-weight dtype):
@@ -63,46 +58,12 @@ def benchmark_csud_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def learning_check_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=LEARNING_CHECK_DOC)
-    p.add_argument("--out", default="results/learning_check", help="output folder (default: %(default)s)")
-    p.add_argument("--d-iters", type=int, default=1000, help="discriminator iterations (default: %(default)s)")
-    p.add_argument("--g-iters", type=int, default=60, help="generator iterations (default: %(default)s)")
-    p.add_argument("--batch", type=int, default=16, help="batch size (default: %(default)s)")
-    p.add_argument("--crop", type=int, default=96, help="HR crop size (default: %(default)s)")
-    p.add_argument("--clip-model", default="tiny-rn", help="open_clip model (default: %(default)s)")
-    p.add_argument(
-        "--clip-pretrained",
-        default=None,
-        help="CLIP weights (tag in the local cache or file); default: random, BN-calibrated",
-    )
-    p.add_argument(
-        "--clip-input-size", type=int, default=None, help="run CLIP at this short side (network_d.clip_input_size)"
-    )
-    return p
-
-
 def clip_backbone_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=CLIP_BACKBONE_DOC)
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--out", default="benchmarks/results")
-    return p
-
-
-def quality_clip_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=QUALITY_CLIP_DOC)
-    p.add_argument(
-        "--out",
-        default="experiments/pretrained_models/quality_clip_tiny.pt",
-        help="weights file to write; the sidecar is <stem>.json (default: %(default)s)",
-    )
-    p.add_argument("--steps", type=int, default=300, help="optimiser steps (default: %(default)s)")
-    p.add_argument("--batch", type=int, default=128, help="images per step, half sharp (default: %(default)s)")
-    p.add_argument("--lr", type=float, default=2e-3, help="AdamW peak learning rate (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     return p
 
 

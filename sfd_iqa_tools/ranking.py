@@ -106,7 +106,7 @@ def train_ranking_discriminator(
     from basicsr.models import build_model
 
     from sfd_arch.clip_backbone import TINY_CLIP_CONFIGS, register_clip_config
-    from sfd_bench.learning_check import bicubic_lr, photo_crops, prepare_tiny_clip
+    from sfd_checks.learning_check import bicubic_lr, photo_crops, prepare_tiny_clip
     from sfd_utils.presets import sfd_options
 
     register_clip_config(TINY_CLIP_CONFIGS)  # shipped tiny configs by name (quality-tiny-rn with its file)

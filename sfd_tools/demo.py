@@ -63,7 +63,7 @@ def write_random_calibrated_rn50(path: str, seed: int = 0) -> str:
 
     from sfd_arch.clip_backbone import calibrate_random_clip
     from sfd_arch.clip_provenance import save_random_calibrated
-    from sfd_bench.learning_check import photo_crops
+    from sfd_checks.learning_check import photo_crops
     from sfd_utils.photos import TRAIN_PHOTOS
 
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)

@@ -8,7 +8,7 @@ import inspect
 import pytest
 
 from csud_tools import synthetic_rain
-from sfd_bench import learning_check
+from sfd_checks import learning_check
 from sfd_iqa_tools import ranking
 from sfd_tools import demo_data
 from sfd_utils import photos

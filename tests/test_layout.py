@@ -15,7 +15,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMPONENTS = {"sfd_arch", "sfd_loss", "sfd_model", "sfd_data", "sfd_metric"}
 HELPERS = {"sfd_utils"}
 PROGRAMS = {"sfd_tools", "sfd_iqa_tools", "csud_tools"}
-BENCH = {"sfd_bench"}
+BENCH = {"sfd_bench", "sfd_checks"}  # benchmarks; learning checks
 HOSTS = {"sfd_trainner"}
 CHECKS = {"sfd_gpu_check"}
 PACKAGES = COMPONENTS | HELPERS | PROGRAMS | BENCH | HOSTS | CHECKS
@@ -25,6 +25,7 @@ ALLOWED = {
     "sfd_utils": set(),
     **{p: COMPONENTS | HELPERS | PROGRAMS | BENCH for p in PROGRAMS},
     "sfd_bench": COMPONENTS | HELPERS,
+    "sfd_checks": COMPONENTS | HELPERS,
     "sfd_trainner": COMPONENTS | HELPERS,
     "sfd_gpu_check": COMPONENTS | HELPERS | BENCH,
 }

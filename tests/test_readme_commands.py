@@ -27,8 +27,10 @@ TINY_FLAGS = {
     "scripts/iqa_ranking_check.py": ["--no-niqe"],
     "scripts/make_synthetic_rain.py": ["--size", "64", "--test-size", "64", "--per-photo", "2"],
 }
-LINKED = ("basicsr", "scripts", "sfd_arch", "sfd_loss", "sfd_model", "sfd_data", "sfd_metric", "sfd_utils",
-          "sfd_tools", "sfd_iqa_tools", "csud_tools", "sfd_bench", "sfd_trainner")  # fmt: skip
+LINKED = (
+    *("basicsr", "scripts", "sfd_arch", "sfd_loss", "sfd_model", "sfd_data", "sfd_metric", "sfd_utils"),
+    *("sfd_tools", "sfd_iqa_tools", "csud_tools", "sfd_bench", "sfd_checks", "sfd_trainner", "sfd_gpu_check"),
+)
 
 
 def readme_blocks() -> list[tuple[str, str]]:

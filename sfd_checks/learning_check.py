@@ -8,7 +8,7 @@
 
 By default the tiny CLIP has random weights with calibrated BatchNorm statistics
 (calibrate_random_clip), so the check shows the machinery learns, not CLIP semantics; pass a real
-clip_model/pretrained for that (here: ``quality-tiny-rn`` + the file sfd_bench.quality_clip trains).
+clip_model/pretrained for that (here: ``quality-tiny-rn`` + the file sfd_checks.quality_clip trains).
 The zero-shot fixed-prompt baseline (sfd_metric.zero_shot_iqa) is reported on the same crops.
 """
 

@@ -1,0 +1,45 @@
+"""Command lines of the learning checks (standard library only: ``--help`` never imports torch)."""
+
+from __future__ import annotations
+
+import argparse
+
+LEARNING_CHECK_DOC = """SFD learning check on CPU: train Feat-D + TG-D against bicubic upsampling, test on held-out
+photos, then train a tiny generator against the frozen discriminator. Writes report.md / report.json."""
+QUALITY_CLIP_DOC = """Train the quality-aware tiny CLIP (open_clip `quality-tiny-rn`) on CPU from scikit-image's
+training photos, then report its zero-shot quality accuracy on the held-out photos. Writes an ordinary open_clip
+state_dict (use it as `clip_model: quality-tiny-rn`, `clip_pretrained: <file>`) and a JSON sidecar."""
+
+
+def learning_check_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=LEARNING_CHECK_DOC)
+    p.add_argument("--out", default="results/learning_check", help="output folder (default: %(default)s)")
+    p.add_argument("--d-iters", type=int, default=1000, help="discriminator iterations (default: %(default)s)")
+    p.add_argument("--g-iters", type=int, default=60, help="generator iterations (default: %(default)s)")
+    p.add_argument("--batch", type=int, default=16, help="batch size (default: %(default)s)")
+    p.add_argument("--crop", type=int, default=96, help="HR crop size (default: %(default)s)")
+    p.add_argument("--clip-model", default="tiny-rn", help="open_clip model (default: %(default)s)")
+    p.add_argument(
+        "--clip-pretrained",
+        default=None,
+        help="CLIP weights (tag in the local cache or file); default: random, BN-calibrated",
+    )
+    p.add_argument(
+        "--clip-input-size", type=int, default=None, help="run CLIP at this short side (network_d.clip_input_size)"
+    )
+    return p
+
+
+def quality_clip_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=QUALITY_CLIP_DOC)
+    p.add_argument(
+        "--out",
+        default="experiments/pretrained_models/quality_clip_tiny.pt",
+        help="weights file to write; the sidecar is <stem>.json (default: %(default)s)",
+    )
+    p.add_argument("--steps", type=int, default=300, help="optimiser steps (default: %(default)s)")
+    p.add_argument("--batch", type=int, default=128, help="images per step, half sharp (default: %(default)s)")
+    p.add_argument("--lr", type=float, default=2e-3, help="AdamW peak learning rate (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    return p
