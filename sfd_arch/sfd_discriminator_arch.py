@@ -7,6 +7,7 @@ Opinion-Unaware No-Reference Image Quality Assessment", Dong et al., CVPR 2025.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from typing import NamedTuple
 
@@ -239,8 +240,6 @@ class SFDDiscriminator(nn.Module):
             raise CheckpointError(f"SFD discriminator checkpoint does not match network_d ({detail})")
         theirs, ours = meta.get("clip_weights_sha256"), self.config.get("clip_weights_sha256")
         if theirs and ours and theirs != ours:
-            import logging
-
             logging.getLogger("basicsr").warning(
                 f"SFD discriminator checkpoint was trained with CLIP weights {meta.get('clip_weights_file')} (sha256 "
                 f"{theirs[:12]}), this network uses {self.config.get('clip_weights_file')} (sha256 {ours[:12]}): the "

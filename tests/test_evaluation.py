@@ -215,5 +215,5 @@ def test_cli_writes_results_and_exit_codes(folders, tmp_path, capsys):
     out = capsys.readouterr()
     assert "sr without gt: 2" in out.out and "nothing was evaluated" in out.err
     missing = ["--metrics", "lpips", "--lpips-weights", str(tmp_path / "lpips.pth"), "--out", str(tmp_path)]
-    assert cli.run([*base[:4], *missing]) == 2
+    assert cli.main([*base[:4], *missing]) == 2
     assert "lpips.pth" in capsys.readouterr().err
