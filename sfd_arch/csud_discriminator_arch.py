@@ -1,6 +1,6 @@
 """CSUD discriminator: a pix2pix PatchGAN judging an image together with its high-frequency part.
 
-SPEC.md Part 2: the input is the 6-channel stack ``[x, x - GaussBlur_15,sigma9(x)]``. The blur kernel
+docs/method.md, CSUD: the input is the 6-channel stack ``[x, x - GaussBlur_15,sigma9(x)]``. The blur kernel
 is a constant, non-persistent buffer (the authors' code made it trainable: a defect we fix).
 """
 

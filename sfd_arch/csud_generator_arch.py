@@ -1,7 +1,7 @@
 """CSUD rain generator T(content, rain_ref): puts the rain of ``rain_ref`` onto ``content``.
 
 Dong et al., "Channel Consistency Prior and Self-Reconstruction Strategy Based Unsupervised Image
-Deraining", CVPR 2025 (SPEC.md Part 2, "Networks").
+Deraining", CVPR 2025 (docs/method.md, CSUD, "Networks").
 """
 
 from __future__ import annotations

@@ -78,7 +78,7 @@ class SFDDiscriminator(nn.Module):
     ``forward(img)`` (B, 3, H, W) in [0, 1] returns ONE tensor so BasicSR's stock GAN models can
     use it: the M Feat-D maps nearest-resized to the finest map, then the TG-D logit broadcast to
     M more channels -> (B, 2M, h, w) (Feat-D only: (B, M, h, w); TG-D only: (B, 1)). A GAN loss
-    averaged over it weighs Feat-D layers and TG-D as SPEC's L_feat + L_text (times 1/2).
+    averaged over it weighs Feat-D layers and TG-D as the method's L_feat + L_text (times 1/2).
     """
 
     def __init__(

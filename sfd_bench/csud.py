@@ -8,7 +8,7 @@ Both run side by side in one process on the same networks, optimizers, losses an
 - **released order** (:func:`released_order_iteration`): every network call separately, in the
   authors' order (R~, B^, A^, A1~, A2~, R2~, S1, S2, S3); T's loss backward with
   ``retain_graph=True``, then Dr's loss backward on the kept graph; D on real and fake separately.
-  (The authors' code is not available here: this order is SPEC.md Part 2's description of it.) The
+  (The authors' code is not available here: this order is docs/method.md, CSUD's description of it.) The
   two produce the same gradients (tested), so the comparison is of cost only.
 
 Peak memory on CPU: the process's peak resident set (``VmHWM``, reset through

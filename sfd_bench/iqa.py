@@ -29,7 +29,7 @@ def tile_images(images: torch.Tensor, tile: int) -> torch.Tensor:
 
 
 class ReferenceSFDIQA:
-    """SPEC Part 1 "SFD-IQA" on an SFDDiscriminator with the prompt-pair text features computed once.
+    """docs/method.md "SFD-IQA" on an SFDDiscriminator with the prompt-pair text features computed once.
 
     The text features do not depend on the image, so a scorer needs them once, not per batch;
     this is the benchmark's yardstick for the package scorer (and its stand-in when the package
@@ -179,7 +179,7 @@ def row_iqa(ctx: BenchContext, trace: bool) -> dict:
         "scorer": package_source,
         "methods": {
             "clip_floor": "FrozenCLIP forward (middle maps + embedding) of every tile, no heads",
-            "sfd_iqa_text_once": "SPEC formula on the same SFDDiscriminator, prompt text features computed once",
+            "sfd_iqa_text_once": "the method's formula on the same SFDDiscriminator, prompt features computed once",
             **({"sfd_iqa": package_source} if package is not None else {}),
         },
         "clip": clip,

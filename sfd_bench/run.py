@@ -16,7 +16,7 @@ to the row's baseline. Rows:
    loss so the step is the discriminator's cost.
 3. ``precision``: SFDModel in fp32, bf16/fp16 autocast (fp16 on CUDA only) and channels_last;
    the losses of the first (seeded, same-batch) iterations against fp32's, within a stated tolerance.
-4. ``iqa``: SFD-IQA images/s on 512² images (four 256² tiles each, SPEC formula) vs BasicSR's NIQE
+4. ``iqa``: SFD-IQA images/s on 512² images (four 256² tiles each, the method's formula) vs BasicSR's NIQE
    on the same images and the bare CLIP forward the score needs (the floor), over a batch sweep.
 5. ``csud``: delegated to ``sfd_bench.csud.run_csud_benchmark`` (CSUDModel vs the released order of forwards).
 6. ``components``: the SFD step and the baseline step piece by piece (G, VGG, CLIP HR, CLIP SR

@@ -1,4 +1,4 @@
-"""CSUD losses (SPEC.md Part 2): channel consistency, self-reconstruction, and the derainer's SSIM term.
+"""CSUD losses (docs/method.md, CSUD): channel consistency, self-reconstruction, and the derainer's SSIM term.
 
 The L1, perceptual (SFDPerceptualLoss / BasicSR PerceptualLoss) and LSGAN (BasicSR GANLoss) terms
 are BasicSR's own losses, configured in the recipe; these are the pieces BasicSR does not have.

@@ -21,7 +21,7 @@ def _as_list(x) -> list[torch.Tensor]:
 
 @LOSS_REGISTRY.register()
 class SFDGANLoss(nn.Module):
-    """GAN loss over a list of logit tensors, averaged over the list (SPEC: mean over layers m).
+    """GAN loss over a list of logit tensors, averaged over the list (the method: mean over layers m).
 
     Used for Feat-D (M per-position maps, each averaged over positions) and TG-D (one logit).
 

@@ -1,6 +1,6 @@
 """SFD-IQA: opinion-unaware no-reference IQA from a trained Feat-D + learnable prompt pair.
 
-SPEC.md Part 1, "SFD-IQA". An image is tiled into crops of the training patch size (default 256;
+docs/method.md, SFD, "SFD-IQA". An image is tiled into crops of the training patch size (default 256;
 an image smaller than a crop is resized up, keeping its aspect ratio; the last row/column of tiles
 is aligned to the border). Per crop c, with the trained discriminator as it is:
 

@@ -1,4 +1,4 @@
-"""CSUDModel: unsupervised deraining from unpaired rainy/clean images (SPEC.md Part 2).
+"""CSUDModel: unsupervised deraining from unpaired rainy/clean images (docs/method.md, CSUD).
 
 Networks (YAML keys): ``network_g`` the derainer Dr (e.g. CSUDNAFNet; saved as ``net_g``, the model
 you deploy), ``network_t`` the rain generator T (CSUDRainGenerator, ``net_t``), ``network_d`` the

@@ -1,6 +1,6 @@
 """SFDModel: GAN training of any BasicSR generator against the SFD discriminator (Feat-D + TG-D).
 
-Cost rules (SPEC.md): per iteration CLIP runs exactly twice, once on HR without grad (reused by
+Cost rules (docs/method.md): per iteration CLIP runs exactly twice, once on HR without grad (reused by
 the G and D steps) and once on SR with grad (its detached features reused by the D step). The
 D step judges real and fake in one batched pass through ``net_d`` (so DDP syncs the heads); the
 prompt features it computes (with grad to the contexts) are cached for the next G step, and saved in
@@ -43,7 +43,7 @@ def train_patch_size(opt: dict) -> int | None:
 
 @MODEL_REGISTRY.register()
 class SFDModel(ResumableMixin, SRGANModel):
-    """SRGANModel with the SFD discriminator and SPEC's cost rules.
+    """SRGANModel with the SFD discriminator and the cost rules of docs/method.md.
 
     YAML (under ``train``): ``feat_gan_opt`` / ``text_gan_opt`` (type SFDGANLoss; required when
     ``network_d.use_feat`` / ``use_text``), ``pixel_opt``, ``perceptual_opt`` (SFDPerceptualLoss
@@ -232,7 +232,7 @@ class SFDModel(ResumableMixin, SRGANModel):
             skipped = True
         else:
             self._backward_step(l_d_total, self.optimizer_d)
-            if logits.text_features is not None:  # cached for the next G step (SPEC's cost rule)
+            if logits.text_features is not None:  # cached for the next G step (the cost rule)
                 self.text_cache = logits.text_features.detach()
 
         self.log_dict = self.reduce_loss_dict(loss_dict)

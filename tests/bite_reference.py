@@ -1,4 +1,4 @@
-"""Independent reference maths for the "tests that bite" (SPEC.md Part 1).
+"""Independent reference maths for the "tests that bite" (docs/method.md, SFD).
 
 Nothing here calls the code under test to compute a value: CLIP features come from open_clip's own
 forward (hooks on the ResNet stages, its ``encode_image`` / ``encode_text``), the CLIP

@@ -1,4 +1,4 @@
-"""CSUD: which images reach which loss, and every logged loss by value (SPEC.md Part 2).
+"""CSUD: which images reach which loss, and every logged loss by value (docs/method.md, CSUD).
 
 One CSUDModel iteration on tiny networks. Its images are recomputed independently, one network call
 each, from copies of the networks taken before the step (R~ = T(B, A), B^ = Dr(R~), A^ = Dr(A),
