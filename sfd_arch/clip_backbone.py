@@ -140,6 +140,7 @@ class FrozenCLIP(nn.Module):
         self.clip_model = clip_model
         self.clip_pretrained = clip_pretrained
         self.random_weights = path is None
+        self.weights_path = path  # the resolved local file (None: random weights)
         if pad_mode not in ("reflect", "replicate"):
             raise ValueError(f"pad_mode must be 'reflect' or 'replicate', got {pad_mode!r}")
         self.pad_mode = pad_mode

@@ -142,8 +142,7 @@ class SFDDiscriminator(nn.Module):
         }
         # Provenance: the weights by absolute path and content hash (a relative path breaks SFD-IQA from
         # another folder; the hash finds a moved file and tells a stand-in from the real CLIP).
-        path, _ = resolve_clip_weights(clip_model, clip_pretrained, clip_cache_dir)
-        record = weights_record(path)
+        record = weights_record(self.backbone.weights_path)  # resolved (and checked) once, by FrozenCLIP
         self.config.update(record)
         if record and isinstance(clip_pretrained, str) and os.path.isfile(os.path.expanduser(clip_pretrained)):
             self.config["clip_pretrained"] = record["clip_weights_file"]
