@@ -107,9 +107,9 @@ class ResumableMixin:
     def _extra_training_state(self) -> dict:
         """Extra objects saved in the ``.state`` file (override to add more)."""
         extra = {"rng": rng_state()}
-        scaler = getattr(self, "grad_scaler", None)
-        if scaler is not None:
-            extra["grad_scaler"] = scaler.state_dict()
+        scalers = getattr(self, "grad_scalers", None) or {}
+        if scalers:
+            extra["grad_scalers"] = {name: scaler.state_dict() for name, scaler in scalers.items()}
         if getattr(self, "data_position", None) is not None:
             extra["data_position"] = dict(self.data_position)
         return extra
@@ -118,9 +118,13 @@ class ResumableMixin:
         super().resume_training(resume_state)
         if "rng" in resume_state:
             set_rng_state(resume_state["rng"])
-        scaler = getattr(self, "grad_scaler", None)
-        if scaler is not None and "grad_scaler" in resume_state:
-            scaler.load_state_dict(resume_state["grad_scaler"])
+        scalers = getattr(self, "grad_scalers", None) or {}
+        saved = resume_state.get("grad_scalers") or {}
+        if "grad_scaler" in resume_state:  # states written before one scaler per optimizer: one for all
+            saved = {name: resume_state["grad_scaler"] for name in scalers}
+        for name, scaler in scalers.items():
+            if name in saved:
+                scaler.load_state_dict(saved[name])
         self.data_position = resume_state.get("data_position")
 
     def validation(self, dataloader, current_iter, tb_logger, save_img=False):

@@ -87,9 +87,12 @@ class SFDModel(ResumableMixin, SRGANModel):
             disc.config["train_patch_size"] = patch
         self.cri_feat = self._build_gan_loss("feat_gan_opt", disc.use_feat)
         self.cri_text = self._build_gan_loss("text_gan_opt", disc.use_text)
-        self.grad_scaler = None
+        # fp16: one GradScaler per optimizer (as maintained trainers do), so an overflow in one
+        # network's backward (e.g. the prompt contexts' gradient through CLIP's text tower) lowers
+        # only that network's loss scale and skips only its step.
+        self.grad_scalers = {}
         if self.amp_dtype is torch.float16:
-            self.grad_scaler = torch.amp.GradScaler(self.device.type)
+            self.grad_scalers = {net: torch.amp.GradScaler(self.device.type) for net in ("g", "d")}
         if self.channels_last:
             self.net_g.to(memory_format=torch.channels_last)
             self.net_d.to(memory_format=torch.channels_last)
@@ -140,14 +143,17 @@ class SFDModel(ResumableMixin, SRGANModel):
         """(pixel target, perceptual target, real image for the discriminators)."""
         return self.gt, self.gt, self.gt
 
-    def _backward_step(self, loss: torch.Tensor, optimizer) -> None:
-        if self.grad_scaler is None:
+    def _backward_step(self, loss: torch.Tensor, optimizer, net: str) -> None:
+        """Backward and step of one network ('g' or 'd'); under fp16 through that network's scaler,
+        which skips the step when a gradient overflowed (GradScaler's first steps usually do)."""
+        scaler = self.grad_scalers.get(net)
+        if scaler is None:
             loss.backward()
             optimizer.step()
         else:
-            self.grad_scaler.scale(loss).backward()
-            self.grad_scaler.step(optimizer)
-            self.grad_scaler.update()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
 
     def optimize_parameters(self, current_iter):
         disc = self.get_bare_model(self.net_d)
@@ -198,7 +204,7 @@ class SFDModel(ResumableMixin, SRGANModel):
                 self.skip_step(current_iter, "generator", bad, loss_dict)
                 skipped = True
             else:
-                self._backward_step(l_g_total, self.optimizer_g)
+                self._backward_step(l_g_total, self.optimizer_g, "g")
             feats_fake = detach_features(feats_fake)
         else:
             with torch.no_grad(), self._autocast():
@@ -231,7 +237,7 @@ class SFDModel(ResumableMixin, SRGANModel):
             self.skip_step(current_iter, "discriminator", bad, loss_dict)
             skipped = True
         else:
-            self._backward_step(l_d_total, self.optimizer_d)
+            self._backward_step(l_d_total, self.optimizer_d, "d")
             if logits.text_features is not None:  # cached for the next G step (the cost rule)
                 self.text_cache = logits.text_features.detach()
 

@@ -37,18 +37,25 @@ def test_sfd_step_under_autocast(amp, tmp_path):
     heads0 = {k: v.detach().clone() for k, v in disc.named_parameters()}
     clip0 = {k: v.detach().clone() for k, v in disc.backbone.clip.state_dict().items()}
     batch = _cuda_batch()
-    for it in (1, 2):
+    # fp16: GradScaler skips the D steps whose prompt-context gradient overflows at its initial scale
+    # (halving the D scale each time; found on the H200 and reproduced on CPU), so train until the D
+    # step has stepped; bf16 has no scaler and trains from the first iteration.
+    iters = 2 if amp == "bf16" else 8
+    for it in range(1, iters + 1):
         model.feed_data(batch)
         model.optimize_parameters(it)
+        if amp == "fp16" and all(not torch.equal(heads0[k], v) for k, v in disc.named_parameters()):
+            break
     assert model.output.is_cuda and model.output.shape == (2, 3, 64, 64)
     assert all(np.isfinite(float(v)) for v in model.log_dict.values()), model.log_dict
-    assert disc.backbone.num_image_forwards == 4  # two CLIP image forwards per iteration
+    assert disc.backbone.num_image_forwards == 2 * it  # two CLIP image forwards per iteration
     assert all(not torch.equal(heads0[k], v) for k, v in disc.named_parameters())  # heads trained
     assert all(torch.equal(clip0[k], v) for k, v in disc.backbone.clip.state_dict().items())  # CLIP frozen
     if amp == "fp16":
-        assert model.grad_scaler is not None and model.grad_scaler.get_scale() > 0
+        assert set(model.grad_scalers) == {"g", "d"}  # one scaler per optimizer
+        assert model.grad_scalers["g"].get_scale() >= model.grad_scalers["d"].get_scale() > 0
     else:
-        assert model.grad_scaler is None
+        assert model.grad_scalers == {} and it == 2
 
 
 def _real_opt(tmp_path, model_type: str) -> dict:

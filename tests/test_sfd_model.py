@@ -210,3 +210,43 @@ def test_variants_train(tiny_clip_files, tmp_path, variant):
             assert logs[k] == pytest.approx(ref[k], rel=0.05 if variant == "bf16" else 1e-4), k
     if variant == "ema":
         assert any(not torch.equal(a, b) for a, b in zip(model.net_g.parameters(), model.net_g_ema.parameters()))
+
+
+def test_fp16_one_grad_scaler_per_network(tiny_clip_files, tmp_path):
+    """fp16 autocast + GradScaler (runs on CPU too). The prompt contexts' gradient through CLIP's text
+    tower overflows fp16 at GradScaler's initial scale, so the first D steps are skipped (GradScaler's
+    design) until the D scale has halved enough; with one scaler per optimizer those overflows never
+    lower the generator's scale, and the D step then trains every head and prompt parameter. The
+    scales round-trip through the training state (and an older state's single scaler loads into both)."""
+    clip = tiny_clip_files["tiny-rn"]
+    torch.manual_seed(0)
+    model = build(clip, tmp_path / "a", amp="fp16")
+    scalers = model.grad_scalers
+    assert set(scalers) == {"g", "d"} and scalers["g"] is not scalers["d"]
+    disc = disc_of(model)
+    heads0 = params(disc)
+    g0 = params(model.net_g)
+    clip0 = {k: v.clone() for k, v in disc.backbone.clip.state_dict().items()}
+    d_scales = []
+    for it in range(1, 9):
+        logs = step(model, it)
+        d_scales.append(scalers["d"].get_scale())
+        if changed(heads0, disc) == set(heads0):
+            break
+    assert changed(heads0, disc) == set(heads0), f"D never stepped; D scales {d_scales}"
+    assert changed(g0, model.net_g) == set(g0)  # the generator stepped every iteration
+    assert scalers["g"].get_scale() == 65536.0  # D's overflows did not lower G's loss scale
+    assert scalers["d"].get_scale() < 65536.0  # ... but did lower D's (the skipped first steps)
+    assert all(torch.isfinite(torch.tensor(v)) for v in logs.values()), logs
+    assert all(torch.equal(clip0[k], v) for k, v in disc.backbone.clip.state_dict().items())
+
+    model.save(0, it)
+    state = torch.load(tmp_path / "a" / "training_states" / f"{it}.state", weights_only=True)
+    b = build(clip, tmp_path / "b", amp="fp16")
+    b.resume_training(state)
+    assert {k: s.get_scale() for k, s in b.grad_scalers.items()} == {k: s.get_scale() for k, s in scalers.items()}
+    old = {k: v for k, v in state.items() if k != "grad_scalers"}
+    old["grad_scaler"] = scalers["d"].state_dict()  # a .state written before one scaler per optimizer
+    c = build(clip, tmp_path / "c", amp="fp16")
+    c.resume_training(old)
+    assert c.grad_scalers["g"].get_scale() == c.grad_scalers["d"].get_scale() == scalers["d"].get_scale()
