@@ -184,7 +184,9 @@ def test_launcher_and_sfd_train_refuse_the_evil_recipe(tmp_path):
         assert_refused(proc.stderr, path, sentinel)
     injected = f'train:x=[__import__("os").system("touch {sentinel}")]'
     recipe = os.path.join(ROOT, "options", "demo_SFD_cpu.yml")
-    proc = run([sys.executable, os.path.join(ROOT, "basicsr", "train.py"), "-opt", recipe, "--force_yml", injected], ROOT)
+    proc = run(
+        [sys.executable, os.path.join(ROOT, "basicsr", "train.py"), "-opt", recipe, "--force_yml", injected], ROOT
+    )
     assert proc.returncode == 2 and "a list must be a literal" in proc.stderr and "Traceback" not in proc.stderr
     assert not os.path.exists(sentinel)
 
