@@ -27,7 +27,11 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-EXIT_OK, EXIT_SKIPPED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_FAILED = 0, 1, 2, 3, 4
+EXIT_OK = 0
+EXIT_SKIPPED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 3
+EXIT_FAILED = 4
 EXIT_CODES = {
     EXIT_OK: "all done",
     EXIT_SKIPPED: "done, but some inputs were skipped (each is named in the output)",

@@ -2,7 +2,7 @@
 
 This module imports only the standard library, so the interpreter-start hook
 (``sfd_basicsr_hook.pth``) can call :func:`install` in every Python process at
-negligible cost. It does two things, both lazily:
+negligible cost. All it does is lazy:
 
 1. ``torchvision.transforms.functional_tensor`` was removed in torchvision 0.17
    but basicsr 1.4.2 imports it. A meta-path finder, consulted only after the

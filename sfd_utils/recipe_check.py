@@ -293,7 +293,7 @@ class _Checker:
                 self.arguments(f"train.{name}", section, self.registered(f"train.{name}", section, losses, "loss"))
             elif name.startswith("optim_") and section is not None:
                 self.optimizer(f"train.{name}", self.mapping(train, name, label="train"), model_cls)
-        if model_cls is None or hasattr(model_cls, "setup_schedulers"):
+        if model_cls is None or self._is(model_cls, "SRModel"):  # SRModel.init_training_settings sets it up
             why = " (e.g. {type: MultiStepLR, milestones: [...], gamma: 0.5})"
             self.scheduler(self.mapping(train, "scheduler", label="train", why=why), model_cls)
 
