@@ -23,6 +23,13 @@ basicsr (no file of the installed package is touched) and calls ``train_pipeline
 - ``parse_options``: after parsing, every file the recipe needs is checked (sfd_utils.options_check),
   and the RNGs are seeded again from the final ``manual_seed``: basicsr seeds *before* applying
   ``--force_yml``, so ``--force_yml manual_seed=1`` was logged but silently ignored.
+- Recipes are data (sfd_utils.recipe): basicsr's ``ordered_yaml`` / ``--force_yml`` parsing are
+  replaced by the safe ones, and before basicsr parses anything the recipe is read safely and
+  checked (sfd_utils.recipe_check); a refusal is one line. Errors a constructor raises while the data
+  sets or the model are built from the recipe are one line too (``SFD_BASICSR_TRACEBACK=1``: traceback).
+- ``--check``: everything up to the first iteration, nothing written (:func:`check_start`).
+- Exit status as every script's (sfd_utils.cli): 2 bad recipe or command line, 3 interrupted
+  (Ctrl-C, SIGTERM), 4 stopped on non-finite losses.
 """
 
 from __future__ import annotations

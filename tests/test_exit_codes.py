@@ -131,8 +131,11 @@ def test_real_signals_end_inference_with_3(tmp_path):
     """SIGINT and SIGTERM while images are being written: status 3, one line, written files kept."""
     src = tmp_path / "in"
     src.mkdir()
-    for i in range(200):
-        cv2.imwrite(str(src / f"{i:03d}.png"), photo("astronaut")[:96, :96, ::-1])
+    n = 300  # enough work (x4 to 1024², PNG-encoded) that the signal lands mid-run on any machine
+    for i in range(n):
+        cv2.imwrite(
+            str(src / f"{i:03d}.png"), np.ascontiguousarray(photo("astronaut")[:256, i % 200 : i % 200 + 256, ::-1])
+        )
     for sig in (signal.SIGINT, signal.SIGTERM):
         out = tmp_path / f"out_{sig.name}"
         cmd = [sys.executable, "scripts/inference_sr.py", "-i", str(src), "-o", str(out), "--quiet"]
@@ -145,7 +148,7 @@ def test_real_signals_end_inference_with_3(tmp_path):
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == EXIT_INTERRUPTED, err[-2000:]
         assert err.strip().splitlines()[-1] == "interrupted: outputs written so far are kept"
-        assert 0 < len(list(out.iterdir())) < 200
+        assert 0 < len(list(out.iterdir())) < n
 
 
 # -- skipped inputs: 1, each named; nothing to do: 2 -----------------------------------------------------
