@@ -403,18 +403,17 @@ def collect_inputs(path: str) -> list[str]:
 
 
 def network_from_recipe(recipe: str) -> dict:
-    """``network_g`` of a BasicSR recipe (YAML)."""
-    import yaml
+    """``network_g`` of a BasicSR recipe (YAML, read as data: sfd_utils.recipe)."""
+    from sfd_utils.recipe import network_section
 
-    with open(recipe) as f:
-        opt = yaml.safe_load(f)
-    if not opt.get("network_g"):
-        raise KeyError(f"{recipe}: no network_g")
-    return opt["network_g"]
+    return network_section(recipe)
 
 
 def run_derain(args) -> int:
-    """``scripts/derain.py``: the namespace of :func:`csud_tools.cli.derain_parser`."""
+    """``scripts/derain.py``: the namespace of :func:`csud_tools.cli.derain_parser`. Exit status
+    (sfd_utils.cli): 1 when an input was skipped or (with --gt) not scored, 2 when none was derained."""
+    from sfd_utils.cli import skipped_status
+
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     # Cheap checks first: nothing is loaded or written when the output plan is wrong.
@@ -430,6 +429,8 @@ def run_derain(args) -> int:
         print(f"  skipped: {path}: {reason}")
     if args.gt:
         print(f"scored {res['scored']} against {args.gt}; {len(res['no_gt'])} without GT")
+        for path in res["no_gt"]:
+            print(f"  not scored (no GT of that name): {path}")
         for path, reason in res["gt_problems"]:
             print(f"  not scored: {path}: {reason}")
     if res["mean"]:
@@ -446,7 +447,9 @@ def run_derain(args) -> int:
         print(f"gain        : {gain_rgb:+.2f} dB (RGB), {gain_y:+.2f} dB (Y)")
     if csv_path:
         print(f"CSV: {csv_path}")
-    return 0 if res["processed"] else 1
+    if not res["processed"]:
+        raise ValueError(f"none of the {len(inputs)} input image(s) could be derained (each is named above)")
+    return skipped_status(len(res["skipped"]) + len(res["gt_problems"]) + (len(res["no_gt"]) if args.gt else 0))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,6 +10,13 @@ working memory on one tile). The promise checked is
     peak <= baseline + 2 × output array          (output array = uint8 H·s × W·s × 3)
 
 i.e. beyond the model, memory holds the output and at most as much again (tiles, the encoder).
+
+The baseline itself depends on the network: ``--working-tiles`` also measures, per case and tile
+size, the *working memory of one tile* = peak RSS on one padded tile run untiled minus the peak RSS
+on a 16×16 input (interpreter, torch, basicsr and the weights, with a negligible forward). Cases:
+``bicubic`` (parameter-free, SFDBicubicUpsampler), ``rrdb`` (a tiny RRDBNet: 8 features, 1 block)
+and ``rrdb23`` (the full-size RRDBNet ×scale of the recipes: 64 features, 23 blocks, growth 32,
+random weights; memory does not depend on the weights).
 ``--before-root`` runs the same cases with another checkout (e.g. the commit before streaming
 tiles) for comparison. A watchdog kills a child whose RSS passes ``--rss-limit-gb`` (default: the
 memory available at start minus 3 GB), so a measurement never pushes the machine into swap or the
@@ -31,8 +38,13 @@ import time
 
 import numpy as np
 
+from sfd_utils.cli import EXIT_FAILED, EXIT_OK
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_RRDB = {"num_feat": 8, "num_block": 1, "num_grow_ch": 4}
+FULL_RRDB = {"num_feat": 64, "num_block": 23, "num_grow_ch": 32}  # the recipes' RRDBNet-23
+CASES = ("bicubic", "rrdb", "rrdb23")
+FLOOR_SIDE = 16  # the input of the floor run: the process with the model loaded, a negligible forward
 TILE_PAD = 10  # inference_sr.py's default --tile-pad
 
 
@@ -106,23 +118,68 @@ def write_photo(path: str, width: int, height: int, photo: str = "astronaut") ->
     return path
 
 
-def write_tiny_rrdb(path: str, scale: int) -> str:
-    """A randomly initialised tiny RRDBNet checkpoint (BasicSR ``{'params': ...}``); the model case."""
+def write_rrdb(path: str, scale: int, size: dict | None = None) -> str:
+    """A randomly initialised RRDBNet checkpoint (BasicSR ``{'params': ...}``), tiny by default; written
+    once per path."""
+    if os.path.isfile(path):
+        return path
     import torch
     from basicsr.archs.rrdbnet_arch import RRDBNet
 
     torch.manual_seed(0)
-    torch.save({"params": RRDBNet(3, 3, scale=scale, **TINY_RRDB).state_dict()}, path)
+    torch.save({"params": RRDBNet(3, 3, scale=scale, **(size or TINY_RRDB)).state_dict()}, path)
     return path
 
 
+def write_tiny_rrdb(path: str, scale: int) -> str:
+    """A randomly initialised tiny RRDBNet checkpoint; the ``rrdb`` case."""
+    return write_rrdb(path, scale, TINY_RRDB)
+
+
 def case_args(case: str, scale: int, work: str) -> list[str]:
-    """Command-line arguments naming the network of a case (``bicubic`` or ``rrdb``)."""
+    """Command-line arguments naming the network of a case (``bicubic``, ``rrdb``, ``rrdb23``)."""
     if case == "bicubic":
         return ["--arch", "SFDBicubicUpsampler", "--arch-opt", f"scale={scale}"]
     if case == "rrdb":
         return ["--model", write_tiny_rrdb(os.path.join(work, f"tiny_rrdb_x{scale}.pth"), scale)]
-    raise ValueError(f"unknown case {case!r} (bicubic, rrdb)")
+    if case == "rrdb23":  # the architecture is read from the checkpoint (23 blocks)
+        return ["--model", write_rrdb(os.path.join(work, f"rrdb23_x{scale}.pth"), scale, FULL_RRDB)]
+    raise ValueError(f"unknown case {case!r} ({', '.join(CASES)})")
+
+
+def working_memory(code_root: str, case: str, scale: int, tiles: list[int], work: str, limit) -> list[dict]:
+    """Per tile size: peak RSS of one padded tile (tile + 2·pad square, run untiled) minus the floor (the
+    same network on a 16×16 input): the working memory one tile of this network needs."""
+    env = {**os.environ, "PYTHONPATH": code_root, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
+    script = os.path.join(code_root, "scripts", "inference_sr.py")
+    base = [sys.executable, script, "--device", "cpu", "--quiet", "--tile", "0", *case_args(case, scale, work)]
+    out = os.path.join(work, "out_working")
+    floor_img = write_photo(os.path.join(work, f"floor_{FLOOR_SIDE}.png"), FLOOR_SIDE, FLOOR_SIDE)
+    floor = peak_rss([*base, "-i", floor_img, "-o", out], env, code_root, limit)
+    rows = []
+    for tile in tiles:
+        side = tile + 2 * TILE_PAD
+        img = write_photo(os.path.join(work, f"tile_{side}.png"), side, side)
+        one = peak_rss([*base, "-i", img, "-o", out], env, code_root, limit)
+        rows.append(
+            {
+                "case": case,
+                "scale": scale,
+                "tile": tile,
+                "tile_input": f"{side}×{side}",
+                "floor_rss_bytes": floor["peak_rss_bytes"],
+                "tile_rss_bytes": one["peak_rss_bytes"],
+                "working_bytes": one["peak_rss_bytes"] - floor["peak_rss_bytes"],
+                "tile_output_array_bytes": (side * scale) ** 2 * 3,
+                "returncode": one["returncode"] or floor["returncode"],
+                "killed_at_limit": one["killed_at_limit"] or floor["killed_at_limit"],
+                "seconds": one["seconds"],
+                "stderr_tail": (one["stderr_tail"] if one["returncode"] else floor["stderr_tail"])
+                if (one["returncode"] or floor["returncode"])
+                else [],
+            }
+        )
+    return rows
 
 
 def run_case(
@@ -188,6 +245,27 @@ def to_markdown(res: dict) -> str:
             f"{_gb(r['output_array_bytes'])} | {baseline} | {peak} | {_gb(r['bound_bytes'])} | "
             f"{r['over_baseline_per_output']} | {'yes' if r['within_bound'] else 'no'} | {r['seconds']} |"
         )
+    if res.get("working"):
+        lines += [
+            "",
+            "## Working memory of one tile, per network",
+            "",
+            f"Peak RSS of `scripts/inference_sr.py --tile 0` on one padded tile (tile + 2·{TILE_PAD} square) "
+            f"minus its peak RSS on a {FLOOR_SIDE}×{FLOOR_SIDE} input (the process with the network loaded). "
+            "Tiled inference of an image of any size needs about this much on top of the floor, the output "
+            "array and the bound's margin.",
+            "",
+            "| network | scale | tile (input) | floor GB | one tile GB | working memory MB | "
+            "tile's uint8 output MB | wall s |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for r in res["working"]:
+            note = f" (exit {r['returncode']})" if r["returncode"] else ""
+            lines.append(
+                f"| {r['case']} | ×{r['scale']} | {r['tile']} ({r['tile_input']}) | {_gb(r['floor_rss_bytes'])} | "
+                f"{_gb(r['tile_rss_bytes'])}{note} | {r['working_bytes'] / 2**20:.0f} | "
+                f"{r['tile_output_array_bytes'] / 2**20:.1f} | {r['seconds']} |"
+            )
     lines += ["", "Wall times are from a shared 2-core machine and only indicative.", ""]
     return "\n".join(lines)
 
@@ -202,11 +280,13 @@ def run_big_image(a) -> int:
         runs.append(("before", os.path.abspath(a.before_root), a.before_size or a.size, a.before_cases or a.cases))
     if a.only != "before":
         runs.append(("after", ROOT, a.size, a.cases))
-    rows, commands = [], []
+    rows, commands, working = [], [], []
     if a.merge:
         with open(a.merge) as f:
             merged = json.load(f)
         rows, commands = merged["rows"], merged.get("commands") or [merged["command"]]
+        working = merged.get("working") or []
+    measured = []
     with tempfile.TemporaryDirectory(prefix="big_image_") as work:
         side = a.tile + 2 * TILE_PAD
         small = write_photo(os.path.join(work, "small.png"), side, side)
@@ -228,6 +308,13 @@ def run_big_image(a) -> int:
                 )
                 row["baseline_input"] = f"{side}×{side}, --tile 0"
                 rows.append(row)
+                measured.append(row)
+        for case in a.cases if a.working_tiles else ():
+            print(f"working memory: {case} x{a.scale} tiles {a.working_tiles} ...", flush=True)
+            for row in working_memory(ROOT, case, a.scale, a.working_tiles, work, limit):
+                print(f"  tile {row['tile']}: {row['working_bytes'] / 2**20:.0f} MB, {row['seconds']} s", flush=True)
+                working.append(row)
+                measured.append(row)
     command = " ".join(["scripts/bench_big_image.py", *sys.argv[1:]])
     res = {
         "command": command,
@@ -238,6 +325,7 @@ def run_big_image(a) -> int:
         "baseline_input": f"{side}×{side}, --tile 0",
         "rss_limit_bytes": limit,
         "rows": rows,
+        "working": working,
     }
     os.makedirs(a.out, exist_ok=True)
     stem = os.path.join(a.out, a.name or f"big_image-cpu-{res['date']}")
@@ -246,4 +334,10 @@ def run_big_image(a) -> int:
     with open(stem + ".md", "w") as f:
         f.write(to_markdown(res))
     print(f"wrote {stem}.json and {stem}.md")
-    return 0 if all(r["within_bound"] for r in rows if r["code"] == "after") else 1
+    failed = [r for r in measured if r["returncode"] and not r["killed_at_limit"]]
+    for r in failed:  # the verdict on the bound is in the report; a crashed measurement is a failed run
+        print(
+            f"error: {r['case']} tile {r['tile']} exited {r['returncode']}: {' '.join(r['stderr_tail'])}",
+            file=sys.stderr,
+        )
+    return EXIT_FAILED if failed else EXIT_OK

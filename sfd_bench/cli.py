@@ -107,10 +107,19 @@ def big_image_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=parse_size, default=(6000, 4000), help="input WIDTHxHEIGHT (default: 6000x4000)")
     p.add_argument("--scale", type=int, default=4)
     p.add_argument("--tile", type=int, default=256)
-    p.add_argument("--cases", nargs="+", default=["bicubic", "rrdb"], choices=["bicubic", "rrdb"])
+    cases = ["bicubic", "rrdb", "rrdb23"]  # = sfd_bench.big_image.CASES (rrdb23: the recipes' full RRDBNet-23)
+    p.add_argument("--cases", nargs="+", default=["bicubic", "rrdb"], choices=cases)
     p.add_argument("--before-root", help="another checkout to measure as 'before' (same cases)")
     p.add_argument("--before-size", type=parse_size, help="input size for the 'before' code (default: --size)")
-    p.add_argument("--before-cases", nargs="+", choices=["bicubic", "rrdb"], help="default: --cases")
+    p.add_argument("--before-cases", nargs="+", choices=cases, help="default: --cases")
+    p.add_argument(
+        "--working-tiles",
+        nargs="*",
+        type=int,
+        default=[],
+        metavar="TILE",
+        help="also measure each case's working memory of one tile at these tile sizes (e.g. 64 128 256)",
+    )
     p.add_argument("--only", choices=["before", "after"], help="measure one code only")
     p.add_argument("--merge", help="a JSON this script wrote earlier: its rows are kept in the new report")
     p.add_argument("--rss-limit-gb", type=float, help="kill a child above this RSS (default: available - 3 GB)")

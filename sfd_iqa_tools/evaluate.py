@@ -321,7 +321,10 @@ def render_markdown(s: dict) -> str:
 
 # -- command line --------------------------------------------------------------------------------------
 def run_iqa_eval(a) -> int:
-    """``scripts/sfd_iqa_eval.py``: the namespace of :func:`sfd_iqa_tools.cli.sfd_iqa_eval_parser`."""
+    """``scripts/sfd_iqa_eval.py``: the namespace of :func:`sfd_iqa_tools.cli.sfd_iqa_eval_parser`. Exit
+    status (sfd_utils.cli): 1 when unreadable files were skipped (named on stderr), 2 when none scored."""
+    from sfd_utils.cli import skipped_status
+
     logistic = (4, 5) if a.logistic == "both" else (int(a.logistic),)
     try:
         s = run_eval(
@@ -355,7 +358,9 @@ def run_iqa_eval(a) -> int:
     print(render_markdown(s))
     for kind, path in s["files"].items():
         print(f"{kind}: {path}")
-    return 0
+    for item in s["skipped"]:
+        print(f"skipped {item['path']}: {item['reason']}", file=sys.stderr)
+    return skipped_status(s["n_skipped"])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,8 +20,9 @@ Examples:
   # any architecture
   python scripts/inference_sr.py -i inputs -o out --model net.pth --arch SwinIR \\
       --arch-opt upscale=4 window_size=8 img_size=64 embed_dim=180 --tile 256
-Exit status: 0 when every image was written, 1 when some were skipped (listed at the end), 2 when
-the run could not start (missing file, unknown architecture, checkpoint that does not fit).
+Images that cannot be read or processed are skipped and listed at the end (exit status 1); if none
+could be upscaled, or the run cannot start (missing file, unknown architecture, checkpoint that does
+not fit), one error: line and exit status 2.
 """
 EVALUATE_DOC = """Compare an SR folder with a GT folder: PSNR/SSIM (Y, crop = scale), NIQE, LPIPS, DISTS, SFD-IQA.
 
@@ -33,8 +34,8 @@ Examples:
       --lpips-weights weights/lpips_alex.pth --lpips-trunk weights/alexnet-owt-7be5be79.pth \\
       --sfd-iqa-checkpoint experiments/demo_SFD_cpu/models/net_d_latest.pth
 Writes <out>/<name>.json, <name>_per_image.csv and <name>_mean.csv. Unpaired names, unreadable files
-and size mismatches are listed, not dropped. Exit status 1 if nothing could be evaluated, or (with
---strict) if anything was left out; 2 if it could not start (missing folder or weight file).
+and size mismatches are listed, not dropped (exit status 1); nothing evaluated, a missing folder or
+weight file: one error: line and exit status 2.
 """
 PLOT_PD_DOC = """Draw the perception-distortion plane (PSNR vs LPIPS / NIQE / DISTS / SFD-IQA) from evaluation results.
 
@@ -56,8 +57,8 @@ Examples:
       img_size=64 embed_dim=180 --param-key params --fp16
 The safetensors file loads in spandrel (chaiNNer, traiNNer-redux) and back into sfd-basicsr; the
 ONNX file takes (B, C, H, W) in [0, 1] with any batch, H and W. See docs/export.md.
-Exit status: 0 on success, 2 for a missing file, unknown architecture, a checkpoint that is not a
-generator or does not fit, or an output file that exists (one `error:` line).
+A missing file, an unknown architecture, a checkpoint that is not a generator or does not fit, or
+an output file that exists: one `error:` line and exit status 2.
 """
 PREPARE_DEMO_DOC = """Write the SR demo data set from scikit-image's photos into datasets/demo_sr (no download)."""
 DEMO_DOC = """`make demo`: bicubic vs PSNR (L1) training vs SFD fine-tuning on CPU, on the photos scikit-image ships."""
@@ -107,7 +108,11 @@ def evaluate_parser() -> argparse.ArgumentParser:
     p.add_argument("--label", help="method name stored in the results (default: SR folder name)")
     p.add_argument("--out", default="results/eval", help="output folder (default: %(default)s)")
     p.add_argument("--name", help="file name stem (default: the label)")
-    p.add_argument("--strict", action="store_true", help="exit 1 when any image was left out")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="kept for old commands: the exit status is now 1 whenever an image was left out",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 

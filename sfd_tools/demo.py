@@ -74,11 +74,19 @@ def write_random_calibrated_rn50(path: str, seed: int = 0) -> str:
 
 
 def _run(args: list[str], what: str) -> None:
-    """One README command as a user runs it (printed first); a failure ends the demo."""
+    """One README command as a user runs it (printed first); a failure ends the demo (exit status 4; 3
+    when the step was interrupted)."""
+    import signal
+
+    from sfd_utils.cli import EXIT_FAILED, EXIT_INTERRUPTED
+
     print(f"\n[demo] {what}\n[demo] $ python {shlex.join(args)}", flush=True)
     code = subprocess.call([sys.executable, *args])
+    if code in (EXIT_INTERRUPTED, -signal.SIGINT, -signal.SIGTERM):
+        raise KeyboardInterrupt
     if code:
-        raise SystemExit(f"[demo] failed ({what}, exit status {code}); the command is printed above")
+        print(f"[demo] failed ({what}, exit status {code}); the command is printed above", file=sys.stderr)
+        raise SystemExit(EXIT_FAILED)
 
 
 def _train(recipe: str, force: list[str], iters: int | None) -> None:

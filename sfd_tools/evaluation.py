@@ -384,8 +384,10 @@ def format_summary(result: dict) -> str:
 
 
 def run_evaluate(a) -> int:
-    """``scripts/evaluate_sr.py``: the namespace of :func:`sfd_tools.cli.evaluate_parser`."""
-    import sys
+    """``scripts/evaluate_sr.py``: the namespace of :func:`sfd_tools.cli.evaluate_parser`. Exit status
+    (sfd_utils.cli): 1 when an image was left out (unpaired, unreadable, size mismatch: listed), 2 when
+    nothing could be evaluated."""
+    from sfd_utils.cli import skipped_status
 
     if "sfd_iqa" not in a.metrics and a.sfd_iqa_checkpoint:
         a.metrics.append("sfd_iqa")
@@ -414,9 +416,8 @@ def run_evaluate(a) -> int:
     print(format_summary(result))
     print(f"results: {paths['json']}, {paths['per_image_csv']}, {paths['mean_csv']}")
     if result["count"] == 0:
-        print("nothing was evaluated: check the folders and --sr-suffix/--gt-suffix", file=sys.stderr)
-        return 1
-    return 1 if a.strict and n_problems(result) else 0
+        raise ValueError("nothing was evaluated: check the folders and --sr-suffix/--gt-suffix")
+    return skipped_status(n_problems(result))  # unpaired, unreadable, mismatched: listed above
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,15 +30,16 @@ EIGHT_BIT_ONLY = ("jpg", "jpeg", "bmp", "webp")
 
 # -- building the network --------------------------------------------------------------------------------
 def parse_arch_opts(items: Sequence[str] | None) -> dict:
-    """``["num_block=23", "scale=4", "upsampler=pixelshuffle"]`` -> dict with YAML-typed values."""
-    import yaml
+    """``["num_block=23", "scale=4", "upsampler=pixelshuffle"]`` -> dict with YAML-typed values (read as
+    data: a python tag is refused in one line, as in recipes)."""
+    from sfd_utils.recipe import parse_value
 
     opts = {}
     for item in items or ():
         if "=" not in item:
             raise ValueError(f"--arch-opt expects key=value, got {item!r}")
         key, value = item.split("=", 1)
-        opts[key.strip()] = yaml.safe_load(value)
+        opts[key.strip()] = parse_value(value, f"--arch-opt {key.strip()}")
     return opts
 
 
@@ -52,14 +53,9 @@ def network_options(
     if arch:
         return {"type": arch, **(arch_opt or {})}
     if opt_file:
-        import yaml
+        from sfd_utils.recipe import network_section
 
-        with open(opt_file) as f:
-            opt = yaml.safe_load(f)
-        net = dict(opt.get("network_g") or {})
-        if "type" not in net:
-            raise ValueError(f"{opt_file}: no network_g.type")
-        return {**net, **(arch_opt or {})}
+        return {**network_section(opt_file), **(arch_opt or {})}  # read as data (sfd_utils.recipe)
     if checkpoint:
         state_dict, _ = extract_state_dict(read_checkpoint(checkpoint))
         return {**infer_rrdb_options(state_dict), **(arch_opt or {})}
@@ -507,7 +503,9 @@ def upscale_paths(
 
 
 def run_inference(a) -> int:
-    """``scripts/inference_sr.py``: the namespace of :func:`sfd_tools.cli.inference_parser`."""
+    """``scripts/inference_sr.py``: the namespace of :func:`sfd_tools.cli.inference_parser`. Exit status
+    (sfd_utils.cli): 1 when some images were skipped, 2 when none could be upscaled."""
+    from sfd_utils.cli import skipped_status
 
     upscaler = load_upscaler(
         a.model,
@@ -531,7 +529,9 @@ def run_inference(a) -> int:
     print(f"wrote {len(summary.written)} image(s) to {a.output}; skipped {len(summary.failed)}")
     for path, reason in summary.failed:
         print(f"  skipped {path}: {reason}")
-    return 0 if summary.ok else 1
+    if paths and not summary.written:
+        raise ValueError(f"none of the {len(paths)} image(s) could be upscaled (each is named above)")
+    return skipped_status(len(summary.failed))
 
 
 def main(argv: list[str] | None = None) -> int:

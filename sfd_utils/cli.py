@@ -4,18 +4,43 @@ Every ``scripts/*.py`` is three lines around :func:`launch`: the program's argum
 its package's ``cli`` module (standard library only), so ``--help`` and argument errors answer
 without importing torch or basicsr; then the dependencies are checked (a Python without them gets
 one line naming what is missing and how to get it); then the start-up hook is installed and the
-program runs, with known failures printed as one ``error:`` line and exit status 2.
+program runs, with known failures printed as one ``error:`` line.
+
+Every script and the training launcher share one exit-status contract (:data:`EXIT_CODES`), stated
+in each ``--help`` (:func:`with_exit_codes`) and in the README:
+
+    0  all done
+    1  done, but some inputs were skipped (each is named in the output)
+    2  bad arguments or input (one ``error:`` line), or nothing to do
+    3  interrupted (Ctrl-C or SIGTERM); what was finished is kept
+    4  failed: the run could not finish for another reason (training diverged, out of memory,
+       a bug); the message or traceback says which
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import importlib.util
 import os
 import sys
 from collections.abc import Callable, Sequence
 
+EXIT_OK = 0
+EXIT_SKIPPED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 3
+EXIT_FAILED = 4
+EXIT_CODES = {
+    EXIT_OK: "all done",
+    EXIT_SKIPPED: "done, but some inputs were skipped (each is named in the output)",
+    EXIT_USAGE: "bad arguments or input (one error: line), or nothing to do",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C or SIGTERM); what was finished is kept",
+    EXIT_FAILED: "failed for another reason (training diverged, out of memory, a bug): see the message",
+}
+EXIT_CODES_EPILOG = "exit status: " + "; ".join(f"{code} {text}" for code, text in EXIT_CODES.items()) + "."
+EXIT_CODES_TABLE = "exit status:\n" + "\n".join(f"  {code}  {text}" for code, text in EXIT_CODES.items())
 KNOWN_FAILURES = (FileNotFoundError, ValueError, KeyError, ImportError)
 # import name -> pip name, for the message of a Python that lacks them
 REQUIRED = {
@@ -33,14 +58,65 @@ REQUIRED = {
 SCORING = ("torch", "numpy", "cv2", "open_clip")
 
 
+def skipped_status(n_skipped: int) -> int:
+    """:data:`EXIT_SKIPPED` when inputs were skipped (the caller has named them), else :data:`EXIT_OK`."""
+    return EXIT_SKIPPED if n_skipped else EXIT_OK
+
+
+def with_exit_codes(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Append the exit-status contract to ``parser``'s ``--help`` (once): a table where the parser keeps
+    its text as written, one paragraph where argparse re-wraps it."""
+    raw = issubclass(parser.formatter_class, argparse.RawDescriptionHelpFormatter)
+    text = EXIT_CODES_TABLE if raw else EXIT_CODES_EPILOG
+    if "exit status:" not in (parser.epilog or ""):
+        parser.epilog = f"{parser.epilog}\n\n{text}" if parser.epilog else text
+    return parser
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def sigterm_interrupts():
+    """While inside, SIGTERM (``kill``, ``timeout``, a job scheduler) ends the program like Ctrl-C (exit
+    status 3 after the program's own clean-up); the previous handler is restored afterwards. Only where
+    SIGTERM has its default action, in the main thread."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        yield
+        return
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def run_cli(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
-    """``main(argv)`` with known failures (missing file, bad option, unfit checkpoint) printed as one
-    ``error: ...`` line on stderr and exit status 2 instead of a traceback."""
+    """``main(argv)`` under the exit-status contract: known failures (missing file, bad option, unfit
+    checkpoint) are one ``error: ...`` line and status 2; Ctrl-C / SIGTERM are one line and status 3;
+    anything else is a traceback and status 4 (never 1, which means skipped inputs)."""
     try:
         return main(argv)
     except KNOWN_FAILURES as err:
         print(f"error: {err.args[0] if isinstance(err, KeyError) else err}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted: outputs written so far are kept", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except SystemExit:
+        raise
+    except Exception:
+        import traceback
+
+        traceback.print_exc()
+        print(
+            f"error: failed unexpectedly (exit status {EXIT_FAILED}); the traceback above says where", file=sys.stderr
+        )
+        return EXIT_FAILED
 
 
 def _installed(module: str) -> bool:
@@ -91,14 +167,18 @@ def launch(
     """Parse ``argv`` with ``parser()`` (standard library only: ``--help`` and usage errors never
     import torch), check the dependencies, install the start-up hook, then call ``runner``
     (``"package.module:function"``, taking the parsed namespace) through :func:`run_cli`."""
-    args = parser().parse_args(argv)
+    args = with_exit_codes(parser()).parse_args(argv)
     require_dependencies(needs)
-    from sfd_utils.compat import install
 
-    install()  # before anything imports basicsr
-    module, _, name = runner.partition(":")
-    run = getattr(importlib.import_module(module), name)
-    return run_cli(lambda _argv: run(args))
+    def start(_argv):
+        from sfd_utils.compat import install
+
+        install()  # before anything imports basicsr
+        module, _, name = runner.partition(":")
+        return getattr(importlib.import_module(module), name)(args)
+
+    with sigterm_interrupts():
+        return run_cli(start)
 
 
 def positive_int(text: str) -> int:

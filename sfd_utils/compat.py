@@ -2,7 +2,7 @@
 
 This module imports only the standard library, so the interpreter-start hook
 (``sfd_basicsr_hook.pth``) can call :func:`install` in every Python process at
-negligible cost. It does two things, both lazily:
+negligible cost. All it does is lazy:
 
 1. ``torchvision.transforms.functional_tensor`` was removed in torchvision 0.17
    but basicsr 1.4.2 imports it. A meta-path finder, consulted only after the
@@ -16,6 +16,14 @@ negligible cost. It does two things, both lazily:
    needs no basicsr: the plugin packages then defer their basicsr registration
    (:func:`import_plugin_modules`, :func:`basicsr_register`) until basicsr is imported,
    if ever. The same variable disables this hook.
+4. Opt-in, ``SFD_BASICSR_SAFE_YAML=1`` (set by the user; the plugin never sets it): when basicsr
+   finishes importing, ``basicsr.utils.options`` reads recipes with the plugin's safe loader
+   (``sfd_utils.recipe``: data only, ``!!python/...`` tags refused in one line) and parses
+   ``--force_yml`` without ``eval`` and with checked keys, so a fork's own ``basicsr/train.py`` and
+   ``basicsr/test.py`` get what this repo's launcher always does. Off by default: nothing of basicsr
+   is changed unless asked. Independent of ``SFD_BASICSR_NO_AUTOLOAD``. In a traiNNer process the
+   same switch makes ``traiNNer.utils.options.yaml_load`` refuse a recipe that is not data in one line
+   (traiNNer already decodes with a safe loader; this only shortens its error).
 """
 
 from __future__ import annotations
@@ -33,6 +41,8 @@ SHIM_NAME = "torchvision.transforms.functional_tensor"
 SHIM_SOURCES = ("torchvision.transforms._functional_tensor", "torchvision.transforms.functional")
 PLUGIN_PACKAGES = ("sfd_arch", "sfd_loss", "sfd_data", "sfd_metric", "sfd_model")
 AUTOLOAD_ENV = "SFD_BASICSR_NO_AUTOLOAD"
+SAFE_YAML_ENV = "SFD_BASICSR_SAFE_YAML"
+_SAFE_YAML = {"basicsr": "make_basicsr_safe", "traiNNer": "make_trainner_one_line"}
 TRAINNER = "traiNNer"
 TRAINNER_ADAPTER = "sfd_trainner.registration"
 
@@ -74,6 +84,8 @@ class _HostLoader(importlib.abc.Loader):
     def exec_module(self, module):
         _hooked.add(module.__name__)
         self._real.exec_module(module)
+        if safe_yaml_requested():
+            getattr(importlib.import_module("sfd_utils.recipe"), _SAFE_YAML[module.__name__])()
         if os.environ.get(AUTOLOAD_ENV, "") not in ("", "0"):
             return
         try:
@@ -123,6 +135,11 @@ class _HostFinder(importlib.abc.MetaPathFinder):
                     spec.loader = _HostLoader(spec.loader, _HOSTS[fullname])
                 return spec
         return None
+
+
+def safe_yaml_requested() -> bool:
+    """Whether the user asked for safe recipe loading in basicsr/traiNNer themselves (``SFD_BASICSR_SAFE_YAML``)."""
+    return os.environ.get(SAFE_YAML_ENV, "") not in ("", "0")
 
 
 def load_plugin() -> None:

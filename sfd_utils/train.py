@@ -23,6 +23,13 @@ basicsr (no file of the installed package is touched) and calls ``train_pipeline
 - ``parse_options``: after parsing, every file the recipe needs is checked (sfd_utils.options_check),
   and the RNGs are seeded again from the final ``manual_seed``: basicsr seeds *before* applying
   ``--force_yml``, so ``--force_yml manual_seed=1`` was logged but silently ignored.
+- Recipes are data (sfd_utils.recipe): basicsr's ``ordered_yaml`` / ``--force_yml`` parsing are
+  replaced by the safe ones, and before basicsr parses anything the recipe is read safely and
+  checked (sfd_utils.recipe_check); a refusal is one line. Errors a constructor raises while the data
+  sets or the model are built from the recipe are one line too (``SFD_BASICSR_TRACEBACK=1``: traceback).
+- ``--check``: everything up to the first iteration, nothing written (:func:`check_start`).
+- Exit status as every script's (sfd_utils.cli): 2 bad recipe or command line, 3 interrupted
+  (Ctrl-C, SIGTERM), 4 stopped on non-finite losses.
 """
 
 from __future__ import annotations
@@ -31,7 +38,9 @@ import os
 import os.path as osp
 import sys
 
+from sfd_utils.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, sigterm_interrupts
 from sfd_utils.compat import install, load_plugin
+from sfd_utils.recipe import RecipeError
 
 
 def load_resume_state(opt: dict):
@@ -97,7 +106,10 @@ def create_train_val_dataloader(opt: dict, logger):
 
     from sfd_utils.resume import ResumableSampler
 
-    result = _basicsr_create_loaders(opt, logger)
+    try:
+        result = _basicsr_create_loaders(opt, logger)
+    except (*BUILD_ERRORS, OSError) as err:  # a data set the recipe describes but that cannot be built
+        raise _build_error("the data sets", err) from None
     train_loader, train_sampler = result[0], result[1]
     if isinstance(train_sampler, ResumableSampler):
         train_sampler.seed = int(opt["manual_seed"])
@@ -149,15 +161,19 @@ def _normalise_argv(argv: list[str]) -> list[str]:
     return out
 
 
-def check_command_line(argv: list[str]) -> None:
-    """Catch what basicsr would turn into a traceback: a missing ``-opt`` file, a ``--force_yml``
-    entry without ``key=value`` or below a key the recipe lacks. A ``--force_yml`` key the recipe
-    does not have yet is allowed (basicsr adds it) but warned about, with the closest existing key."""
+def check_command_line(argv: list[str]) -> list[str]:
+    """Catch what basicsr would turn into a traceback or run as code, before it parses anything: a
+    missing ``-opt`` file, a recipe that is not data (:mod:`sfd_utils.recipe`: python tags refused),
+    a ``--force_yml`` entry without ``key=value``, with a key that breaks out of basicsr's ``exec``, or
+    below a key the recipe lacks, and a malformed recipe (:func:`sfd_utils.recipe_check.check_recipe`,
+    on the recipe with the ``--force_yml`` entries applied). A ``--force_yml`` key the recipe does not
+    have yet is allowed (basicsr adds it) but warned about, with the closest existing key. Raises
+    :class:`~sfd_utils.recipe.RecipeError` (one line); prints and returns the warnings."""
     import argparse
     import difflib
 
-    import yaml
-    from basicsr.utils.options import ordered_yaml
+    from sfd_utils.recipe import apply_force_yml, load_recipe, split_force_entry
+    from sfd_utils.recipe_check import check_recipe
 
     # The two options basicsr's own parser reads here, parsed the same way (the rest is basicsr's).
     parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
@@ -166,35 +182,29 @@ def check_command_line(argv: list[str]) -> None:
     args, _ = parser.parse_known_args(argv[1:])
     recipe = args.opt
     if not recipe:
-        return  # basicsr's argparse reports the missing -opt
-    if not osp.isfile(recipe):
-        raise SystemExit(f"sfd-basicsr: options file {recipe!r} does not exist")
-    try:
-        with open(recipe, encoding="utf-8") as f:
-            opt = yaml.load(f, Loader=ordered_yaml()[0]) or {}  # basicsr's loader: the recipe as it will see it
-    except yaml.YAMLError as err:
-        raise SystemExit(f"sfd-basicsr: {recipe} is not valid YAML: {err}") from None
+        return []  # basicsr's argparse reports the missing -opt
+    opt = load_recipe(recipe)
+    warnings = []
     for entry in args.force_yml:
-        if entry.count("=") != 1:
-            raise SystemExit(f"sfd-basicsr: --force_yml {entry!r}: write one key=value, e.g. train:total_iter=1000")
-        keys = [k.strip() for k in entry.split("=")[0].split(":")]
+        keys, _ = split_force_entry(entry)
         node, path = opt, []
         for i, key in enumerate(keys):
             last = i == len(keys) - 1
             if not isinstance(node, dict):
-                raise SystemExit(f"sfd-basicsr: --force_yml {entry!r}: {':'.join(path)} is not a section")
+                raise RecipeError(f"--force_yml {entry!r}: {':'.join(path)} is not a section")
             if key not in node:
                 close = difflib.get_close_matches(key, [str(k) for k in node], n=1)
                 hint = f"; did you mean {':'.join([*path, close[0]])}?" if close else ""
                 where = ":".join([*path, key])
                 if not last:
-                    raise SystemExit(f"sfd-basicsr: --force_yml {entry!r}: {where} is not in {recipe}{hint}")
-                print(
-                    f"sfd-basicsr: warning: --force_yml adds {where}, which {recipe} does not have{hint}",
-                    file=sys.stderr,
-                )
+                    raise RecipeError(f"--force_yml {entry!r}: {where} is not in {recipe}{hint}")
+                warnings.append(f"warning: --force_yml adds {where}, which {recipe} does not have{hint}")
                 break
             node, path = node[key], [*path, key]
+    warnings += [f"warning: {w}" for w in check_recipe(apply_force_yml(opt, args.force_yml), recipe)]
+    for line in warnings:
+        print(f"sfd-basicsr: {line}", file=sys.stderr)
+    return warnings
 
 
 def prepare_basicsr() -> None:
@@ -207,8 +217,10 @@ def prepare_basicsr() -> None:
     load_plugin()
     from basicsr.models.base_model import BaseModel
 
+    from sfd_utils.recipe import make_basicsr_safe
     from sfd_utils.resume import ResumableSampler, save_network, save_training_state
 
+    make_basicsr_safe()  # recipes are data: safe loader, no eval/exec of --force_yml
     global _basicsr_create_loaders
     if bt.create_train_val_dataloader is not create_train_val_dataloader:
         _basicsr_create_loaders = bt.create_train_val_dataloader
@@ -225,7 +237,41 @@ def prepare_basicsr() -> None:
 
     if bt.MessageLogger.__module__ != "sfd_utils.progress":
         bt.MessageLogger = make_message_logger(bt.MessageLogger)
-    bt.build_model = with_progress(bt.build_model)
+    if not getattr(bt.build_model, "_sfd_one_line", False):
+        bt.build_model = _one_line_build(with_progress(bt.build_model))
+
+
+# Errors of a model's constructor that come from the recipe's values (a string where a number
+# belongs, an option the network does not take, a checkpoint that does not fit the network).
+BUILD_ERRORS = (TypeError, ValueError, KeyError, IndexError, AttributeError, AssertionError, NotImplementedError)
+TRACEBACK_ENV = "SFD_BASICSR_TRACEBACK"
+
+
+def _one_line_build(build_model):
+    """The start-up checks cannot foresee every value a network's constructor refuses: a recipe that
+    passed them but fails while the model is built ends in one line naming the model type and the
+    error (``SFD_BASICSR_TRACEBACK=1`` shows the traceback instead)."""
+
+    def build(opt):
+        try:
+            return build_model(opt)
+        except BUILD_ERRORS as err:
+            raise _build_error(str(opt.get("model_type")), err) from None
+
+    build._sfd_one_line = True
+    return build
+
+
+def _build_error(what: str, err: Exception) -> RecipeError:
+    """One line for an error raised while building ``what`` from the recipe (re-raised as it is when
+    ``SFD_BASICSR_TRACEBACK=1``)."""
+    if os.environ.get(TRACEBACK_ENV, "") not in ("", "0"):
+        raise err
+    detail = (str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)).splitlines()
+    return RecipeError(
+        f"cannot build {what} from the recipe: {type(err).__name__}: {detail[0] if detail else ''} "
+        f"(set {TRACEBACK_ENV}=1 to see where)"
+    )
 
 
 def _checked(parse_options):
@@ -246,22 +292,64 @@ def _checked(parse_options):
         return opt, args
 
     parse_and_check._sfd_checked = True
+    parse_and_check._sfd_safe = getattr(parse_options, "_sfd_safe", False)
     return parse_and_check
 
 
-def train_pipeline(root_path: str) -> None:
-    """``basicsr.train.train_pipeline`` with the plugin; outputs go under ``root_path``."""
-    prepare_basicsr()
+CHECK_FLAG = "--check"
+
+
+def check_start(root_path: str) -> None:
+    """``--check``: everything the launcher does before the first iteration (the recipe and command-line
+    checks, basicsr's option parsing, the file checks, the data sets, the model with its networks,
+    losses, optimizers and schedulers), then one line and exit status 0. Writes nothing: no
+    experiment folder, log or checkpoint; for a recipe downloaded or edited before a long run."""
+    from basicsr.utils import get_root_logger
+
     import basicsr.train as bt
+
+    opt, args = bt.parse_options(root_path, is_train=True)
+    opt["root_path"] = root_path
+    train_loader = create_train_val_dataloader(opt, get_root_logger())[0]
+    bt.build_model(opt)
+    n_train = len(train_loader.dataset) if train_loader is not None else 0
+    print(f"sfd-basicsr: {args.opt}: start-up checks passed; {opt['model_type']} built, {n_train} training images")
+
+
+def train_pipeline(root_path: str) -> None:
+    """``basicsr.train.train_pipeline`` with the plugin; outputs go under ``root_path``. Exit status as
+    every script's (sfd_utils.cli): 2 for a bad command line or recipe (one line), 3 when interrupted
+    (Ctrl-C, SIGTERM; resume with ``--auto_resume``), 4 when training stopped on non-finite losses."""
     from sfd_utils.checkpoint import CheckpointError
     from sfd_utils.resume import NonFiniteLossError
 
-    sys.argv = _normalise_argv(sys.argv)
-    check_command_line(sys.argv)
-    try:
-        bt.train_pipeline(root_path)
-    except (CheckpointError, NonFiniteLossError) as err:  # the user's to fix: one line, no traceback
-        raise SystemExit(f"sfd-basicsr: {err}") from None
+    def stop(message: str, code: int):
+        print(message, file=sys.stderr)
+        raise SystemExit(code)
+
+    with sigterm_interrupts():
+        try:
+            prepare_basicsr()
+            import basicsr.train as bt
+
+            sys.argv = _normalise_argv(sys.argv)
+            check_only = CHECK_FLAG in sys.argv
+            sys.argv = [a for a in sys.argv if a != CHECK_FLAG]
+            check_command_line(sys.argv)
+            if check_only:
+                check_start(root_path)
+            else:
+                bt.train_pipeline(root_path)
+        except (CheckpointError, RecipeError) as err:  # the user's to fix: one line, no traceback
+            stop(f"sfd-basicsr: {err}", EXIT_USAGE)
+        except NonFiniteLossError as err:
+            stop(f"sfd-basicsr: {err}", EXIT_FAILED)
+        except KeyboardInterrupt:
+            stop("sfd-basicsr: interrupted; the last saved checkpoint resumes with --auto_resume", EXIT_INTERRUPTED)
+        except SystemExit as err:
+            if isinstance(err.code, str):  # basicsr's and our one-line start-up refusals
+                stop(err.code, EXIT_USAGE)
+            raise
 
 
 def main() -> None:

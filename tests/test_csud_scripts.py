@@ -132,8 +132,9 @@ def test_derain_cli_scores_and_skips_corrupt_files(tmp_path, capsys):
     out = tmp_path / "out"
     code = derain.main(["-i", str(inp), "-w", str(weights), "--gt", str(gt), "-o", str(out), "--tile", "32"])
     text = capsys.readouterr().out
-    assert code == 0
+    assert code == 1  # exit-status contract: inputs were skipped (broken.png) or not scored (nogt.png), each named
     assert "broken.png" in text and "skipped 1 unreadable" in text and "1 without GT" in text
+    assert "not scored (no GT of that name):" in text and "nogt.png" in text
     assert sorted(os.listdir(out)) == ["a.png", "b.png", "metrics.csv", "nogt.png"]
     rows = (out / "metrics.csv").read_text().splitlines()
     assert rows[0].startswith("name,height,width,seconds,psnr_rgb,ssim_rgb,psnr_y,ssim_y,in_psnr_rgb")

@@ -211,7 +211,7 @@ def test_cli_writes_results_and_exit_codes(folders, tmp_path, capsys):
     res = json.load(open(tmp_path / "Bicubic.json"))
     assert res["label"] == "Bicubic" and res["count"] == 2 and set(res["mean"]) == {"psnr", "ssim"}
     assert os.path.isfile(tmp_path / "Bicubic_per_image.csv") and os.path.isfile(tmp_path / "Bicubic_mean.csv")
-    assert cli.main([*base, "--out", str(tmp_path), "--name", "nosuffix"]) == 1  # nothing pairs
+    assert cli.main([*base, "--out", str(tmp_path), "--name", "nosuffix"]) == 2  # nothing pairs: nothing to do
     out = capsys.readouterr()
     assert "sr without gt: 2" in out.out and "nothing was evaluated" in out.err
     missing = ["--metrics", "lpips", "--lpips-weights", str(tmp_path / "lpips.pth"), "--out", str(tmp_path)]

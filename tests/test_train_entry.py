@@ -228,20 +228,23 @@ def test_recipes_run_with_tiny_overrides(tmp_path, pairs, tiny_clip_files, recip
 
 
 def test_command_line_mistakes_are_named_before_basicsr_starts(tmp_path, capsys):
+    from sfd_utils.recipe import RecipeError
     from sfd_utils.train import check_command_line
 
     recipe = os.path.join(ROOT, "options", "demo_SFD_cpu.yml")
-    with pytest.raises(SystemExit, match="options file .*nope.yml. does not exist"):
+    with pytest.raises(RecipeError, match="options file .*nope.yml. does not exist"):
         check_command_line(["train.py", "-opt", str(tmp_path / "nope.yml")])
     bad = tmp_path / "bad.yml"
     bad.write_text("train: [unclosed\n")
-    with pytest.raises(SystemExit, match="not valid YAML"):
+    with pytest.raises(RecipeError, match="bad.yml:2:1: not valid YAML"):
         check_command_line(["train.py", "-opt", str(bad)])
-    with pytest.raises(SystemExit, match="write one key=value"):
+    with pytest.raises(RecipeError, match="write one key=value"):
         check_command_line(["train.py", "-opt", recipe, "--force_yml", "train:total_iter"])
-    with pytest.raises(SystemExit, match="trian is not in .*did you mean train\\?"):
+    with pytest.raises(RecipeError, match="trian is not in .*did you mean train\\?"):
         check_command_line(["train.py", "-opt", recipe, "--force_yml", "trian:total_iter=3"])
     check_command_line(["train.py", "-opt", recipe, "--force_yml", "train:totl_iter=3", "--auto_resume"])
     assert "did you mean train:total_iter?" in capsys.readouterr().err  # a new key: warned, not refused
     check_command_line(["train.py", "-opt", recipe, "--force_yml", "train:total_iter=3", "name=x"])
     assert capsys.readouterr().err == ""
+    with pytest.raises(RecipeError, match="train.total_iter: expected a number, got 'x'"):
+        check_command_line(["train.py", "-opt", recipe, "--force_yml", "train:total_iter=x"])
