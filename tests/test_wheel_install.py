@@ -106,7 +106,8 @@ def test_wheel_in_a_fresh_venv_registers_with_basicsr(basicsr_venv, tmp_path):
         import sfd_arch, sfd_utils
         from_wheel = all(os.path.dirname(m.__file__).startswith(site) for m in (sfd_arch, sfd_utils))
         import basicsr  # needs the hook's torchvision shim (torchvision >= 0.17)
-        from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY, MODEL_REGISTRY
+        from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY
+        from basicsr.utils.registry import MODEL_REGISTRY
         import torch
         from sfd_arch.clip_backbone import TINY_CLIP_CONFIGS
         disc = ARCH_REGISTRY.get("SFDDiscriminator")(clip_model="tiny-rn", clip_pretrained=None, n_ctx=4,
@@ -170,7 +171,8 @@ def test_wheel_without_basicsr_registers_with_trainner_and_scores(trainner_venv,
         import traiNNer
         from traiNNer.utils.registry import ARCH_REGISTRY, METRIC_REGISTRY
         cls = ARCH_REGISTRY.get("sfddiscriminator")
-        print(json.dumps({"no_basicsr": no_basicsr, "arch": cls.__module__, "file": sys.modules[cls.__module__].__file__,
+        print(json.dumps({"no_basicsr": no_basicsr, "arch": cls.__module__,
+                          "file": sys.modules[cls.__module__].__file__,
                           "metric": METRIC_REGISTRY.get("calculate_sfd_iqa").__module__,
                           "basicsr_imported": "basicsr" in sys.modules}))
     """
