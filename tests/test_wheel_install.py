@@ -1,5 +1,5 @@
 """The wheel a user installs: built from this checkout with ``python -m build``, installed with
-``pip install --no-deps`` into fresh virtual environments that see only the wheel's declared
+``pip install`` (offline) into fresh virtual environments that see only the wheel's declared
 dependencies (how, and why that is sound, is explained in ``wheel_host.py``):
 
 - a BasicSR host (base requirements + the ``basicsr`` extra): the start-up hook is active, importing
@@ -69,7 +69,7 @@ def basicsr_venv(wheel, tmp_path_factory) -> str:
     tmp = tmp_path_factory.mktemp("basicsr_host")
     names = dependency_closure(wheel_requirements(wheel), extras=("basicsr",))
     view = dependency_view(str(tmp / "deps"), names - {"sfd-basicsr"})
-    return fresh_venv(str(tmp / "venv"), wheel, [view])
+    return fresh_venv(str(tmp / "venv"), wheel, [view], extras=("basicsr",))
 
 
 def run(python: str, code: str, *args: str, cwd: str, ok: bool = True, **env) -> subprocess.CompletedProcess:

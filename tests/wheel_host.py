@@ -16,8 +16,11 @@ anyway, so no editable finder or hook of the test environment can act there. A d
 forgot to declare is therefore missing in the new environment, as it would be for a user; basicsr is
 truly absent unless the ``basicsr`` extra is asked for.
 
-The wheel is installed with ``pip --python <new env> install --no-deps --no-index`` (nothing is
-downloaded; the dependencies are the view). ``python -m build --no-isolation`` builds the sdist and,
+The wheel is installed as the README says, ``pip install <wheel>`` or ``pip install '<wheel>[basicsr]'``,
+run by the test environment's pip for the new environment (``pip --python``) with ``--no-index``:
+pip resolves every declared requirement against what the new environment sees (the view) and
+downloads nothing, so a requirement the view cannot satisfy (basicsr in a base requirement, say)
+fails the install. ``python -m build --no-isolation`` builds the sdist and,
 from it, the wheel, out of a copy of the checkout's files (git's tracked and untracked-not-ignored
 files), so the build never writes into the working tree and a file missing from the sdist shows up.
 """
@@ -123,16 +126,18 @@ def dependency_view(folder: str, names: set[str], exclude: tuple[str, ...] = ())
     return folder
 
 
-def fresh_venv(folder: str, wheel: str, path_entries: list[str]) -> str:
-    """A new virtual environment (no pip of its own) with ``wheel`` installed by the test environment's
-    pip and ``path_entries`` appended to its ``sys.path`` by one ``.pth`` line each; its python."""
+def fresh_venv(folder: str, wheel: str, path_entries: list[str], extras: tuple[str, ...] = ()) -> str:
+    """A new virtual environment (no pip of its own) with ``path_entries`` appended to its ``sys.path``
+    by one ``.pth`` line each and ``wheel[extras]`` installed by the test environment's pip, offline,
+    its requirements resolved against those entries; returns its python."""
     _run([sys.executable, "-m", "venv", "--without-pip", folder])
     python = os.path.join(folder, "bin", "python")
     site = _run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip()
     with open(os.path.join(site, "zz_test_dependency_view.pth"), "w", encoding="utf-8") as f:
         f.write("".join(p + "\n" for p in path_entries))
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--python", python]
-    _run([*pip, "install", "-q", "--no-deps", "--no-index", wheel])
+    target = wheel + (f"[{','.join(extras)}]" if extras else "")
+    _run([*pip, "install", "-q", "--no-index", target])
     return python
 
 
