@@ -58,7 +58,12 @@ def derain_parser() -> argparse.ArgumentParser:
         "(missing file, unfit checkpoint, bad option, output folder = input/GT folder, output name clash).",
     )
     parser.add_argument("-i", "--input", required=True, help="an image or a folder of images")
-    parser.add_argument("-w", "--weights", required=True, help="derainer checkpoint (net_g_*.pth or official NAFNet)")
+    parser.add_argument(
+        "-w",
+        "--weights",
+        required=True,
+        help="derainer checkpoint (net_g_*.pth, official NAFNet, or export.py's .safetensors)",
+    )
     parser.add_argument("-o", "--output", default=None, help="folder for the derained PNGs (default: none written)")
     parser.add_argument("--gt", default=None, help="folder of clean images (same file stems) to score against")
     parser.add_argument("--csv", default=None, help="per-image CSV report (default: <output>/metrics.csv with --gt)")

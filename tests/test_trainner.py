@@ -304,6 +304,13 @@ def test_trainner_trains_sfd_discriminator_and_its_checkpoint_scores(trainner_ro
     values = [float(v) for v in re.findall(r"# sfd_iqa\s*:\s*([0-9.]+)", log)]
     assert values and all(0.0 <= v <= 1.0 for v in values), log[-3000:]
 
+    # traiNNer's own generator file (its `compact`, a flat safetensors) upscales with no recipe
+    from sfd_tools.sr_inference import load_upscaler
+
+    upscaler = load_upscaler(str(exp / "net_g_latest.safetensors"), device="cpu")
+    lr = cv2.imread(str(tmp_path / "val" / "lr" / "chelsea.png"))
+    assert upscaler.scale == 2 and upscaler.enhance(lr)[0].shape == (96, 96, 3)
+
     # the user's scoring command on traiNNer's latest net_d, where basicsr is not installed
     latest = str(exp / "resume_models" / "net_d_latest.safetensors")
     out_dir = tmp_path / "iqa"
