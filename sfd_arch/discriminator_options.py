@@ -11,6 +11,7 @@ message. Python's own traceback (BasicSR's ``train.py``) is unchanged.
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Callable, Iterable
 from typing import NoReturn
 
@@ -41,10 +42,14 @@ def _text(v) -> bool:
     return isinstance(v, str) and bool(v.strip())
 
 
+def _path(v) -> bool:
+    return _text(v) or (isinstance(v, os.PathLike) and bool(os.fspath(v)))
+
+
 # option -> (accepts the value?, what it must be)
 CHECKS: dict[str, tuple[Callable[[object], bool], str]] = {
     "clip_model": (_text, "an open_clip model name (RN50, ViT-B-16, ...)"),
-    "clip_pretrained": (lambda v: v is None or _text(v), "an open_clip tag, a file path, or null (random weights)"),
+    "clip_pretrained": (lambda v: v is None or _path(v), "an open_clip tag, a file path, or null (random weights)"),
     "feat_layers": (
         lambda v: v is None or (isinstance(v, (list, tuple)) and len(v) > 0 and all(_int(i) for i in v)),
         "null or a list of layer numbers, e.g. [1, 2, 3]",
@@ -57,8 +62,8 @@ CHECKS: dict[str, tuple[Callable[[object], bool], str]] = {
     "ctx_init": (lambda v: v is None or _text(v), "null or a phrase"),
     "use_feat": (lambda v: isinstance(v, bool), "true or false"),
     "use_text": (lambda v: isinstance(v, bool), "true or false"),
-    "clip_cache_dir": (lambda v: v is None or _text(v), "null or a folder"),
-    "clip_config": (lambda v: v is None or _text(v), "null or an open_clip config JSON (file or folder)"),
+    "clip_cache_dir": (lambda v: v is None or _path(v), "null or a folder"),
+    "clip_config": (lambda v: v is None or _path(v), "null or an open_clip config JSON (file or folder)"),
     "clip_input_size": (lambda v: v is None or (_int(v) and v >= 1), "null or a positive integer (e.g. 224)"),
     "clip_dtype": (lambda v: v in CLIP_DTYPES, " | ".join(CLIP_DTYPES)),
     "reuse_features": (lambda v: isinstance(v, bool), "true or false"),

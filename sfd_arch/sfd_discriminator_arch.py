@@ -117,6 +117,9 @@ class SFDDiscriminator(nn.Module):
         names = option_names()
         given = {k: v for k, v in locals().items() if k in names}
         check_network_d({**given, **unknown}, names)  # one line naming network_d.<key>; nothing built yet
+        clip_pretrained, clip_cache_dir, clip_config = (
+            os.fspath(p) if isinstance(p, os.PathLike) else p for p in (clip_pretrained, clip_cache_dir, clip_config)
+        )
         self.clip_dtype = clip_dtype
         try:  # an error about an option ("clip_model: unknown ...") is re-raised as "network_d.clip_model: ..."
             dtype = resolve_clip_dtype(clip_dtype, None, "cpu")  # 'auto' is settled by the model (apply_clip_dtype)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import pathlib
 import re
 import sys
 
@@ -79,6 +80,8 @@ def test_clip_errors_name_the_network_d_key(tiny_clip_files, tmp_path):
         SFDDiscriminator("tiny-rn", tiny_clip_files["tiny-rn"], clip_input_size=8)
     with pytest.raises(FileNotFoundError, match=r"^network_d\.clip_config: "):
         SFDDiscriminator.check_options({"clip_model": "x", "clip_config": str(tmp_path / "none.json")})
+    path = pathlib.Path(tiny_clip_files["tiny-rn"])  # a path object is as good as its string
+    assert SFDDiscriminator("tiny-rn", path, n_ctx=2, feat_mid_channels=4).config["clip_pretrained"] == str(path)
 
 
 def test_option_error_hides_the_frames_above_it_from_rich():
