@@ -36,6 +36,8 @@ try:
 except ImportError:  # old setuptools: `python -m sfd_utils.install_hook` does the same
     pass
 
+BASICSR = ["basicsr>=1.4.2"]  # its own requirements bring tensorboard (tb-nightly), lmdb, addict, ...
+
 with open(os.path.join(HERE, "README.md"), encoding="utf-8") as f:
     long_description = f.read()
 
@@ -63,11 +65,15 @@ setup(
         "sfd_gpu_check",
     ],
     package_data={"sfd_arch": ["clip_configs/*.json"]},
+    # Base install: what the plugin needs in any host. basicsr is an extra (`sfd-basicsr[basicsr]`): the
+    # traiNNer-redux path, SFD-IQA scoring and inference of exported/traiNNer generators run without it.
+    # Loose ranges here; the tested versions are pinned in constraints.txt.
     install_requires=[
-        "basicsr>=1.4.2",
         "torch>=2.0",
         "torchvision>=0.15",
         "open_clip_torch>=2.24",
+        "safetensors>=0.4",
+        "spandrel>=0.4",
         "opencv-python>=4.5",
         "pyyaml>=5.4",
         "numpy>=1.21",
@@ -75,14 +81,26 @@ setup(
         "scikit-image>=0.19",
         "tqdm>=4.60",
         "matplotlib>=3.5",
-        "tb-nightly",
     ],
     extras_require={
+        # BasicSR host: the registries, SFDModel/CSUDModel, `sfd-train`. basicsr 1.4.2 is a source
+        # distribution whose setup.py imports torch: install torch first, then with --no-build-isolation.
+        "basicsr": BASICSR,
         # scripts/export.py: safetensors + ONNX files, checked with onnxruntime
-        "export": ["safetensors>=0.4", "onnx>=1.15", "onnxruntime>=1.17"],
-        # the tests also load exported files with spandrel (the loader of chaiNNer and traiNNer-redux)
-        "test": ["pytest>=7", "ruff>=0.4", "safetensors>=0.4", "onnx>=1.15", "onnxruntime>=1.17", "spandrel>=0.4"],
+        "export": ["onnx>=1.15", "onnxruntime>=1.17"],
+        # the test suite: both hosts' code paths, exported files loaded with spandrel, the wheel built with `build`
+        "test": [*BASICSR, "pytest>=7", "ruff>=0.4", "onnx>=1.15", "onnxruntime>=1.17", "build>=1.0"],
     },
-    entry_points={"console_scripts": ["sfd-train=sfd_utils.train:main"]},
+    entry_points={
+        "console_scripts": [
+            "sfd-train=sfd_utils.train:main",
+            "sfd-infer=sfd_tools.cli:inference_main",
+            "sfd-evaluate=sfd_tools.cli:evaluate_main",
+            "sfd-plot-pd=sfd_tools.cli:plot_pd_main",
+            "sfd-export=sfd_tools.cli:export_main",
+            "sfd-iqa=sfd_iqa_tools.cli:sfd_iqa_eval_main",
+            "sfd-derain=csud_tools.cli:derain_main",
+        ]
+    },
     cmdclass=cmdclass,
 )

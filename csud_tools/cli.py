@@ -59,7 +59,12 @@ def derain_parser() -> argparse.ArgumentParser:
         "input/GT folder, output name clash): one error: line, exit status 2.",
     )
     parser.add_argument("-i", "--input", required=True, help="an image or a folder of images")
-    parser.add_argument("-w", "--weights", required=True, help="derainer checkpoint (net_g_*.pth or official NAFNet)")
+    parser.add_argument(
+        "-w",
+        "--weights",
+        required=True,
+        help="derainer checkpoint (net_g_*.pth, official NAFNet, or export.py's .safetensors)",
+    )
     parser.add_argument("-o", "--output", default=None, help="folder for the derained PNGs (default: none written)")
     parser.add_argument("--gt", default=None, help="folder of clean images (same file stems) to score against")
     parser.add_argument("--csv", default=None, help="per-image CSV report (default: <output>/metrics.csv with --gt)")
@@ -98,3 +103,10 @@ def synthetic_rain_parser() -> argparse.ArgumentParser:
         "--overwrite", action="store_true", help="empty the train/test rain/clean folders under --root first"
     )
     return parser
+
+
+def derain_main(argv: list[str] | None = None) -> int:
+    """``sfd-derain`` (console script) = ``python scripts/derain.py``."""
+    from sfd_utils.cli import launch
+
+    return launch(derain_parser, "csud_tools.derain:run_derain", argv)

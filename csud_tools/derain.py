@@ -51,12 +51,15 @@ def _mismatch_message(weights: str, net_type: str, problems: dict) -> str:
 def load_derainer(weights: str, network: dict | None = None, device: str | torch.device = "cpu") -> nn.Module:
     """Derainer in eval mode with ``weights`` loaded strictly.
 
-    ``network``: a BasicSR network dict (``{'type': 'CSUDNAFNet', 'width': 32, ...}``); default: a
-    CSUDNAFNet shaped after the checkpoint's keys.
+    ``weights``: our training's ``net_g_*.pth``, a raw state dict, or a ``.safetensors`` file
+    (``scripts/export.py``'s, or a plain state dict); read without unpickling code.
+    ``network``: a BasicSR network dict (``{'type': 'CSUDNAFNet', 'width': 32, ...}``); default: the
+    network recorded by ``scripts/export.py``, else a CSUDNAFNet shaped after the checkpoint's keys.
     """
     from basicsr.archs import build_network
 
     from sfd_arch.nafnet_arch import nafnet_options_from_state_dict
+    from sfd_tools.generator_files import exported_network_options
     from sfd_utils.checkpoint import CheckpointError, compare_keys, extract_state_dict, read_checkpoint
 
     if not osp.isfile(weights):
@@ -65,6 +68,8 @@ def load_derainer(weights: str, network: dict | None = None, device: str | torch
         sd, _ = extract_state_dict(read_checkpoint(weights))
     except CheckpointError as err:
         raise CheckpointError(str(err) if weights in str(err) else f"{weights}: {err}") from None
+    if network is None:
+        network = exported_network_options(weights)  # an export.py file names its network
     if network is None:
         try:
             network = {"type": "CSUDNAFNet", **nafnet_options_from_state_dict(sd)}

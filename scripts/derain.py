@@ -2,19 +2,14 @@
 
 Thin entry point: the arguments are parsed before torch is imported (``--help`` answers at once);
 the program is ``csud_tools.derain.run_derain``.
+Installed from a wheel, the same program is the console script ``sfd-derain``.
 """
 
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from csud_tools.cli import derain_parser  # noqa: E402
-from sfd_utils.cli import launch  # noqa: E402
-
-
-def main(argv: list[str] | None = None) -> int:
-    return launch(derain_parser, "csud_tools.derain:run_derain", argv)
-
+from csud_tools.cli import derain_main as main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

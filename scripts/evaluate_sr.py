@@ -2,19 +2,14 @@
 
 Thin entry point: the arguments are parsed before torch is imported (``--help`` answers at once);
 the program is ``sfd_tools.evaluation.run_evaluate``.
+Installed from a wheel, the same program is the console script ``sfd-evaluate``.
 """
 
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from sfd_tools.cli import evaluate_parser  # noqa: E402
-from sfd_utils.cli import launch  # noqa: E402
-
-
-def main(argv: list[str] | None = None) -> int:
-    return launch(evaluate_parser, "sfd_tools.evaluation:run_evaluate", argv)
-
+from sfd_tools.cli import evaluate_main as main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -2,19 +2,14 @@
 
 Thin entry point: the arguments are parsed before torch is imported (``--help`` answers at once);
 the program is ``sfd_tools.sr_inference.run_inference``.
+Installed from a wheel, the same program is the console script ``sfd-infer``.
 """
 
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from sfd_tools.cli import inference_parser  # noqa: E402
-from sfd_utils.cli import launch  # noqa: E402
-
-
-def main(argv: list[str] | None = None) -> int:
-    return launch(inference_parser, "sfd_tools.sr_inference:run_inference", argv)
-
+from sfd_tools.cli import inference_main as main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

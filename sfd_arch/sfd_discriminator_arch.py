@@ -6,6 +6,8 @@ Opinion-Unaware No-Reference Image Quality Assessment", Dong et al., CVPR 2025.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import logging
 import os
@@ -24,6 +26,8 @@ from sfd_arch.clip_backbone import (
 )
 from sfd_arch.clip_provenance import describe, weights_record
 from sfd_arch.clip_reuse import CLIPReuse
+from sfd_arch.discriminator_options import check_options as check_network_d
+from sfd_arch.discriminator_options import raise_option_error, reraise_named
 from sfd_arch.feat_discriminator_arch import FeatDiscriminator
 from sfd_arch.text_discriminator_arch import LearnablePromptPair
 from sfd_utils.compat import basicsr_register
@@ -73,6 +77,14 @@ class SFDDiscriminator(nn.Module):
             stock hosts that call ``net_d(img)`` per loss term run the image tower at most twice and
             the text tower once per iteration. Values and gradients are unchanged. Default: True.
 
+    Every option is checked before anything is built: an unknown key or a value of the wrong kind
+    stops with one line naming ``network_d.<key>`` (and the close matches of a misspelt key); errors
+    of the CLIP build that concern an option (unknown model, missing weights, bad layers) are named
+    the same way. In training mode ``forward(img)`` records the image size it is trained on as
+    ``train_patch_size`` in the checkpoint metadata (the short side of the last training batch),
+    so SFD-IQA scores on tiles of that size under any host (SFDModel sets it from the recipe).
+    Table of all options: docs/options.md.
+
     Without TG-D (use_text false) CLIP's text tower is not kept in memory.
     Parameters are only the Feat-D heads and the prompt contexts; CLIP is hidden and frozen.
     ``forward(img)`` (B, 3, H, W) in [0, 1] returns ONE tensor so BasicSR's stock GAN models can
@@ -99,29 +111,38 @@ class SFDDiscriminator(nn.Module):
         clip_input_size: int | None = None,
         clip_dtype: str = "auto",
         reuse_features: bool = True,
+        **unknown,
     ) -> None:
         super().__init__()
-        if not (use_feat or use_text):
-            raise ValueError("network_d: at least one of use_feat / use_text must be true")
+        names = option_names()
+        given = {k: v for k, v in locals().items() if k in names}
+        check_network_d({**given, **unknown}, names)  # one line naming network_d.<key>; nothing built yet
+        clip_pretrained, clip_cache_dir, clip_config = (
+            os.fspath(p) if isinstance(p, os.PathLike) else p for p in (clip_pretrained, clip_cache_dir, clip_config)
+        )
         self.clip_dtype = clip_dtype
-        dtype = resolve_clip_dtype(clip_dtype, None, "cpu")  # 'auto' is settled by the model (apply_clip_dtype)
-        self.backbone = FrozenCLIP(
-            clip_model,
-            clip_pretrained,
-            feat_layers,
-            clip_cache_dir,
-            clip_config,
-            input_size=clip_input_size,
-            dtype=None if dtype is torch.float32 else dtype,
-            text_tower=use_text,
-        )
-        self.use_feat, self.use_text = bool(use_feat), bool(use_text)
-        self.feat_disc = (
-            FeatDiscriminator(self.backbone.feat_channels, feat_mid_channels, feat_norm) if use_feat else None
-        )
-        self.prompt_pair = (
-            LearnablePromptPair(self.backbone, n_ctx, pos_words, neg_words, ctx_init) if use_text else None
-        )
+        try:  # an error about an option ("clip_model: unknown ...") is re-raised as "network_d.clip_model: ..."
+            dtype = resolve_clip_dtype(clip_dtype, None, "cpu")  # 'auto' is settled by the model (apply_clip_dtype)
+            self.backbone = FrozenCLIP(
+                clip_model,
+                clip_pretrained,
+                feat_layers,
+                clip_cache_dir,
+                clip_config,
+                input_size=clip_input_size,
+                dtype=None if dtype is torch.float32 else dtype,
+                text_tower=use_text,
+            )
+            self.use_feat, self.use_text = bool(use_feat), bool(use_text)
+            self.feat_disc = (
+                FeatDiscriminator(self.backbone.feat_channels, feat_mid_channels, feat_norm) if use_feat else None
+            )
+            self.prompt_pair = (
+                LearnablePromptPair(self.backbone, n_ctx, pos_words, neg_words, ctx_init) if use_text else None
+            )
+        except (ValueError, FileNotFoundError) as err:
+            reraise_named(err, names, given)
+            raise
         # Not a submodule, never saved: features of the current training iteration only.
         self.clip_reuse = CLIPReuse() if reuse_features else None
         self.config = {
@@ -152,13 +173,22 @@ class SFDDiscriminator(nn.Module):
 
     @classmethod
     def check_options(cls, section: dict, key: str = "network_d") -> None:
-        """Start-up check of a recipe's ``network_d`` section: the CLIP weights must be on this machine
-        (raises CLIPWeightsNotFound naming where it looked; nothing is downloaded)."""
-        if section.get("clip_config"):
-            register_clip_config(section["clip_config"])
-        resolve_clip_weights(
-            section.get("clip_model", "RN50"), section.get("clip_pretrained", "openai"), section.get("clip_cache_dir")
-        )
+        """Start-up check of a recipe's ``network_d`` section: known keys, values of the right kind, and
+        CLIP weights on this machine (CLIPWeightsNotFound names where it looked; nothing is downloaded)."""
+        names = option_names()
+        options = {k: v for k, v in section.items() if k != "type"}
+        check_network_d(options, names)
+        try:
+            if section.get("clip_config"):
+                register_clip_config(section["clip_config"])
+            resolve_clip_weights(
+                section.get("clip_model", "RN50"),
+                section.get("clip_pretrained", "openai"),
+                section.get("clip_cache_dir"),
+            )
+        except (ValueError, FileNotFoundError) as err:
+            reraise_named(err, names, options)
+            raise
 
     def apply_clip_dtype(self, amp_dtype: torch.dtype | None, device_type: str) -> torch.dtype:
         """Settle ``clip_dtype`` for a training that autocasts to ``amp_dtype`` (None: no amp) on
@@ -219,6 +249,9 @@ class SFDDiscriminator(nn.Module):
             return self.logits(x)
         if mode != "image":
             raise ValueError(f"SFDDiscriminator.forward: unknown mode {mode!r}")
+        if self.training and isinstance(x, torch.Tensor) and x.dim() == 4:
+            # what the discriminator is trained on (any host): SFD-IQA's default tile for this checkpoint
+            self.config["train_patch_size"] = int(min(x.shape[-2:]))
         reuse = self._active_reuse()
         feats = self.extract(x) if reuse is None else reuse.image_features(self, x, self.extract)
         return pack_logits(self.logits(feats))
@@ -236,7 +269,7 @@ class SFDDiscriminator(nn.Module):
             detail = ", ".join(f"{k}: checkpoint {a!r} vs network {b!r}" for k, (a, b) in wrong.items())
             from sfd_utils.checkpoint import CheckpointError  # a ValueError
 
-            raise CheckpointError(f"SFD discriminator checkpoint does not match network_d ({detail})")
+            raise_option_error(CheckpointError(f"SFD discriminator checkpoint does not match network_d ({detail})"))
         theirs, ours = meta.get("clip_weights_sha256"), self.config.get("clip_weights_sha256")
         if theirs and ours and theirs != ours:
             logging.getLogger("basicsr").warning(
@@ -252,6 +285,13 @@ class SFDDiscriminator(nn.Module):
             )
         if meta.get("train_patch_size"):
             self.config["train_patch_size"] = int(meta["train_patch_size"])
+
+
+@functools.lru_cache(maxsize=1)
+def option_names() -> tuple[str, ...]:
+    """The ``network_d`` options of SFDDiscriminator: its constructor's named parameters."""
+    params = inspect.signature(SFDDiscriminator.__init__).parameters.values()
+    return tuple(p.name for p in params if p.name != "self" and p.kind is not inspect.Parameter.VAR_KEYWORD)
 
 
 def decode_config(state) -> dict:

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from sfd_arch.clip_backbone import RANDOM_WEIGHTS, TINY_CLIP_CONFIGS, CLIPWeightsNotFound, _import_open_clip
 from sfd_arch.clip_provenance import WEIGHT_SUFFIXES, file_sha256, find_by_hash
 from sfd_arch.sfd_discriminator_arch import STRUCTURAL_KEYS, SFDDiscriminator, SFDLogits, decode_config
+from sfd_utils.checkpoint import is_safetensors_file
 
 DEFAULT_TILE = 256
 # Config keys an SFD-IQA checkpoint must record to rebuild the discriminator.
@@ -58,16 +59,6 @@ class IQAScore:
 
 
 # -- checkpoint --------------------------------------------------------------------------------------
-def is_safetensors_file(path: str) -> bool:
-    """True if ``path`` is a safetensors file (8-byte little-endian header length, then a JSON header),
-    whatever its extension; torch files are zip archives (``PK``) or pickles."""
-    with open(path, "rb") as f:
-        head = f.read(9)
-    if len(head) < 9 or head[8:9] != b"{":
-        return False
-    return int.from_bytes(head[:8], "little") + 8 <= os.path.getsize(path)
-
-
 def _read_checkpoint(path: str):
     if is_safetensors_file(path):
         from safetensors.torch import load_file  # a dependency of open_clip

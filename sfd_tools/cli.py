@@ -15,6 +15,8 @@ Examples:
       --model experiments/demo_SFD_cpu/models/net_g_latest.pth --opt options/demo_SFD_cpu.yml
   # official SFD x4 / x2 RRDBNet release (architecture read from the checkpoint)
   python scripts/inference_sr.py -i inputs -o results/sfd_x4 --model SFD_RRDB_x4.pth
+  # a scripts/export.py file (network read from its metadata) or traiNNer-redux's net_g (spandrel reads it)
+  python scripts/inference_sr.py -i inputs -o results/mine --model net_g_latest.safetensors
   # a bicubic baseline (parameter-free network, no checkpoint)
   python scripts/inference_sr.py -i inputs -o results/bicubic --arch SFDBicubicUpsampler --arch-opt scale=4
   # any architecture
@@ -68,7 +70,11 @@ def inference_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=INFERENCE_DOC, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-i", "--input", required=True, help="image file or folder")
     p.add_argument("-o", "--output", default="results/inference", help="output folder (default: %(default)s)")
-    p.add_argument("--model", help="generator checkpoint (.pth): ours, Real-ESRGAN, official SFD (none for bicubic)")
+    p.add_argument(
+        "--model",
+        help="generator checkpoint (.pth or .safetensors): ours, Real-ESRGAN, official SFD, export.py's, "
+        "traiNNer-redux's (none for bicubic)",
+    )
     p.add_argument("--arch", help="registered architecture name, e.g. RRDBNet, SRVGGNetCompact, SFDRRDBNetOfficialX2")
     p.add_argument("--arch-opt", nargs="*", default=[], metavar="KEY=VALUE", help="architecture arguments")
     p.add_argument("--opt", help="training YAML whose network_g describes the generator")
@@ -165,3 +171,32 @@ def export_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-check", action="store_true", help="skip the onnxruntime-vs-torch comparison")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     return p
+
+
+# -- console scripts (setup.py entry_points; scripts/*.py call the same functions) ------------------------
+def inference_main(argv: list[str] | None = None) -> int:
+    """``sfd-infer`` = ``python scripts/inference_sr.py``."""
+    from sfd_utils.cli import launch
+
+    return launch(inference_parser, "sfd_tools.sr_inference:run_inference", argv)
+
+
+def evaluate_main(argv: list[str] | None = None) -> int:
+    """``sfd-evaluate`` = ``python scripts/evaluate_sr.py``."""
+    from sfd_utils.cli import launch
+
+    return launch(evaluate_parser, "sfd_tools.evaluation:run_evaluate", argv)
+
+
+def plot_pd_main(argv: list[str] | None = None) -> int:
+    """``sfd-plot-pd`` = ``python scripts/plot_pd.py``."""
+    from sfd_utils.cli import launch
+
+    return launch(plot_pd_parser, "sfd_tools.plot_pd:run_plot_pd", argv, needs=("numpy", "matplotlib"))
+
+
+def export_main(argv: list[str] | None = None) -> int:
+    """``sfd-export`` = ``python scripts/export.py``."""
+    from sfd_utils.cli import launch
+
+    return launch(export_parser, "sfd_tools.export:run_export", argv)

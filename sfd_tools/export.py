@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# imported from the SR inference module (the lead moves it to sfd_tools/sr_inference.py)
+from sfd_tools.generator_files import EXPORT_FORMAT, EXPORT_FORMAT_VERSION
 from sfd_tools.sr_inference import arch_class, build_generator, input_multiple, network_options
 from sfd_utils.checkpoint import (
     CheckpointError,
@@ -46,8 +46,8 @@ from sfd_utils.checkpoint import (
     read_checkpoint,
 )
 
-FORMAT = "sfd-basicsr-generator"
-FORMAT_VERSION = 1
+FORMAT = EXPORT_FORMAT  # safetensors metadata "format" (inference_sr.py and derain.py read it back)
+FORMAT_VERSION = EXPORT_FORMAT_VERSION
 DEFAULT_OPSET = 17
 # Our network type -> spandrel's architecture id for the same weights.
 SPANDREL_IDS = {

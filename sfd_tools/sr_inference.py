@@ -20,7 +20,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sfd_utils.checkpoint import extract_state_dict, infer_rrdb_options, load_generator_weights, read_checkpoint
+from sfd_utils.checkpoint import (
+    CheckpointError,
+    extract_state_dict,
+    infer_rrdb_options,
+    load_generator_weights,
+    read_checkpoint,
+)
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -48,7 +54,8 @@ def network_options(
 ) -> dict:
     """The generator's ``{'type': ..., **kwargs}``, from (in this order of precedence):
     ``arch`` + ``arch_opt``; ``network_g`` of a BasicSR/our training YAML (``opt_file``, with
-    ``arch_opt`` overriding single keys); or, for RRDBNet checkpoints, the checkpoint itself.
+    ``arch_opt`` overriding single keys); or the checkpoint itself: the metadata of a
+    ``scripts/export.py`` safetensors file, or the keys of an RRDBNet (CheckpointError otherwise).
     """
     if arch:
         return {"type": arch, **(arch_opt or {})}
@@ -57,6 +64,11 @@ def network_options(
 
         return {**network_section(opt_file), **(arch_opt or {})}  # read as data (sfd_utils.recipe)
     if checkpoint:
+        from sfd_tools.generator_files import exported_network_options
+
+        exported = exported_network_options(checkpoint)
+        if exported is not None:
+            return {**exported, **(arch_opt or {})}
         state_dict, _ = extract_state_dict(read_checkpoint(checkpoint))
         return {**infer_rrdb_options(state_dict), **(arch_opt or {})}
     raise ValueError("give --arch (with --arch-opt), --opt <training yml>, or an RRDBNet checkpoint")
@@ -351,13 +363,20 @@ def load_upscaler(
 
     ``scale`` fills the architecture's ``scale`` argument when the options leave it out, and must
     agree with it otherwise. ``checkpoint`` may be None only for parameter-free networks (e.g.
-    ``SFDBicubicUpsampler``, a bicubic baseline). Remaining keyword arguments go to :class:`Upscaler`.
+    ``SFDBicubicUpsampler``, a bicubic baseline). A checkpoint without a recipe whose network
+    neither its metadata nor RRDBNet keys name (traiNNer-redux's ``net_g_*.safetensors``, say) is
+    recognised by spandrel. Remaining keyword arguments go to :class:`Upscaler`.
     """
     import inspect
 
     if checkpoint and not os.path.isfile(checkpoint):
         raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
-    net_opt = network_options(arch, arch_opt, opt_file, checkpoint)
+    try:
+        net_opt = network_options(arch, arch_opt, opt_file, checkpoint)
+    except CheckpointError:
+        if arch or opt_file or not checkpoint:
+            raise
+        return _spandrel_upscaler(checkpoint, arch_opt, param_key, scale, **upscaler_kwargs)
     named = net_opt.get("scale", net_opt.get("upscale"))
     if scale is not None and named is not None and int(named) != int(scale):
         raise ValueError(f"--scale {scale} disagrees with the network options (scale {named})")
@@ -374,6 +393,17 @@ def load_upscaler(
         in_channels=in_ch,
         **upscaler_kwargs,
     )
+
+
+def _spandrel_upscaler(checkpoint: str, arch_opt: dict | None, param_key: str | None, scale: int | None, **kwargs):
+    from sfd_tools.generator_files import spandrel_network
+
+    if arch_opt:
+        raise ValueError(f"--arch-opt needs --arch or --opt: {checkpoint} is read by spandrel, which sets the options")
+    net, info = spandrel_network(checkpoint, param_key)
+    if scale is not None and int(scale) != info["scale"]:
+        raise ValueError(f"--scale {scale} disagrees with the network ({info['architecture']}, x{info['scale']})")
+    return Upscaler(net, scale=info["scale"], multiple=info["multiple"], in_channels=info["in_channels"], **kwargs)
 
 
 # -- files -----------------------------------------------------------------------------------------------

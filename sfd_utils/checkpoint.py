@@ -8,7 +8,10 @@ Accepted files:
 - the official SFD / ESRGAN RRDBNet release in the old ESRGAN naming (``RRDB_trunk``, ``trunk_conv``,
   ``upconv1``, ``upconv2``, ``HRconv``). Old ×4 names are renamed to BasicSR's ``RRDBNet`` names
   (and back, for a network that uses the old names). The official ×2 model has one upsampling conv
-  and no pixel-unshuffle; it loads into ``SFDRRDBNetOfficialX2`` only.
+  and no pixel-unshuffle; it loads into ``SFDRRDBNetOfficialX2`` only;
+- ``.safetensors`` files (``scripts/export.py``'s, traiNNer-redux's ``net_g_*.safetensors``): a flat
+  state dict, recognised by its header whatever the extension. The format holds only tensors and a
+  string-to-string metadata table, so reading it runs no code.
 
 This module imports only torch, so architectures can use it without import cycles.
 """
@@ -177,10 +180,40 @@ def extract_state_dict(obj, param_key: str | None = None) -> tuple[OrderedDict, 
     return strip_module_prefix(inner), chosen
 
 
+def is_safetensors_file(path: str) -> bool:
+    """True if ``path`` starts like a safetensors file (8-byte little-endian header length up to the
+    format's 100 MB limit, then a JSON header), whatever its extension and even when truncated (its
+    reader then names the damage); torch files are zip archives (``PK``) or pickles."""
+    with open(path, "rb") as f:
+        head = f.read(9)
+    if len(head) < 9 or head[8:9] != b"{":
+        return False
+    return 2 <= int.from_bytes(head[:8], "little") <= 100_000_000
+
+
+def safetensors_metadata(path: str) -> dict[str, str]:
+    """The string metadata table of a safetensors file ({} when it has none)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(path, framework="pt") as f:
+            return dict(f.metadata() or {})
+    except Exception as err:  # corrupt header
+        raise CheckpointError(f"{path}: unreadable safetensors file ({type(err).__name__}: {err})") from err
+
+
 def read_checkpoint(path: str):
-    """``torch.load(path, map_location="cpu", weights_only=True)`` with errors that name the file."""
+    """What a checkpoint file holds, read without running code: ``torch.load(path, map_location="cpu",
+    weights_only=True)``, or the tensors of a safetensors file; errors name the file."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    if is_safetensors_file(path):
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(path, device="cpu")
+        except Exception as err:  # truncated or corrupt file
+            raise CheckpointError(f"{path}: unreadable safetensors file ({type(err).__name__}: {err})") from err
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # pickle with code objects, truncated file, not a torch file at all
@@ -233,7 +266,7 @@ def load_generator_weights(net: torch.nn.Module, path: str, param_key: str | Non
 
     Args:
         net: the network (bare, not DataParallel-wrapped).
-        path: ``.pth`` file; read with ``weights_only=True`` on CPU.
+        path: ``.pth`` file (read with ``weights_only=True`` on CPU) or ``.safetensors`` file.
         param_key: see :func:`extract_state_dict`; None prefers ``params_ema`` over ``params``.
         strict: raise on missing/unexpected keys or shape mismatches (default). With False, matching
             keys are loaded and the rest reported in the returned dict.

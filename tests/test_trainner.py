@@ -291,6 +291,8 @@ def test_trainner_trains_sfd_discriminator_and_its_checkpoint_scores(trainner_ro
     assert sorted(d1) == sorted(d0)
     assert (exp / "net_g_latest.safetensors").is_file()
     assert decode_config(d2["_extra_state"])["clip_model"] == "tiny-rn"  # SFD metadata survives safetensors
+    # the HR crop the discriminator trained on (lq_size 32 x scale 2): SFD-IQA's default tile for this file
+    assert decode_config(d2["_extra_state"])["train_patch_size"] == 64
     assert not any(k.startswith("backbone.") for k in d2)  # CLIP is never saved
     trained = [k for k in d1 if k != "_extra_state" and not torch.equal(d1[k], d2[k])]
     assert any(k.startswith("feat_disc.") for k in trained) and any(k.startswith("prompt_pair.") for k in trained)
@@ -301,6 +303,13 @@ def test_trainner_trains_sfd_discriminator_and_its_checkpoint_scores(trainner_ro
     # SFD-IQA ran as a traiNNer validation metric (RGB + device) on traiNNer's own net_d_1
     values = [float(v) for v in re.findall(r"# sfd_iqa\s*:\s*([0-9.]+)", log)]
     assert values and all(0.0 <= v <= 1.0 for v in values), log[-3000:]
+
+    # traiNNer's own generator file (its `compact`, a flat safetensors) upscales with no recipe
+    from sfd_tools.sr_inference import load_upscaler
+
+    upscaler = load_upscaler(str(exp / "net_g_latest.safetensors"), device="cpu")
+    lr = cv2.imread(str(tmp_path / "val" / "lr" / "chelsea.png"))
+    assert upscaler.scale == 2 and upscaler.enhance(lr)[0].shape == (96, 96, 3)
 
     # the user's scoring command on traiNNer's latest net_d, where basicsr is not installed
     latest = str(exp / "resume_models" / "net_d_latest.safetensors")
@@ -316,3 +325,28 @@ def test_trainner_trains_sfd_discriminator_and_its_checkpoint_scores(trainner_ro
     hr = cv2.imread(str(tmp_path / "val" / "hr" / "chelsea.png"))[..., ::-1]
     expected = SFDIQA.from_checkpoint(latest, tile=64, device="cpu").score(hr)
     assert float(rows[0]["q"]) == pytest.approx(expected.q, abs=1e-5)
+
+
+def test_misspelt_network_d_option_is_one_line_under_trainner_train_py(trainner_root, tmp_path, tiny_clip_files):
+    """traiNNer's train.py prints an uncaught start-up error in rich's traceback box (about 90 lines of
+    code frames for this mistake before the fix); the option error comes out as one line instead."""
+    write_pairs(tmp_path / "train", ["astronaut"])
+    write_pairs(tmp_path / "val", ["chelsea"])
+    pretrain_d = tiny_disc_file(tmp_path, tiny_clip_files["tiny-rn"], "pretrain_net_d.safetensors")
+    options = tiny_options(tmp_path, tiny_clip_files["tiny-rn"], tmp_path / "run", pretrain_d)
+    text = open(options).read()
+    open(options, "w").write(text.replace("clip_model: tiny-rn", "clip_model: tiny-rm"))
+    env = {**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "2", "COLUMNS": "200"}
+    proc = subprocess.run(
+        [sys.executable, RUNNER, trainner_root, str(tmp_path / "run"), "-opt", options],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode != 0
+    assert "╭" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-3000:]  # no box
+    last = [line for line in proc.stderr.splitlines() if line.strip()][-1]
+    assert last.startswith("ValueError: network_d.clip_model: unknown open_clip model 'tiny-rm'"), last
+    assert "tiny-rn" in last  # the close match
