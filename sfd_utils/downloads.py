@@ -213,12 +213,42 @@ def cached_hub_file(repo_id: str, filenames: list[str], cache_dir: str | None = 
     return None
 
 
-def _hub_errors():
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None  # a redirect (the hub sends large files to its CDN) already says the file exists
+
+
+def _probe_hub(url: str, key: str, what: str, where: str, supply: str) -> bool:
+    """Whether the hub has the file at ``url`` (HEAD, at most :data:`CONNECT_TIMEOUT` seconds, no
+    retry). A plain request: huggingface_hub's own first call may spend 3 s more fetching its agent
+    list from a silent endpoint. Raises WeightsUnavailable when the hub cannot be reached or refuses."""
+    headers = {"User-Agent": "sfd-basicsr", "Accept-Encoding": "identity"}
     try:
-        from huggingface_hub.errors import EntryNotFoundError, GatedRepoError, RepositoryNotFoundError
-    except ImportError:  # huggingface_hub < 0.23
-        from huggingface_hub.utils import EntryNotFoundError, GatedRepoError, RepositoryNotFoundError
-    return EntryNotFoundError, GatedRepoError, RepositoryNotFoundError
+        from huggingface_hub import get_token
+
+        token = get_token()  # HF_TOKEN or the saved login; no request
+    except ImportError:
+        token = None
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(url, headers=headers, method="HEAD")
+    try:
+        with urllib.request.build_opener(_NoRedirect).open(request, timeout=CONNECT_TIMEOUT):
+            return True
+    except urllib.error.HTTPError as err:
+        if 300 <= err.code < 400:
+            return True
+        code = err.headers.get("X-Error-Code", "")
+        if err.code == 404 and code == "EntryNotFound":
+            return False
+        raise WeightsUnavailable(
+            f"{key}: {what} are not in {where} and {url} answered {err.code} {code or err.reason}; {supply}"
+        ) from None
+    except (urllib.error.URLError, OSError) as err:  # refused, DNS, timeout, proxy
+        raise WeightsUnavailable(
+            f"{key}: {what} are not in {where} and {url} cannot be reached "
+            f"({_reason(getattr(err, 'reason', err))}); {supply}"
+        ) from None
 
 
 def fetch_hub_file(
@@ -228,7 +258,7 @@ def fetch_hub_file(
 
     what: the weights in words (messages); key, supply: as for :func:`fetch_url`. The hub is asked
     (HEAD, :data:`CONNECT_TIMEOUT`) which file exists before ``hf_hub_download`` fetches it, so an
-    unreachable hub fails in seconds instead of entering the hub's retry loop. A downloaded file
+    unreachable hub fails in seconds instead of entering huggingface_hub's retry loop. A downloaded file
     whose SHA-256 differs from the one the hub names it by is deleted and refused.
     """
     found = cached_hub_file(repo_id, filenames, cache_dir)
@@ -241,24 +271,14 @@ def fetch_hub_file(
             f"{key}: {what} ({' or '.join(filenames)} of {repo_id}) are not in {where} and downloads are off "
             f"({switch}); {supply}"
         )
-    from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
+    from huggingface_hub import hf_hub_download, hf_hub_url
 
-    entry_missing, gated, repo_missing = _hub_errors()
-    chosen, url = None, None
+    chosen = url = None
     for name in filenames:
-        url = hf_hub_url(repo_id, name)
-        try:
-            get_hf_file_metadata(url, timeout=CONNECT_TIMEOUT)
-        except entry_missing:
-            continue
-        except (gated, repo_missing) as err:
-            raise WeightsUnavailable(f"{key}: {what}: {url} refused ({_reason(err)}); {supply}") from None
-        except Exception as err:  # connection refused, DNS, timeout, proxy, 5xx
-            raise WeightsUnavailable(
-                f"{key}: {what} are not in {where} and {url} cannot be reached ({_reason(err)}); {supply}"
-            ) from None
-        chosen = name
-        break
+        url = hf_hub_url(repo_id, name)  # HF_ENDPOINT as huggingface_hub read it
+        if _probe_hub(url, key, what, where, supply):
+            chosen = name
+            break
     if chosen is None:
         raise WeightsUnavailable(f"{key}: {what}: {repo_id} has none of {filenames}; {supply}")
     extra = {"tqdm_class": _progress_class()} if "tqdm_class" in inspect.signature(hf_hub_download).parameters else {}
