@@ -261,3 +261,39 @@ def test_rrdb_x4_recipe_discriminator_downloads_openai_rn50(server, tmp_path):
     assert second["steps"][0]["ok"] and second["steps"][0]["clip_weights_sha256"] == sha256(body)
     assert server.requests == []
     assert first["environ_changed"] == [] and second["environ_changed"] == []
+
+
+def test_startup_checks_fetch_or_name_the_vgg_file(tmp_path, monkeypatch):
+    """Offline (the test session's SFD_OFFLINE=1), a recipe whose VGG19 is not here stops at start-up
+    naming the key, the file and the switch: SFDPerceptualLoss and BasicSR's own PerceptualLoss."""
+    from sfd_utils.downloads import WeightsUnavailable
+    from sfd_utils.options_check import check_options
+
+    monkeypatch.chdir(tmp_path)  # no experiments/pretrained_models/ here
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    for loss in ("SFDPerceptualLoss", "PerceptualLoss"):
+        opt = {"train": {"perceptual_opt": {"type": loss, "vgg_type": "vgg19", "layer_weights": {"conv5_4": 1}}}}
+        with pytest.raises(WeightsUnavailable) as err:
+            check_options(opt, datasets=False)
+        msg = str(err.value)
+        assert msg.startswith(("perceptual_opt:", "train.perceptual_opt:")) and "SFD_OFFLINE=1" in msg, msg
+        assert os.path.join(str(tmp_path), "hub", "checkpoints", VGG19) in msg and "\n" not in msg
+
+
+def test_demo_never_downloads_unless_asked(tmp_path, monkeypatch):
+    """`make demo` uses RN50/openai only from the cache (no request), else the stand-in; with
+    SFD_CLIP_WEIGHTS=openai it fetches the tag like a recipe."""
+    import sfd_arch.clip_weights as clip_weights
+    from sfd_tools import demo
+
+    fetched = []
+    monkeypatch.delenv("SFD_OFFLINE")  # as on a user's machine with internet
+    monkeypatch.delenv("SFD_CLIP_WEIGHTS", raising=False)
+    monkeypatch.setattr(clip_weights, "cached_hub_file", lambda *a, **k: None)  # nothing cached
+    monkeypatch.setattr(clip_weights, "fetch_hub_file", lambda *a, **k: fetched.append(a[0]) or str(tmp_path / "w"))
+    monkeypatch.setattr(demo, "write_random_calibrated_rn50", lambda path: path)
+    assert demo.choose_clip_weights(str(tmp_path)) == (demo.RANDOM_CLIP_FILE, True)
+    assert fetched == []
+    monkeypatch.setenv("SFD_CLIP_WEIGHTS", "openai")
+    assert demo.choose_clip_weights(str(tmp_path)) == ("openai", False)
+    assert fetched == ["timm/resnet50_clip.openai"]
