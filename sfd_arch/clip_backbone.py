@@ -8,8 +8,9 @@ unfreeze it. It still follows the owner through ``.to()``, ``.cuda()``, ``.half(
 and stays in eval mode whatever ``train()`` is called with. Gradients flow through it to the
 input image.
 
-Weights never download: ``clip_pretrained`` is an open_clip tag that must already be in the local
-cache (Hugging Face hub cache or ``~/.cache/clip``), a local file, or ``None`` for random weights.
+Weights: ``clip_pretrained`` is an open_clip tag (taken from the Hugging Face hub cache or
+``~/.cache/clip``, else downloaded into the hub cache on first use; offline an error in seconds), a
+local file, or ``None`` for random weights (see ``sfd_arch/clip_weights.py``).
 
 The frozen weights may be held in a lower precision (``dtype``; half the memory with bf16/fp16)
 while everything the owner trains stays float32: inputs are cast to the weights' dtype and outputs
@@ -90,11 +91,11 @@ class FrozenCLIP(nn.Module):
 
     Args:
         clip_model (str): open_clip model name, e.g. 'RN50', 'ViT-B-16'. Default: 'RN50'.
-        clip_pretrained (str | None): open_clip tag in the local cache ('openai'), a local file,
-            or None for random weights (pipeline checks only). Default: 'openai'.
+        clip_pretrained (str | None): open_clip tag ('openai'; from the hub cache, downloaded on
+            first use), a local file, or None for random weights (pipeline checks only). Default: 'openai'.
         feat_layers (list[int] | None): middle layers. ResNet: stage numbers 1-4 (default 1, 2, 3,
             strides 4/8/16); ViT: block numbers 1..depth (default the blocks at 1/3 and 2/3 depth).
-        clip_cache_dir (str | None): cache folder to look for tagged weights in.
+        clip_cache_dir (str | None): hub cache folder for tagged weights (default: the hub's own).
         clip_config (str | None): an open_clip model-config JSON file (or a folder of them) to
             register first, so ``clip_model`` may name a custom architecture. Default: None.
         pad_mode (str): padding for sizes not divisible by the stride ('reflect' or 'replicate').

@@ -1,6 +1,9 @@
-"""Where CLIP weights come from: an open_clip tag already in the local cache, a local file, or random
-weights; never a download. A file is checked against the requested architecture before it is
-loaded, so a wrong file is named in one line instead of PyTorch's list of missing keys.
+"""Where CLIP weights come from: a local file, an open_clip tag (from the Hugging Face hub cache,
+downloaded into it on first use, as open_clip does), or random weights. A file is checked against the
+requested architecture before it is loaded, so a wrong file is named in one line instead of
+PyTorch's list of missing keys. Offline (``SFD_OFFLINE=1``, ``HF_HUB_OFFLINE=1`` or no network) a
+tag that is not cached is an error in seconds naming the file and how to supply it; the process's
+environment is never changed (see ``sfd_utils/downloads.py``).
 """
 
 from __future__ import annotations
@@ -11,54 +14,40 @@ import os
 
 import torch
 
+from sfd_utils.downloads import WeightsUnavailable, cached_hub_file, fetch_hub_file, hub_cache_folder
+
 logger = logging.getLogger("basicsr")
 
 RANDOM_WEIGHTS = (None, "", "none", "random")
 # Tiny open_clip configs shipped with the package (tests, smoke benchmarks, learning check).
 TINY_CLIP_CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "clip_configs")
+# open_clip's names for a hub repo's weights (open_clip.constants), safetensors first as open_clip does.
+HF_WEIGHT_NAMES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 
 
-class CLIPWeightsNotFound(FileNotFoundError):
-    """Raised when CLIP weights are not available locally (nothing is ever downloaded)."""
+class CLIPWeightsNotFound(WeightsUnavailable):
+    """Raised when CLIP weights are neither on this machine nor downloadable now (a FileNotFoundError)."""
 
 
 def _import_open_clip():
-    # Keep the hub offline before open_clip/huggingface_hub read their settings: a missing
-    # tag must fail in seconds, never retry a download.
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import open_clip
 
     return open_clip
 
 
-def _hf_cached_file(repo_and_file: str, cache_dir: str | None) -> str | None:
-    try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:
-        return None
-    model_id, filename = os.path.split(repo_and_file)  # "org/repo/" -> ("org/repo", "")
-    candidates = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+def hub_weight_names(filename: str) -> list[str]:
+    """The files open_clip tries for an ``hf_hub`` entry's file name ('' = the repo's default)."""
+    if not filename:
+        return list(HF_WEIGHT_NAMES)
     if filename.endswith((".bin", ".pth")):
-        candidates.insert(0, filename[:-4] + ".safetensors")
-    for name in candidates:
-        found = try_to_load_from_cache(model_id, name, cache_dir=cache_dir)
-        if isinstance(found, str) and os.path.isfile(found):
-            return found
-    return None
+        return [filename[:-4] + ".safetensors", filename]
+    return [filename]
 
 
 def hf_cache_folder(cache_dir: str | None = None) -> str:
     """The hub cache folder searched for tagged weights: ``cache_dir``, else HF_HUB_CACHE, else
     HF_HOME/hub, else ~/.cache/huggingface/hub (what huggingface_hub resolves)."""
-    if cache_dir:
-        return cache_dir
-    try:
-        from huggingface_hub import constants
-
-        return constants.HF_HUB_CACHE
-    except ImportError:
-        home = os.environ.get("HF_HOME") or os.path.join(os.path.expanduser("~/.cache"), "huggingface")
-        return os.environ.get("HF_HUB_CACHE") or os.path.join(home, "hub")
+    return hub_cache_folder(cache_dir)
 
 
 def register_clip_config(path: str) -> None:
@@ -69,13 +58,19 @@ def register_clip_config(path: str) -> None:
 
 
 def resolve_clip_weights(
-    clip_model: str, clip_pretrained: str | None, cache_dir: str | None = None
+    clip_model: str, clip_pretrained: str | None, cache_dir: str | None = None, download: bool = True
 ) -> tuple[str | None, dict]:
     """Map ``clip_pretrained`` to a local file and the open_clip kwargs its tag implies.
 
+    A tag is looked up in the Hugging Face hub cache (``cache_dir`` or the hub's default) and in
+    open_clip's older download folder (~/.cache/clip) without a request; when it is in neither and
+    ``download`` is true, the file open_clip would fetch for that tag is downloaded into the hub cache
+    (progress bar; unless downloads are off). open_clip is then given the local file, so it never
+    goes to the network itself.
+
     Returns (path or None for random weights, extra create_model kwargs).
     Raises ValueError for an unknown model or tag and CLIPWeightsNotFound when the weights
-    are not on this machine.
+    are not on this machine and cannot be downloaded now.
     """
     open_clip = _import_open_clip()
     known = open_clip.list_models()
@@ -110,22 +105,30 @@ def resolve_clip_weights(
         kwargs["force_quick_gelu"] = True
     looked = []
     found = None
+    repo_id, names = None, []
     if cfg.get("hf_hub"):
+        repo_id, filename = os.path.split(cfg["hf_hub"])  # "org/repo/" -> ("org/repo", "")
+        names = hub_weight_names(filename)
         looked.append(f"Hugging Face cache {hf_cache_folder(cache_dir)} for {cfg['hf_hub']}")
-        found = _hf_cached_file(cfg["hf_hub"], cache_dir)
+        found = cached_hub_file(repo_id, names, cache_dir)
     if found is None and cfg.get("url"):
         url_file = os.path.join(cache_dir or os.path.expanduser("~/.cache/clip"), os.path.basename(cfg["url"]))
         looked.append(url_file)
         if os.path.isfile(url_file):
             found = url_file
+    supply = (
+        f"looked in: {'; '.join(looked)}. Run once where the hub is reachable (or copy that cache here), or "
+        f"download the checkpoint yourself and set `clip_pretrained: /path/to/file` in the YAML."
+    )
+    what = f"CLIP weights {clip_model}/{clip_pretrained}"
+    if found is None and download and repo_id:
+        try:
+            found = fetch_hub_file(repo_id, names, "clip_pretrained", what, supply, cache_dir)
+        except WeightsUnavailable as err:
+            raise CLIPWeightsNotFound(str(err)) from None
+        logger.info(f"{what}: downloaded {found}")
     if found is None:
-        raise CLIPWeightsNotFound(
-            f"clip_pretrained: CLIP weights {clip_model}/{clip_pretrained} are not on this machine "
-            f"(looked in: {'; '.join(looked)}). sfd-basicsr never downloads at run time. Either copy "
-            f"the open_clip cache from a machine where `open_clip.create_model({clip_model!r}, "
-            f"pretrained={clip_pretrained!r})` ran, or download the checkpoint yourself and set "
-            f"`clip_pretrained: /path/to/file` in the YAML."
-        )
+        raise CLIPWeightsNotFound(f"clip_pretrained: {what} are not on this machine; {supply}")
     return found, kwargs
 
 

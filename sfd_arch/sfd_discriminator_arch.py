@@ -53,8 +53,8 @@ class SFDDiscriminator(nn.Module):
 
     Args:
         clip_model (str): open_clip model name. Default: 'RN50'.
-        clip_pretrained (str | None): open_clip tag in the local cache, a local file, or None
-            (random CLIP, pipeline checks only). Default: 'openai'.
+        clip_pretrained (str | None): open_clip tag (hub cache, downloaded on first use), a local
+            file, or None (random CLIP, pipeline checks only). Default: 'openai'.
         feat_layers (list[int] | None): CLIP middle layers for Feat-D (see FrozenCLIP).
         feat_mid_channels (int): Feat-D head width. Default: 256.
         feat_norm (str): 'rms' (running-RMS scaling of each middle map, see FeatDiscriminator) or
@@ -63,7 +63,7 @@ class SFDDiscriminator(nn.Module):
         pos_words / neg_words (str): class words. Default: 'high quality photo.' / 'low quality photo.'.
         ctx_init (str | None): phrase initialising the contexts. Default: None (N(0, 0.02)).
         use_feat / use_text (bool): enable Feat-D / TG-D (ablations). Default: True / True.
-        clip_cache_dir (str | None): where tagged CLIP weights are looked up.
+        clip_cache_dir (str | None): hub cache folder for tagged CLIP weights (default: the hub's).
         clip_config (str | None): open_clip config JSON (file or folder) for a custom clip_model.
         clip_input_size (int | None): run the one CLIP forward on the image resized (bicubic,
             antialiased, differentiable) so its short side is this size, e.g. 224 for RN50's native
@@ -174,7 +174,9 @@ class SFDDiscriminator(nn.Module):
     @classmethod
     def check_options(cls, section: dict, key: str = "network_d") -> None:
         """Start-up check of a recipe's ``network_d`` section: known keys, values of the right kind, and
-        CLIP weights on this machine (CLIPWeightsNotFound names where it looked; nothing is downloaded)."""
+        the CLIP weights: tagged weights not yet cached are downloaded now (before any data is read); a
+        missing file, or a tag that cannot be downloaded (offline), raises CLIPWeightsNotFound naming the
+        file and how to supply it."""
         names = option_names()
         options = {k: v for k, v in section.items() if k != "type"}
         check_network_d(options, names)

@@ -1,4 +1,5 @@
-"""SFD adversarial terms (Feat-D maps, TG-D logit) and a VGG perceptual loss that never downloads."""
+"""SFD adversarial terms (Feat-D maps, TG-D logit) and a VGG perceptual loss whose VGG19 weights come
+from a local file or torch hub's cache (downloaded there on first use, hash-checked as torchvision does)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from basicsr.losses.basic_loss import PerceptualLoss
 from basicsr.losses.gan_loss import GANLoss
 from basicsr.utils.registry import LOSS_REGISTRY
 from torch import nn
+
+from sfd_utils.downloads import fetch_url, torch_hub_checkpoints, torchvision_url
 
 VGG19_FILE = "vgg19-dcbb9e9d.pth"
 
@@ -67,34 +70,38 @@ class SFDGANLoss(nn.Module):
 
 
 def find_vgg19_weights(vgg_weights: str | None) -> str:
-    """Local VGG19 weights: the given path, else BasicSR's and torch hub's usual places."""
+    """VGG19 weights: the given path; else BasicSR's ``experiments/pretrained_models/`` or torch hub's
+    cache, where torchvision's file is downloaded on first use (unless downloads are off)."""
     if vgg_weights:
         path = os.path.expanduser(vgg_weights)
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"perceptual_opt.vgg_weights: VGG19 weight file {path!r} does not exist")
+            raise FileNotFoundError(
+                f"perceptual_opt.vgg_weights: VGG19 weight file {path!r} does not exist (set `vgg_weights: ~` to "
+                f"use torchvision's {VGG19_FILE} from torch hub's cache, downloaded on first use)"
+            )
         return path
-    hub = os.path.join(torch.hub.get_dir(), "checkpoints", VGG19_FILE)
-    candidates = [os.path.join("experiments", "pretrained_models", VGG19_FILE), hub]
-    for path in candidates:
-        if os.path.isfile(path):
-            return path
-    raise FileNotFoundError(
-        f"perceptual_opt: VGG19 weights not found (looked in {candidates}); nothing is downloaded at run "
-        f"time. Put torchvision's {VGG19_FILE} in one of those places or set `vgg_weights: /path/to/file`."
+    local = os.path.join("experiments", "pretrained_models", VGG19_FILE)
+    if os.path.isfile(local):
+        return local
+    supply = (
+        f"put torchvision's {VGG19_FILE} in {torch_hub_checkpoints()} or {local}, or set `vgg_weights: /path/to/file`"
     )
+    return fetch_url(torchvision_url(VGG19_FILE), "perceptual_opt", supply)  # WeightsUnavailable: a FileNotFoundError
 
 
 @LOSS_REGISTRY.register()
 class SFDPerceptualLoss(PerceptualLoss):
-    """BasicSR's PerceptualLoss (same options) reading VGG19 weights from a local file only.
+    """BasicSR's PerceptualLoss (same options) reading VGG19 weights from a file we choose, never
+    through BasicSR's own download path.
 
     Extra arg: vgg_weights (str | None): path to torchvision's ``vgg19-dcbb9e9d.pth``; default:
-    ``experiments/pretrained_models/`` or the torch hub cache. A missing file is an error at start-up.
+    ``experiments/pretrained_models/`` or the torch hub cache, downloaded there at start-up when
+    missing. A given path that does not exist, or no file while offline, is an error at start-up.
     """
 
     @classmethod
     def check_options(cls, section: dict, key: str = "train.perceptual_opt") -> None:
-        """Start-up check: VGG19 weights must be a local file (BasicSR would start a download)."""
+        """Start-up check: the VGG19 file exists, or is downloaded now (offline: a one-line error)."""
         if section.get("vgg_type", "vgg19") == "vgg19":
             find_vgg19_weights(section.get("vgg_weights"))
 

@@ -31,7 +31,8 @@ EVALUATE_DOC = """Compare an SR folder with a GT folder: PSNR/SSIM (Y, crop = sc
 Examples:
   python scripts/evaluate_sr.py --sr results/demo_SFD_cpu --gt datasets/demo_sr/val/hr --sr-suffix _out \\
       --scale 4 --out results/eval --name demo_SFD_cpu
-  # + LPIPS from local files (nothing is downloaded), SFD-IQA from an SFD discriminator checkpoint
+  # + LPIPS (linear layers from the lpips package or --lpips-weights; the AlexNet trunk from torch
+  # hub's cache, downloaded on first use, or --lpips-trunk), SFD-IQA from an SFD discriminator checkpoint
   python scripts/evaluate_sr.py --sr SR --gt GT --metrics psnr ssim niqe lpips sfd_iqa \\
       --lpips-weights weights/lpips_alex.pth --lpips-trunk weights/alexnet-owt-7be5be79.pth \\
       --sfd-iqa-checkpoint experiments/demo_SFD_cpu/models/net_d_latest.pth
@@ -104,10 +105,12 @@ def evaluate_parser() -> argparse.ArgumentParser:
     p.add_argument("--sr-suffix-regex", help=r"regex instead, e.g. '_\d+' for BasicSR visualization names")
     p.add_argument("--gt-suffix-regex", help="regex for GT names")
     p.add_argument("--lpips-weights", help="LPIPS linear layers (lpips/weights/v0.1/alex.pth) or a full LPIPS file")
-    p.add_argument("--lpips-trunk", help="torchvision alexnet-owt-7be5be79.pth / vgg16-397923af.pth")
+    p.add_argument(
+        "--lpips-trunk", help="torchvision alexnet-owt-7be5be79.pth / vgg16-397923af.pth (default: torch hub cache)"
+    )
     p.add_argument("--lpips-net", choices=["alex", "vgg"], default="alex")
     p.add_argument("--dists-weights", help="DISTS alpha/beta (DISTS_pytorch/weights.pt) or a full DISTS file")
-    p.add_argument("--dists-trunk", help="torchvision vgg16-397923af.pth")
+    p.add_argument("--dists-trunk", help="torchvision vgg16-397923af.pth (default: torch hub cache)")
     p.add_argument("--sfd-iqa-checkpoint", help="SFD discriminator checkpoint (net_d_<iter>.pth) for sfd_iqa")
     p.add_argument("--sfd-iqa-clip", help="local CLIP weights overriding the ones recorded in that checkpoint")
     p.add_argument("--device", default="auto", help="for LPIPS/DISTS/SFD-IQA (default: %(default)s)")

@@ -2,10 +2,12 @@
 
 1. Data: HR crops of six training photos and 256² crops of two held-out photos of other scenes
    (``datasets/demo_sr``), LR by MATLAB-style bicubic ×4.
-2. CLIP: real RN50 weights when they are here (``SFD_CLIP_WEIGHTS=/path`` or RN50/openai in the local
-   open_clip cache); otherwise a randomly initialised RN50 with BatchNorm calibrated on training
+2. CLIP: real RN50 weights when they are here (``SFD_CLIP_WEIGHTS=/path``, or RN50/openai already in
+   the hub cache); otherwise a randomly initialised RN50 with BatchNorm calibrated on training
    photos, saved as ``experiments/pretrained_models/RN50_random_calibrated.pt`` and marked as such in
-   the file, the training log and the summary.
+   the file, the training log and the summary. The demo itself never downloads (it stays fast and
+   offline-safe, with the numbers the README shows): ``SFD_CLIP_WEIGHTS=openai make demo`` asks for
+   the real weights, downloaded on first use like any recipe's tag.
 3. Stage 1: PSNR-oriented (L1) training of the demo generator (``options/demo_SR_psnr_cpu.yml``).
 4. Stage 2: SFD fine-tuning from stage 1 (``options/demo_SFD_cpu.yml``).
 5. The README's commands on the held-out crops: inference and evaluation (PSNR/SSIM on Y, NIQE,
@@ -37,15 +39,16 @@ PD_PLOT = "results/pd_demo"
 
 
 def choose_clip_weights(root: str) -> tuple[str, bool]:
-    """(clip_pretrained value, is_random)."""
+    """(clip_pretrained value, is_random). SFD_CLIP_WEIGHTS (a file or an open_clip tag) is fetched if
+    needed; without it, RN50/openai is used only when already in the cache (no request is made)."""
     from sfd_arch.clip_backbone import CLIPWeightsNotFound, resolve_clip_weights
 
     given = os.environ.get("SFD_CLIP_WEIGHTS")
     if given:
-        resolve_clip_weights("RN50", given)  # fails clearly if the file is missing
+        resolve_clip_weights("RN50", given)  # downloads a tag on first use; fails clearly if it cannot
         return given, False
     try:
-        resolve_clip_weights("RN50", "openai")
+        resolve_clip_weights("RN50", "openai", download=False)
         return "openai", False
     except CLIPWeightsNotFound:
         pass
@@ -163,10 +166,11 @@ def run_demo(root: str = ".", iters: int | None = None) -> int:
         print(f"[demo] wrote {counts['train']} training / {counts['val']} held-out pairs to {DATA}")
     clip, is_random = choose_clip_weights(".")
     caveat = (
-        "CLIP weights: none on this machine (nothing is downloaded), so the SFD discriminator uses a RANDOMLY "
-        f"initialised RN50 ({clip}, BatchNorm calibrated on photos). The run shows the machinery working; its "
-        "SFD-IQA numbers measure what a random network's features separate, not CLIP's semantics. For real "
-        "weights: SFD_CLIP_WEIGHTS=/path/to/RN50 open_clip checkpoint make demo"
+        "CLIP weights: none on this machine (the demo downloads nothing by itself), so the SFD discriminator uses "
+        f"a RANDOMLY initialised RN50 ({clip}, BatchNorm calibrated on photos). The run shows the machinery "
+        "working; its SFD-IQA numbers measure what a random network's features separate, not CLIP's semantics. "
+        "For real weights: SFD_CLIP_WEIGHTS=openai make demo (downloads RN50/openai once) or "
+        "SFD_CLIP_WEIGHTS=/path/to/RN50 open_clip checkpoint make demo"
     )
     print(f"[demo] {caveat if is_random else f'CLIP RN50 weights: {clip}'}", flush=True)
     force2 = [] if clip == RANDOM_CLIP_FILE else [f"network_d:clip_pretrained={clip}"]

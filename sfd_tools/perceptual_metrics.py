@@ -1,4 +1,4 @@
-"""LPIPS and DISTS from local weight files only (nothing is downloaded).
+"""LPIPS and DISTS from their published weight files.
 
 Both are re-implemented here with the parameter names of their reference packages, so their
 published files load as they are:
@@ -12,8 +12,10 @@ published files load as they are:
   + learned ``alpha``/``beta``. Give a full DISTS state dict, or ``weights.pt`` from the package
   (``alpha``, ``beta``) plus ``vgg16-397923af.pth``.
 
-When no trunk file is given, the torchvision file is looked for in torch hub's cache
-(``<torch.hub.get_dir()>/checkpoints/``), where torchvision keeps what it once downloaded.
+When no trunk file is given, torchvision's file is taken from torch hub's cache
+(``<torch.hub.get_dir()>/checkpoints/``) and downloaded there on first use by its canonical URL,
+with torchvision's hash check (unless downloads are off: ``SFD_OFFLINE=1`` / ``HF_HUB_OFFLINE=1``).
+The small learned layers come from the ``lpips`` / ``dists-pytorch`` packages or a given file.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sfd_utils.checkpoint import extract_state_dict, read_checkpoint
+from sfd_utils.downloads import WeightsUnavailable, fetch_url, torch_hub_checkpoints, torchvision_url
 
 TORCHVISION_FILES = {"alex": "alexnet-owt-7be5be79.pth", "vgg": "vgg16-397923af.pth"}
 # (start, end) indices of torchvision's `features` that form each LPIPS slice.
@@ -40,7 +43,7 @@ DISTS_STAGES = ((0, 4), (4, 9), (9, 16), (16, 23), (23, 30))
 DISTS_CHANNELS = (3, 64, 128, 256, 512, 512)
 
 
-class WeightsNotFound(FileNotFoundError):
+class WeightsNotFound(WeightsUnavailable):
     """A metric's weight file is missing; the message names the file and where it is expected."""
 
 
@@ -188,15 +191,20 @@ def packaged_file(package: str, *parts: str) -> str | None:
 
 
 def _trunk_file(given: str | None, net: str, metric: str, option: str) -> str:
-    expected = os.path.join(torch.hub.get_dir(), "checkpoints", TORCHVISION_FILES[net])
-    path = given or expected
-    if not os.path.isfile(path):
-        raise WeightsNotFound(
-            f"{metric}: torchvision {'AlexNet' if net == 'alex' else 'VGG16'} ImageNet weights not found: "
-            f"{path}. Put {TORCHVISION_FILES[net]} at {expected} or pass {option} /path/to/{TORCHVISION_FILES[net]} "
-            "(nothing is downloaded)"
-        )
-    return path
+    name = TORCHVISION_FILES[net]
+    if given:
+        if not os.path.isfile(given):
+            raise WeightsNotFound(
+                f"{metric}: {option} {given} does not exist (leave {option} out to use torchvision's {name} from "
+                "torch hub's cache, downloaded on first use)"
+            )
+        return given
+    expected = os.path.join(torch_hub_checkpoints(), name)
+    supply = f"put {name} at {expected} or pass {option} /path/to/{name}"
+    try:
+        return fetch_url(torchvision_url(name), f"{metric} ({'AlexNet' if net == 'alex' else 'VGG16'} trunk)", supply)
+    except WeightsUnavailable as err:
+        raise WeightsNotFound(str(err)) from None
 
 
 def _load_trunk(prefix: str, bounds, trunk_path: str) -> dict:
@@ -234,14 +242,15 @@ def _load_strict(module: nn.Module, sd: dict, source: str) -> None:
 
 
 def load_lpips(weights: str | None = None, trunk: str | None = None, net: str = "alex") -> LPIPS:
-    """LPIPS from local files (see module docstring). ``weights`` None = the file the ``lpips``
-    package ships, when that package is installed. Raises WeightsNotFound naming what is missing."""
+    """LPIPS from files (see module docstring; the trunk is downloaded on first use). ``weights`` None =
+    the file the ``lpips`` package ships, when that package is installed. Raises WeightsNotFound naming
+    what is missing."""
     weights = weights or packaged_file("lpips", "weights", "v0.1", f"{net}.pth")
     if not weights or not os.path.isfile(weights):
         raise WeightsNotFound(
             f"LPIPS: linear-layer weights not found{': ' + weights if weights else ''}. Pass --lpips-weights "
-            f"/path/to/{net}.pth (the file `lpips/weights/v0.1/{net}.pth` of the `lpips` PyPI package, or a full "
-            "LPIPS state dict); nothing is downloaded"
+            f"/path/to/{net}.pth (the file `lpips/weights/v0.1/{net}.pth` of the `lpips` PyPI package: `pip install "
+            "lpips`, or a full LPIPS state dict)"
         )
     sd, _ = extract_state_dict(read_checkpoint(weights))
     if not any(k.startswith("net.slice") for k in sd):  # linear layers only: add the torchvision trunk
@@ -253,14 +262,15 @@ def load_lpips(weights: str | None = None, trunk: str | None = None, net: str = 
 
 
 def load_dists(weights: str | None = None, trunk: str | None = None) -> DISTS:
-    """DISTS from local files (see module docstring). ``weights`` None = ``weights.pt`` of the
-    ``DISTS_pytorch`` package, when installed. Raises WeightsNotFound naming what is missing."""
+    """DISTS from files (see module docstring; the trunk is downloaded on first use). ``weights`` None =
+    ``weights.pt`` of the ``DISTS_pytorch`` package, when installed. Raises WeightsNotFound naming what
+    is missing."""
     weights = weights or packaged_file("DISTS_pytorch", "weights.pt")
     if not weights or not os.path.isfile(weights):
         raise WeightsNotFound(
             f"DISTS: alpha/beta weights not found{': ' + weights if weights else ''}. Pass --dists-weights "
-            "/path/to/weights.pt (shipped in the `dists-pytorch` PyPI package as DISTS_pytorch/weights.pt, or a full "
-            "DISTS state dict); nothing is downloaded"
+            "/path/to/weights.pt (shipped in the `dists-pytorch` PyPI package as DISTS_pytorch/weights.pt: `pip "
+            "install dists-pytorch`, or a full DISTS state dict)"
         )
     sd, _ = extract_state_dict(read_checkpoint(weights))
     if not any(k.startswith("stage") for k in sd):  # alpha/beta only: add the torchvision trunk

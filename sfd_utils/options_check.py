@@ -1,5 +1,7 @@
 """Start-up checks of a BasicSR options dict: every file a recipe needs must exist, and the error
-names the YAML key and the path (BasicSR would fail later, deep inside, or start a download)."""
+names the YAML key and the path (BasicSR would fail later, deep inside). Pretrained weights that are
+downloaded on first use (CLIP tags, VGG19) are fetched here, before any data is read; offline, a
+missing one stops the run here in one line."""
 
 from __future__ import annotations
 
@@ -51,14 +53,28 @@ def check_options(opt: dict, datasets: bool = True) -> None:
     _check_registered_components(opt)
     percep = (opt.get("train") or {}).get("perceptual_opt") or {}
     if percep.get("type") == "PerceptualLoss":
-        import basicsr.archs.vgg_arch as vgg_arch
+        _fetch_basicsr_vgg(percep.get("vgg_type", "vgg19"))
 
-        if not os.path.isfile(vgg_arch.VGG_PRETRAIN_PATH):
-            raise FileNotFoundError(
-                f"train.perceptual_opt: BasicSR's PerceptualLoss would download VGG weights "
-                f"({vgg_arch.VGG_PRETRAIN_PATH} is missing); use type SFDPerceptualLoss with "
-                "`vgg_weights: /path/to/vgg19-dcbb9e9d.pth`"
-            )
+
+def _fetch_basicsr_vgg(vgg_type: str) -> None:
+    """BasicSR's own PerceptualLoss loads ``experiments/pretrained_models/vgg19-dcbb9e9d.pth`` when it
+    exists, else torchvision's weights from torch hub's cache, downloading them there. Fetch that file
+    now, so a missing one is downloaded before the run starts, or (offline) stops it in one line."""
+    import basicsr.archs.vgg_arch as vgg_arch
+
+    if os.path.isfile(vgg_arch.VGG_PRETRAIN_PATH):
+        return
+    from torchvision.models import get_model_weights
+
+    from sfd_utils.downloads import fetch_url, torch_hub_checkpoints, torchvision_url
+
+    name = os.path.basename(get_model_weights(vgg_type).IMAGENET1K_V1.url)
+    supply = (
+        f"put torchvision's {name} in {torch_hub_checkpoints()}"
+        f"{' or ' + vgg_arch.VGG_PRETRAIN_PATH if vgg_type == 'vgg19' else ''}, or use type SFDPerceptualLoss "
+        "with `vgg_weights: /path/to/file`"
+    )
+    fetch_url(torchvision_url(name), "train.perceptual_opt", supply)
 
 
 def _check_registered_components(opt: dict) -> None:

@@ -14,6 +14,9 @@ if ROOT not in sys.path:
 from sfd_utils.compat import install  # noqa: E402
 
 install()  # before anything imports basicsr
+# Tests never reach the internet: weights the plugin would download on first use are an offline
+# error here (tests/test_downloads.py runs the download code against a loopback server instead).
+os.environ["SFD_OFFLINE"] = "1"
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
