@@ -26,7 +26,7 @@ from sfd_metric.sfd_iqa import SFDIQA
 
 COMPONENTS = ("q", "q_feat", "q_text")
 # Baselines usable here: name -> (function of an RGB image, higher_is_better). NIQE ships with BasicSR;
-# learned baselines (CLIP-IQA, MUSIQ, ...) need weights this package never downloads.
+# learned baselines (CLIP-IQA, MUSIQ, ...) are pyiqa's, not this package's.
 
 
 def niqe_score(img: np.ndarray) -> float:
