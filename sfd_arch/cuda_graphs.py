@@ -67,7 +67,8 @@ class FastPath:
         return {"mode": self.mode, **self.stats, "said": sorted(f"{r}: {w}" for r, w in self._said)}
 
 
-def _autocast_key(device_type: str) -> tuple:
+def autocast_state(device_type: str) -> tuple:
+    """(enabled, dtype) of autocast on ``device_type``."""
     if not torch.is_autocast_enabled(device_type):
         return (False, None)
     return (True, torch.get_autocast_dtype(device_type))
@@ -77,9 +78,10 @@ def _tensor_key(t: torch.Tensor) -> tuple:
     return (tuple(t.shape), t.stride(), t.dtype, t.device, t.requires_grad)
 
 
-def _why_not(tensors: Sequence[torch.Tensor], module: torch.nn.Module | None) -> str | None:
-    """Reason the graphed path cannot serve this call (None: it can, rules permitting)."""
-    if not tensors or any(t.device.type != "cuda" for t in tensors):
+def _why_not(tensors: Sequence[torch.Tensor], module: torch.nn.Module | None, cuda: bool = True) -> str | None:
+    """Reason the graphed path cannot serve this call (None: it can, rules permitting); ``cuda``
+    False for the CPU emulation."""
+    if cuda and (not tensors or any(t.device.type != "cuda" for t in tensors)):
         return "eager (tensors not on CUDA)"
     if torch.is_inference_mode_enabled() or any(t.is_inference() for t in tensors):
         return "eager (inference mode)"
@@ -87,8 +89,10 @@ def _why_not(tensors: Sequence[torch.Tensor], module: torch.nn.Module | None) ->
         return "eager (a TorchDispatchMode is active)"
     if torch.compiler.is_compiling():
         return "eager (inside torch.compile)"
-    if torch.cuda.is_current_stream_capturing():
+    if cuda and torch.cuda.is_current_stream_capturing():
         return "eager (inside another CUDA graph capture)"
+    if torch._C._current_graph_task_id() != -1:
+        return "eager (called during a backward pass)"
     if module is not None and getattr(module, "_is_replica", False):
         return "eager (DataParallel replica)"
     return None
@@ -120,7 +124,8 @@ class _CudaBackend:
 
     def capture(self, pool, body: Callable[[], object]) -> tuple[object, object]:
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=pool, stream=self.stream()):
+        # thread_local: another thread's CUDA calls (e.g. a data loader pinning memory) stay legal
+        with torch.cuda.graph(graph, pool=pool, stream=self.stream(), capture_error_mode="thread_local"):
             result = body()
         return graph, result
 
@@ -283,14 +288,14 @@ class GraphedRegion:
             return None
         backend = _backend()
         tensors = list(inputs) + list(params)
-        why = (_why_not_emulated if backend.emulated else _why_not)(tensors, module)
+        why = _why_not(tensors, module, cuda=not backend.emulated)
         if why is not None:
             self.policy.say(self.name, why)
             self.policy.stats["eager"] += 1
             return None
         device_type = tensors[0].device.type
         grad = torch.is_grad_enabled() and any(t.requires_grad for t in tensors) if need_grad is None else need_grad
-        autocast = _autocast_key(device_type)
+        autocast = autocast_state(device_type)
         key = (
             grad,
             autocast,
@@ -498,19 +503,6 @@ class GraphedRegion:
         for i, g in zip(targets, got):
             result[i] = g
         return result
-
-
-def _why_not_emulated(tensors, module) -> str | None:
-    """The rules of :func:`_why_not` without the CUDA requirement (emulated graphs run on CPU)."""
-    if torch.is_inference_mode_enabled() or any(t.is_inference() for t in tensors):
-        return "eager (inference mode)"
-    if _get_current_dispatch_mode() is not None:
-        return "eager (a TorchDispatchMode is active)"
-    if torch.compiler.is_compiling():
-        return "eager (inside torch.compile)"
-    if module is not None and getattr(module, "_is_replica", False):
-        return "eager (DataParallel replica)"
-    return None
 
 
 class _Replay(torch.autograd.Function):

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from sfd_arch.cuda_graphs import GraphedRegion, RegionSlot
+from sfd_arch.cuda_graphs import GraphedRegion, RegionSlot, autocast_state
 
 
 class FeatDiscriminatorHead(nn.Module):
@@ -82,9 +82,11 @@ class FeatDiscriminator(nn.Module):
         self.register_buffer("feat_rms", torch.ones(len(in_channels)))
         self.register_buffer("feat_rms_initialised", torch.zeros((), dtype=torch.bool))
         self.graphs = RegionSlot()  # CUDA graph of the 4 x M spectral norms (network_d.fast_path; set by the owner)
+        self._eval_weights: tuple | None = None  # (key, weights) for no-grad eval passes (validation, SFD-IQA)
 
     def _apply(self, fn, recurse=True):
         self.graphs.clear()
+        self._eval_weights = None
         return super()._apply(fn, recurse)
 
     # -- spectral norms of all heads in one graphed region ---------------------------------------
@@ -125,6 +127,31 @@ class FeatDiscriminator(nn.Module):
             flat = flat.to(torch.get_autocast_dtype(flat.device.type))
         return flat
 
+    def _frozen_weights(self) -> list | None:
+        """Eval mode without autograd (validation, SFD-IQA): the normalised weights depend only on
+        the parameters and u, v, which do not change there, so they are computed once and kept until
+        any of them changes (version counters) instead of on every batch. None: not such a pass."""
+        if self.training or torch.is_grad_enabled():
+            return None
+        sns, params = self._spectral(), self._params()
+        state = [t for sn in sns for t in (sn._u, sn._v)]
+        key = (
+            tuple((t.data_ptr(), t._version, t.dtype) for t in params + state),
+            autocast_state(params[0].device.type),
+        )
+        if self._eval_weights is None or self._eval_weights[0] != key:
+            flat = self._flat([sn(w).reshape(-1) for sn, w in zip(sns, params)], params[len(sns) :])
+            self._eval_weights = (key, self._per_head(flat, params))
+        return self._eval_weights[1]
+
+    def _per_head(self, flat: torch.Tensor, params: list[torch.Tensor]) -> list:
+        parts = iter(flat.split([p.numel() for p in params]))
+        tensors = [next(parts).view(p.shape) for p in params]
+        n = len(tensors) // 2
+        return [
+            list(zip(tensors[4 * i : 4 * i + 4], tensors[n + 4 * i : n + 4 * i + 4])) for i in range(len(self.heads))
+        ]
+
     def _graphed_weights(self) -> list[list[torch.Tensor]] | None:
         """Per head, its four (normalised conv weight, bias) from the CUDA graph; None: eager."""
 
@@ -144,14 +171,7 @@ class FeatDiscriminator(nn.Module):
             return None
         params = self._params()
         out = region.run([], params, module=self, extra=(self.training,))
-        if out is None:
-            return None
-        flat = iter(out[0].split([p.numel() for p in params]))
-        tensors = [next(flat).view(p.shape) for p in params]
-        n = len(tensors) // 2
-        return [
-            list(zip(tensors[4 * i : 4 * i + 4], tensors[n + 4 * i : n + 4 * i + 4])) for i in range(len(self.heads))
-        ]
+        return None if out is None else self._per_head(out[0], params)
 
     def _updates_rms(self) -> bool:
         """Whether this forward moves the running RMS: only in the discriminator step, i.e. in
@@ -180,5 +200,5 @@ class FeatDiscriminator(nn.Module):
             # a copy (the buffer may be updated again before backward), cast once for all layers
             rms = self.feat_rms.to(feats[0].dtype, copy=True)
             feats = [f / rms[i] for i, f in enumerate(feats)]
-        weights = self._graphed_weights() or [None] * len(self.heads)
+        weights = self._frozen_weights() or self._graphed_weights() or [None] * len(self.heads)
         return [head(f, w) for head, f, w in zip(self.heads, feats, weights)]

@@ -281,3 +281,38 @@ def test_no_host_sync_in_the_heads_and_text_path(tiny_clip_files):
         (sum(m.mean() for m in logits.feat) + logits.text.mean()).backward()
     assert mode.found == []
     assert bool(disc.feat_disc.feat_rms_initialised)
+
+
+def test_eval_scoring_normalises_the_heads_once(tiny_clip_files):
+    """Eval mode without autograd (validation, SFD-IQA): the spectral-normalised weights are computed
+    once, reused for every batch while nothing changes (no mv/vdot dispatched), recomputed after a
+    parameter or u/v change; scores equal the parametrized convs' bit for bit."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Ops(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.names = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.names.append(func.overloadpacket.__name__)
+            return func(*args, **(kwargs or {}))
+
+    disc = make_disc(tiny_clip_files["tiny-rn"], "off").eval()
+    feats = disc.extract(photo_tensor("astronaut", 64, 2))
+    with torch.no_grad():
+        first = disc.feat_disc(feats.middle)
+        with Ops() as ops:
+            again = disc.feat_disc(feats.middle)
+    assert "mv" not in ops.names and "vdot" not in ops.names
+    reference = [head.body(f / r) for head, f, r in zip(disc.feat_disc.heads, feats.middle, disc.feat_disc.feat_rms)]
+    assert all(torch.equal(a, b) and torch.equal(a, c) for a, b, c in zip(first, again, reference))
+    with torch.no_grad():
+        disc.feat_disc.heads[0].body[0].parametrizations.weight.original.add_(0.05)  # an optimizer step
+        moved = disc.feat_disc(feats.middle)
+        reference = disc.feat_disc.heads[0].body(feats.middle[0] / disc.feat_disc.feat_rms[0])
+    assert torch.equal(moved[0], reference) and not torch.equal(moved[0], first[0])
+    disc.train()
+    with torch.no_grad(), Ops() as ops:
+        disc.feat_disc(feats.middle)  # training mode: the power iteration runs (u, v move)
+    assert ops.names.count("mv") == 3 * 4 * 3
