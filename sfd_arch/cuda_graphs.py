@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch.utils._python_dispatch import _get_current_dispatch_mode
 
-FAST_PATHS = ("auto", "off", "cuda_graphs")
+FAST_PATHS = ("auto", "off", "cuda_graphs", "compile")
 MAX_CAPTURES = 4  # signatures per region; more means shapes keep changing: eager from then on
 WARMUP_ITERS = 2  # eager runs on a side stream before a capture (cuDNN/cuBLAS lazy initialisation)
 logger = logging.getLogger("basicsr")
@@ -50,7 +50,8 @@ class FastPath:
     """Per-discriminator policy of the graphed regions: the mode, what was logged, counters.
 
     mode 'auto' / 'cuda_graphs': graph on CUDA where the rules allow (eager elsewhere, said once in
-    the log); 'off': always eager. Not saved, not copied (a copy starts with no captures).
+    the log); 'compile': the same regions through ``torch.compile`` (inductor, any device; compiles
+    at the first call of each signature, recompiles for new ones); 'off': always eager.
     """
 
     def __init__(self, mode: str = "auto") -> None:
@@ -266,6 +267,7 @@ class GraphedRegion:
         self._entries: OrderedDict[tuple, _Entry] = OrderedDict()
         self._pools: list[_Pool] = []
         self._disabled: str | None = None
+        self._compiled = None
 
     def reset(self) -> None:
         """Drop every capture (the module moved, changed dtype or was rebuilt)."""
@@ -330,6 +332,8 @@ class GraphedRegion:
     def run(self, inputs: Sequence[torch.Tensor], params: Sequence[torch.Tensor] = (), module=None, extra=()):
         """Outputs of ``fn(*inputs, *params)`` from the graph (differentiable through it), or None:
         the caller runs its eager code."""
+        if self.policy.mode == "compile":
+            return self._run_compiled(inputs, params, module)
         got = self._prepare(inputs, params, module, extra)
         if got is None:
             return None
@@ -344,6 +348,8 @@ class GraphedRegion:
         """(differentiable outputs, detached; ``vjp``) or None (eager). ``vjp(grads)`` returns the
         gradients of ``inputs + params`` for output gradients ``grads`` without an autograd pass,
         as often as needed (an eager recompute when the graph cannot replay it)."""
+        if self.policy.mode == "compile":
+            return None  # the compiled region is differentiated by autograd (nested pass)
         inputs = [t.detach().requires_grad_(t.is_floating_point()) for t in inputs]
         params = [t.detach().requires_grad_(t.is_floating_point()) for t in params]
         got = self._prepare(inputs, params, module, extra, need_grad=True)
@@ -360,6 +366,27 @@ class GraphedRegion:
             return self.backward(record, list(grads), create_graph=torch.is_grad_enabled())
 
         return outs, vjp
+
+    def _run_compiled(self, inputs, params, module):
+        """``fast_path: compile``: the region through torch.compile (autograd included), or None."""
+        if self._disabled is not None or (module is not None and not module.training):
+            return None
+        why = _why_not(list(inputs) + list(params), module, cuda=False)
+        if why is not None:
+            self.policy.say(self.name, why)
+            return None
+        if self._compiled is None:
+            self._compiled = torch.compile(self.fn, dynamic=False)
+            self.policy.say(self.name, "torch.compile")
+        try:
+            out = tuple(self._compiled(*inputs, *params))
+        except Exception as err:  # a region that does not compile runs eager from now on, said once
+            self._disabled = f"eager (torch.compile failed: {type(err).__name__}: {str(err).splitlines()[0][:200]})"
+            self.policy.say(self.name, self._disabled)
+            logger.warning(f"SFD fast path, {self.name}: {self._disabled}")
+            return None
+        self.policy.stats["replays"] += 1
+        return out
 
     def _replay(self, entry: _Entry, inputs: list[torch.Tensor]) -> tuple[tuple, tuple]:
         with torch.no_grad():

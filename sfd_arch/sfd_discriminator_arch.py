@@ -77,8 +77,9 @@ class SFDDiscriminator(nn.Module):
         fast_path (str): 'auto' (or 'cuda_graphs'): in training mode on CUDA, the frozen CLIP image
             tower, the prompt/text path and the heads' spectral norms run as CUDA graphs (forward and
             backward; see cuda_graphs.py), eager wherever a graph cannot serve a call (CPU, eval or
-            inference mode, a new shape beyond a few, ...), said once in the log; 'off': eager.
-            Values and gradients are eager's up to kernel rounding. Not recorded. Default: 'auto'.
+            inference mode, a new shape beyond a few, ...), said once in the log; 'compile': the same
+            regions through torch.compile (any device, slow first calls); 'off': eager. Values and
+            gradients are eager's up to float rounding. Not recorded. Default: 'auto'.
 
     Without TG-D (use_text false) CLIP's text tower is not kept in memory.
     Parameters are only the Feat-D heads and the prompt contexts; CLIP is hidden and frozen.

@@ -100,7 +100,7 @@ class SFDModel(ResumableMixin, SRGANModel):
             f"SFDModel: {disc.clip_description}; "
             f"Feat-D layers {disc.backbone.feat_layers if disc.use_feat else 'off'}, "
             f"TG-D {'on' if disc.use_text else 'off'}, amp {amp or 'off'}, channels_last {self.channels_last}, "
-            f"frozen CLIP weights {str(clip_dtype).replace('torch.', '')}"
+            f"frozen CLIP weights {str(clip_dtype).replace('torch.', '')}, fast path {disc.fast_path.mode}"
             + (f", CLIP input {disc.backbone.input_size}" if disc.backbone.input_size else "")
         )
 
