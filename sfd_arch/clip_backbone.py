@@ -40,6 +40,7 @@ from sfd_arch.clip_weights import (  # noqa: F401  (re-exported: the backbone's 
     register_clip_config,
     resolve_clip_weights,
 )
+from sfd_arch.cuda_graphs import GraphedRegion, RegionSlot
 
 logger = logging.getLogger("basicsr")
 
@@ -106,6 +107,9 @@ class FrozenCLIP(nn.Module):
             owner's parameters and this module's outputs keep their own dtype. Default: None.
         text_tower (bool): keep CLIP's text tower; False drops it (less memory; text methods then
             raise). Default: True.
+        follow_autocast (bool): at the first call under CUDA autocast, cast the frozen weights once
+            to the autocast dtype (``clip_dtype: auto`` in every host): autocast re-casts weights that
+            do not require grad on every call otherwise. Default: False.
 
     Input of forward: (B, 3, H, W) float RGB in [0, 1], H and W >= the network stride
     (32 for ResNets, the patch size for ViTs) after the optional resize; other sizes are padded at
@@ -123,6 +127,7 @@ class FrozenCLIP(nn.Module):
         input_size: int | None = None,
         dtype: torch.dtype | None = None,
         text_tower: bool = True,
+        follow_autocast: bool = False,
     ) -> None:
         super().__init__()
         open_clip = _import_open_clip()
@@ -179,6 +184,10 @@ class FrozenCLIP(nn.Module):
                 if hasattr(model, name):
                     delattr(model, name)
         self.truncate_text = True  # False: run the text tower on all context_length tokens (checks)
+        self.follow_autocast = bool(follow_autocast)
+        self._weight_dtype = next(model.visual.parameters()).dtype
+        self.graphs = RegionSlot()  # CUDA graphs of the image tower (network_d.fast_path; set by the owner)
+        self.state_epoch = 0  # bumped whenever the frozen weights move or change dtype (graphs read them)
         if dtype is not None:
             self.set_weight_dtype(dtype)
         mean = visual.preprocess_cfg["mean"] if hasattr(visual, "preprocess_cfg") else visual.image_mean
@@ -197,6 +206,9 @@ class FrozenCLIP(nn.Module):
 
     def _apply(self, fn, recurse=True):
         self._clip._apply(fn)
+        self._weight_dtype = next(self._clip.visual.parameters()).dtype
+        self.graphs.clear()
+        self.state_epoch += 1
         return super()._apply(fn, recurse)
 
     def train(self, mode: bool = True):
@@ -213,13 +225,25 @@ class FrozenCLIP(nn.Module):
     @property
     def weight_dtype(self) -> torch.dtype:
         """dtype the frozen CLIP weights are held in."""
-        return next(self._clip.visual.parameters()).dtype
+        return self._weight_dtype
 
     def set_weight_dtype(self, dtype: torch.dtype) -> None:
         """Hold the frozen CLIP weights (and buffers) in ``dtype``; nothing else changes."""
         if dtype not in CLIP_DTYPES.values():
             raise ValueError(f"FrozenCLIP: weight dtype must be one of {list(CLIP_DTYPES.values())}, got {dtype}")
         self._clip.to(dtype)
+        self._weight_dtype = dtype
+        self.graphs.clear()
+        self.state_epoch += 1
+
+    def _follow_autocast(self, x: torch.Tensor) -> None:
+        """``follow_autocast``: the first call under CUDA autocast casts the frozen weights to its dtype."""
+        if not self.follow_autocast or x.device.type != "cuda" or not torch.is_autocast_enabled("cuda"):
+            return
+        dtype = torch.get_autocast_dtype("cuda")
+        if dtype is not self._weight_dtype and dtype in CLIP_DTYPES.values():
+            self.set_weight_dtype(dtype)
+            logger.info(f"FrozenCLIP {self.clip_model}: frozen weights cast once to the autocast dtype {dtype}")
 
     def frozen_weight_info(self) -> dict:
         """Size of the hidden frozen model: {'bytes', 'numel', 'dtype', 'text_tower'} over its
@@ -286,15 +310,32 @@ class FrozenCLIP(nn.Module):
 
     def forward(self, img: torch.Tensor, embedding: bool = True) -> CLIPFeatures:
         """img (B, 3, H, W) in [0, 1] -> CLIPFeatures(middle maps, normalised embedding)."""
+        self._follow_autocast(img)
         x = self._prepare(img)
         self.num_image_forwards += 1
+        region = self.graphs.get(("image", embedding), lambda policy: self._image_region(policy, embedding))
+        out = None if region is None else region.run([x], module=self)
+        if out is None:
+            out = self._tower(x, embedding)
+        n = len(self.feat_layers)
+        return CLIPFeatures(list(out[:n]), out[n] if embedding else None)
+
+    def _tower(self, x: torch.Tensor, embedding: bool) -> tuple[torch.Tensor, ...]:
+        """Prepared input -> (middle maps..., normalised embedding if asked), in the owner's dtype."""
         if self.is_vit:
             middle, emb = self._forward_vit(x, embedding)
         else:
             middle, emb = self._forward_resnet(x, embedding)
-        if emb is not None:
-            emb = F.normalize(self._to_owner(emb), dim=-1)
-        return CLIPFeatures([self._to_owner(m) for m in middle], emb)
+        out = tuple(self._to_owner(m) for m in middle)
+        return out if emb is None else (*out, F.normalize(self._to_owner(emb), dim=-1))
+
+    def _image_region(self, policy, embedding: bool) -> GraphedRegion:
+        return GraphedRegion(
+            f"CLIP {self.clip_model} image tower",
+            policy,
+            lambda x: self._tower(x, embedding),
+            lambda: (self.state_epoch,),
+        )
 
     def _forward_resnet(self, x, embedding):
         v = self._clip.visual
@@ -369,11 +410,16 @@ class FrozenCLIP(nn.Module):
             return self._text_model().token_embedding(tokens).to(self.mean.dtype)
 
     def encode_text_embeddings(
-        self, embeds: torch.Tensor, tokens: torch.Tensor, truncate: bool | None = None
+        self,
+        embeds: torch.Tensor,
+        tokens: torch.Tensor,
+        truncate: bool | None = None,
+        eot: tuple[int, ...] | None = None,
     ) -> torch.Tensor:
         """Text tower on given token embeddings (N, L, width) -> (N, D) L2-normalised features.
 
-        ``tokens`` (N, L) locates the end-of-text token (highest id), as CLIP pools there.
+        ``tokens`` (N, L) locates the end-of-text token (highest id), as CLIP pools there; ``eot``
+        (the N positions, precomputed for constant tokens) saves reading them from the device.
         Gradients flow to ``embeds`` (the learnable context vectors).
 
         ``truncate`` (None: ``self.truncate_text``, True by default): run the transformer on the first
@@ -381,17 +427,24 @@ class FrozenCLIP(nn.Module):
         causal text transformer: no kept token attends to a later one, the pooled token is kept, and
         LayerNorm and the MLP act per token. A model without a causal mask always runs in full.
         """
-        m = self._text_model()
+        self._follow_autocast(embeds)
         self.num_text_forwards += 1
-        eot = tokens.argmax(dim=-1)
+        return self.text_tower(embeds, tokens, truncate, eot)
+
+    def text_tower(
+        self, embeds: torch.Tensor, tokens: torch.Tensor, truncate: bool | None = None, eot: tuple | None = None
+    ) -> torch.Tensor:
+        """:meth:`encode_text_embeddings` without counting the pass (graphed regions call it)."""
+        m = self._text_model()
+        eot = eot_positions(tokens) if eot is None else tuple(eot)
         truncate = self.truncate_text if truncate is None else truncate
-        n = int(eot.max()) + 1 if truncate and m.attn_mask is not None else embeds.shape[1]
+        n = max(eot) + 1 if truncate and m.attn_mask is not None else embeds.shape[1]
         mask = None if m.attn_mask is None else m.attn_mask[:n, :n]
         x = self._to_weights(embeds[:, :n])
         x = x + m.positional_embedding[:n].to(x.dtype)
         x = m.transformer(x, attn_mask=mask)
         x = m.ln_final(x)
-        x = x[torch.arange(x.shape[0], device=x.device), eot]
+        x = torch.stack([x[i, p] for i, p in enumerate(eot)])  # the pooled (end-of-text) token of each prompt
         x = m.text_projection(x) if isinstance(m.text_projection, nn.Linear) else x @ m.text_projection
         return F.normalize(self._to_owner(x), dim=-1)
 
@@ -399,6 +452,11 @@ class FrozenCLIP(nn.Module):
         """list of N strings -> (N, D) L2-normalised text features."""
         tokens = self.tokenize(texts)
         return self.encode_text_embeddings(self.embed_tokens(tokens), tokens)
+
+
+def eot_positions(tokens: torch.Tensor) -> tuple[int, ...]:
+    """(N, L) token ids -> the N end-of-text positions (the highest id of each row), read once."""
+    return tuple(int(i) for i in tokens.argmax(dim=-1).tolist())
 
 
 def _check_layers(layers, valid, clip_model):

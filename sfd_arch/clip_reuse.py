@@ -90,6 +90,7 @@ class _TextEntry:
     value: torch.Tensor  # (2, D) prompt features, detached
     graph: torch.Tensor | None  # the same features with a graph to ``leaf`` (None if built without grad)
     leaf: torch.Tensor | None  # detached copy of the contexts the graph starts from
+    vjp: Callable | None = None  # contexts' gradient from the CUDA-graphed text path (no autograd pass)
 
 
 class _ReplayImageGrad(torch.autograd.Function):
@@ -142,6 +143,8 @@ class _RoutePromptGrad(torch.autograd.Function):
     @once_differentiable
     def backward(fctx, grad):
         entry = fctx.entry
+        if entry.vjp is not None:
+            return entry.vjp(grad), None, None
         return _backward_to(entry.leaf, [entry.graph], [grad], retain_graph=True), None, None
 
 
@@ -246,10 +249,12 @@ class CLIPReuse:
         ctx_param: torch.Tensor,
         encode: Callable[[torch.Tensor], torch.Tensor],
         anchor: torch.Tensor,
+        encode_vjp: Callable[[torch.Tensor], tuple | None] | None = None,
     ) -> torch.Tensor:
         """(2, D) prompt features ``encode(ctx)`` for the contexts ``ctx_param``; the text tower runs
         once per version of the contexts. ``anchor``: a constant buffer of the prompt (its data
-        pointer follows ``.to()``). Gradient reaches ``ctx_param`` when it requires grad."""
+        pointer follows ``.to()``). Gradient reaches ``ctx_param`` when it requires grad.
+        ``encode_vjp(ctx)``: (features, vjp) from a graphed text path, or None (then ``encode``)."""
         if torch.is_inference_mode_enabled():
             return encode(ctx_param)
         self._check_lifetime(owner)
@@ -258,8 +263,11 @@ class CLIPReuse:
         key += (anchor.data_ptr(), anchor._version, anchor.dtype, _autocast_state(device_type))
         needs_grad = torch.is_grad_enabled() and ctx_param.requires_grad
         entry = self._text
-        if entry is None or entry.key != key or (needs_grad and entry.graph is None):
-            if torch.is_grad_enabled():
+        if entry is None or entry.key != key or (needs_grad and entry.graph is None and entry.vjp is None):
+            graphed = encode_vjp(ctx_param.detach()) if encode_vjp is not None and torch.is_grad_enabled() else None
+            if graphed is not None:
+                entry = _TextEntry(key, graphed[0], None, None, graphed[1])
+            elif torch.is_grad_enabled():
                 leaf = ctx_param.detach().requires_grad_(True)
                 graph = encode(leaf)
                 entry = _TextEntry(key, graph.detach(), graph, leaf)

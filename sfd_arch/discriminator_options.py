@@ -15,6 +15,8 @@ import os
 from collections.abc import Callable, Iterable
 from typing import NoReturn
 
+from sfd_arch.cuda_graphs import FAST_PATHS
+
 KEY = "network_d"
 CLIP_DTYPES = ("auto", "fp32", "bf16", "fp16")
 
@@ -67,6 +69,7 @@ CHECKS: dict[str, tuple[Callable[[object], bool], str]] = {
     "clip_input_size": (lambda v: v is None or (_int(v) and v >= 1), "null or a positive integer (e.g. 224)"),
     "clip_dtype": (lambda v: v in CLIP_DTYPES, " | ".join(CLIP_DTYPES)),
     "reuse_features": (lambda v: isinstance(v, bool), "true or false"),
+    "fast_path": (lambda v: v in FAST_PATHS, " | ".join(FAST_PATHS)),
 }
 
 

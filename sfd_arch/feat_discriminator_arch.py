@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
+
+from sfd_arch.cuda_graphs import GraphedRegion, RegionSlot, autocast_state
 
 
 class FeatDiscriminatorHead(nn.Module):
@@ -29,8 +34,24 @@ class FeatDiscriminatorHead(nn.Module):
             spectral_norm(nn.Conv2d(mid_channels, 1, 1)),
         )
 
-    def forward(self, feat: torch.Tensor) -> torch.Tensor:
-        return self.body(feat)
+    def convs(self) -> list[nn.Conv2d]:
+        return [m for m in self.body if isinstance(m, nn.Conv2d)]
+
+    def forward(
+        self, feat: torch.Tensor, weights: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+    ) -> torch.Tensor:
+        """``weights``: the four (spectral-normalised weight, bias) pairs computed already (the
+        graphed path of :class:`FeatDiscriminator`); None: each conv normalises its own."""
+        if weights is None:
+            return self.body(feat)
+        x, ws = feat, iter(weights)
+        for m in self.body:
+            if isinstance(m, nn.Conv2d):
+                w, b = next(ws)
+                x = F.conv2d(x, w, b, m.stride, m.padding, m.dilation, m.groups)
+            else:
+                x = m(x)
+        return x
 
 
 class FeatDiscriminator(nn.Module):
@@ -60,6 +81,97 @@ class FeatDiscriminator(nn.Module):
         self.feat_norm, self.momentum = feat_norm, momentum
         self.register_buffer("feat_rms", torch.ones(len(in_channels)))
         self.register_buffer("feat_rms_initialised", torch.zeros((), dtype=torch.bool))
+        self.graphs = RegionSlot()  # CUDA graph of the 4 x M spectral norms (network_d.fast_path; set by the owner)
+        self._eval_weights: tuple | None = None  # (key, weights) for no-grad eval passes (validation, SFD-IQA)
+
+    def _apply(self, fn, recurse=True):
+        self.graphs.clear()
+        self._eval_weights = None
+        return super()._apply(fn, recurse)
+
+    # -- spectral norms of all heads in one graphed region ---------------------------------------
+    def _spectral(self) -> list:
+        """The spectral-norm parametrizations of every head conv, in order."""
+        return [conv.parametrizations.weight[0] for head in self.heads for conv in head.convs()]
+
+    def _params(self) -> list[torch.Tensor]:
+        """The original (unnormalised) weight of every head conv, then every bias."""
+        convs = [conv for head in self.heads for conv in head.convs()]
+        return [c.parametrizations.weight.original for c in convs] + [c.bias for c in convs]
+
+    def _normalised(self, *params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every normalised weight as torch's spectral_norm computes it (in training mode the power
+        iteration updates u and v in place) and every bias, flattened into one tensor in the autocast
+        dtype (the cast autocast would make in each conv), and the u, v it used."""
+        sns = self._spectral()
+        weights, uv = [], []
+        for sn, w in zip(sns, params):
+            weights.append(sn(w).reshape(-1))
+            uv += [sn._u, sn._v]
+        return self._flat(weights, params[len(sns) :]), torch.cat(uv)
+
+    def _renormalised(self, inputs, params, aux) -> tuple[torch.Tensor]:
+        """:meth:`_normalised` from the u, v it used (``aux``), without the power iteration."""
+        sns, weights, uv = self._spectral(), [], aux[0]
+        for sn, w in zip(sns, params):
+            nu, nv = sn._u.numel(), sn._v.numel()
+            u, v, uv = uv[:nu], uv[nu : nu + nv], uv[nu + nv :]
+            sigma = torch.vdot(u, torch.mv(sn._reshape_weight_to_matrix(w), v))
+            weights.append((w / sigma).reshape(-1))
+        return (self._flat(weights, params[len(sns) :]),)
+
+    @staticmethod
+    def _flat(weights: list[torch.Tensor], biases) -> torch.Tensor:
+        flat = torch.cat([*weights, *biases])
+        if torch.is_autocast_enabled(flat.device.type):
+            flat = flat.to(torch.get_autocast_dtype(flat.device.type))
+        return flat
+
+    def _frozen_weights(self) -> list | None:
+        """Eval mode without autograd (validation, SFD-IQA): the normalised weights depend only on
+        the parameters and u, v, which do not change there, so they are computed once and kept until
+        any of them changes (version counters) instead of on every batch. None: not such a pass."""
+        if self.training or torch.is_grad_enabled():
+            return None
+        sns, params = self._spectral(), self._params()
+        state = [t for sn in sns for t in (sn._u, sn._v)]
+        key = (
+            tuple((t.data_ptr(), t._version, t.dtype) for t in params + state),
+            autocast_state(params[0].device.type),
+        )
+        if self._eval_weights is None or self._eval_weights[0] != key:
+            flat = self._flat([sn(w).reshape(-1) for sn, w in zip(sns, params)], params[len(sns) :])
+            self._eval_weights = (key, self._per_head(flat, params))
+        return self._eval_weights[1]
+
+    def _per_head(self, flat: torch.Tensor, params: list[torch.Tensor]) -> list:
+        parts = iter(flat.split([p.numel() for p in params]))
+        tensors = [next(parts).view(p.shape) for p in params]
+        n = len(tensors) // 2
+        return [
+            list(zip(tensors[4 * i : 4 * i + 4], tensors[n + 4 * i : n + 4 * i + 4])) for i in range(len(self.heads))
+        ]
+
+    def _graphed_weights(self) -> list[list[torch.Tensor]] | None:
+        """Per head, its four (normalised conv weight, bias) from the CUDA graph; None: eager."""
+
+        def build(policy):
+            def state():
+                return tuple(t.data_ptr() for sn in self._spectral() for t in (sn._u, sn._v))
+
+            def mutable():
+                return [t for sn in self._spectral() for t in (sn._u, sn._v)]
+
+            return GraphedRegion(
+                "Feat-D spectral norms", policy, self._normalised, state, self._renormalised, mutable, n_aux=1, slots=2
+            )
+
+        region = self.graphs.get("spectral", build)
+        if region is None:
+            return None
+        params = self._params()
+        out = region.run([], params, module=self, extra=(self.training,))
+        return None if out is None else self._per_head(out[0], params)
 
     def _updates_rms(self) -> bool:
         """Whether this forward moves the running RMS: only in the discriminator step, i.e. in
@@ -72,13 +184,12 @@ class FeatDiscriminator(nn.Module):
     @torch.no_grad()
     def _update_rms(self, feats: list[torch.Tensor]) -> None:
         """Move the running RMS toward the RMS of each layer's maps in this batch (the first call
-        sets it)."""
-        current = torch.stack([f.detach().float().pow(2).mean().sqrt() for f in feats]).clamp_min(1e-12)
-        if bool(self.feat_rms_initialised):
-            self.feat_rms.lerp_(current.to(self.feat_rms.dtype), self.momentum)
-        else:
-            self.feat_rms.copy_(current)
-            self.feat_rms_initialised.fill_(True)
+        sets it). Batched and without reading anything back to the host."""
+        sums = torch._foreach_norm([f.detach() for f in feats], 2, dtype=torch.float32)  # fp32 accumulation
+        current = torch.stack(torch._foreach_div(sums, [math.sqrt(f.numel()) for f in feats])).clamp_min(1e-12)
+        current = current.to(self.feat_rms.dtype)
+        self.feat_rms.copy_(torch.where(self.feat_rms_initialised, self.feat_rms.lerp(current, self.momentum), current))
+        self.feat_rms_initialised.fill_(True)
 
     def forward(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
         if len(feats) != len(self.heads):
@@ -86,6 +197,8 @@ class FeatDiscriminator(nn.Module):
         if self.feat_norm == "rms":
             if self._updates_rms():
                 self._update_rms(feats)
-            rms = self.feat_rms.clone()  # a copy: the buffer may be updated again before backward
-            feats = [f / rms[i].to(f.dtype) for i, f in enumerate(feats)]
-        return [head(f) for head, f in zip(self.heads, feats)]
+            # a copy (the buffer may be updated again before backward), cast once for all layers
+            rms = self.feat_rms.to(feats[0].dtype, copy=True)
+            feats = [f / rms[i] for i, f in enumerate(feats)]
+        weights = self._frozen_weights() or self._graphed_weights() or [None] * len(self.heads)
+        return [head(f, w) for head, f, w in zip(self.heads, feats, weights)]

@@ -26,6 +26,7 @@ from sfd_arch.clip_backbone import (
 )
 from sfd_arch.clip_provenance import describe, weights_record
 from sfd_arch.clip_reuse import CLIPReuse
+from sfd_arch.cuda_graphs import FastPath
 from sfd_arch.discriminator_options import check_options as check_network_d
 from sfd_arch.discriminator_options import raise_option_error, reraise_named
 from sfd_arch.feat_discriminator_arch import FeatDiscriminator
@@ -70,12 +71,19 @@ class SFDDiscriminator(nn.Module):
             7x7 attention-pool grid; None: at the size given. Recorded in checkpoints (SFD-IQA
             scores the same way). Default: None.
         clip_dtype (str): dtype of the frozen CLIP weights: 'auto' (the training's amp dtype on CUDA,
-            applied by SFDModel; float32 otherwise), 'fp32', 'bf16' or 'fp16'. Heads and prompts stay
-            float32. Not recorded (a run-time choice). Default: 'auto'.
+            applied by SFDModel, and in any host at the first forward under CUDA autocast; float32
+            otherwise), 'fp32', 'bf16' or 'fp16'. Heads and prompts stay float32. Not recorded (a
+            run-time choice). Default: 'auto'.
         reuse_features (bool): in training mode, reuse within one iteration the CLIP features of an
             image already seen and the prompt features of unchanged contexts (see clip_reuse.py), so
             stock hosts that call ``net_d(img)`` per loss term run the image tower at most twice and
             the text tower once per iteration. Values and gradients are unchanged. Default: True.
+        fast_path (str): 'auto' (or 'cuda_graphs'): in training mode on CUDA, the frozen CLIP image
+            tower, the prompt/text path and the heads' spectral norms run as CUDA graphs (forward and
+            backward; see cuda_graphs.py), eager wherever a graph cannot serve a call (CPU, eval or
+            inference mode, a new shape beyond a few, ...), said once in the log; 'compile': the same
+            regions through torch.compile (any device, slow first calls); 'off': eager. Values and
+            gradients are eager's up to float rounding. Not recorded. Default: 'auto'.
 
     Every option is checked before anything is built: an unknown key or a value of the wrong kind
     stops with one line naming ``network_d.<key>`` (and the close matches of a misspelt key); errors
@@ -111,6 +119,7 @@ class SFDDiscriminator(nn.Module):
         clip_input_size: int | None = None,
         clip_dtype: str = "auto",
         reuse_features: bool = True,
+        fast_path: str = "auto",
         **unknown,
     ) -> None:
         super().__init__()
@@ -120,6 +129,7 @@ class SFDDiscriminator(nn.Module):
         clip_pretrained, clip_cache_dir, clip_config = (
             os.fspath(p) if isinstance(p, os.PathLike) else p for p in (clip_pretrained, clip_cache_dir, clip_config)
         )
+        self.fast_path = FastPath(fast_path)
         self.clip_dtype = clip_dtype
         try:  # an error about an option ("clip_model: unknown ...") is re-raised as "network_d.clip_model: ..."
             dtype = resolve_clip_dtype(clip_dtype, None, "cpu")  # 'auto' is settled by the model (apply_clip_dtype)
@@ -132,6 +142,7 @@ class SFDDiscriminator(nn.Module):
                 input_size=clip_input_size,
                 dtype=None if dtype is torch.float32 else dtype,
                 text_tower=use_text,
+                follow_autocast=clip_dtype in (None, "auto"),  # stock hosts never call apply_clip_dtype
             )
             self.use_feat, self.use_text = bool(use_feat), bool(use_text)
             self.feat_disc = (
@@ -145,6 +156,9 @@ class SFDDiscriminator(nn.Module):
             raise
         # Not a submodule, never saved: features of the current training iteration only.
         self.clip_reuse = CLIPReuse() if reuse_features else None
+        for part in (self.backbone, self.feat_disc, self.prompt_pair):
+            if part is not None:
+                part.graphs.policy = self.fast_path
         self.config = {
             "format": CHECKPOINT_FORMAT,
             "version": CHECKPOINT_VERSION,
@@ -214,7 +228,13 @@ class SFDDiscriminator(nn.Module):
         if reuse is None:
             return self.prompt_pair(self.backbone)
         pair = self.prompt_pair
-        return reuse.prompt_features(self, pair.ctx, lambda ctx: pair(self.backbone, ctx), pair.token_prefix)
+        return reuse.prompt_features(
+            self,
+            pair.ctx,
+            lambda ctx: pair(self.backbone, ctx),
+            pair.token_prefix,
+            lambda ctx: pair.graphed_vjp(self.backbone, ctx),
+        )
 
     def _active_reuse(self) -> CLIPReuse | None:
         return self.clip_reuse if self.training else None

@@ -9,7 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from sfd_arch.clip_backbone import FrozenCLIP
+from sfd_arch.clip_backbone import FrozenCLIP, eot_positions
+from sfd_arch.cuda_graphs import GraphedRegion, RegionSlot
 
 
 class LearnablePromptPair(nn.Module):
@@ -57,8 +58,46 @@ class LearnablePromptPair(nn.Module):
         self.register_buffer("tokens", tokens, persistent=False)
         self.register_buffer("token_prefix", emb[:, :1].clone(), persistent=False)
         self.register_buffer("token_suffix", emb[:, 1 + n_ctx :].clone(), persistent=False)
+        self.eot = eot_positions(tokens)  # constant: read once, not on every text-tower pass
+        self.graphs = RegionSlot()  # CUDA graph of the text path (network_d.fast_path; set by the owner)
+
+    def _apply(self, fn, recurse=True):
+        self.graphs.clear()
+        return super()._apply(fn, recurse)
 
     def forward(self, backbone: FrozenCLIP, ctx: torch.Tensor | None = None) -> torch.Tensor:
         ctx = self.ctx if ctx is None else ctx
-        embeds = torch.cat([self.token_prefix, ctx.to(self.token_prefix.dtype), self.token_suffix], dim=1)
-        return backbone.encode_text_embeddings(embeds, self.tokens)
+        backbone._follow_autocast(ctx)
+        region = self._region(backbone)
+        out = None if region is None else region.run([ctx], module=self)
+        if out is None:
+            return backbone.encode_text_embeddings(self._embeds(ctx), self.tokens, eot=self.eot)
+        backbone.num_text_forwards += 1
+        return out[0]
+
+    def graphed_vjp(self, backbone: FrozenCLIP, ctx: torch.Tensor):
+        """(features (2, D) detached, ``vjp``) from the CUDA graph, or None (eager): ``vjp(grad)``
+        is the gradient of the contexts for a gradient of the features, without an autograd pass."""
+        region = self._region(backbone)
+        backbone._follow_autocast(ctx)
+        got = None if region is None else region.run_vjp([ctx], module=self)
+        if got is None:
+            return None
+        backbone.num_text_forwards += 1
+        outs, vjp = got
+        return outs[0], lambda grad: vjp([grad])[0]
+
+    def _embeds(self, ctx: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.token_prefix, ctx.to(self.token_prefix.dtype), self.token_suffix], dim=1)
+
+    def _region(self, backbone: FrozenCLIP) -> GraphedRegion | None:
+        def build(policy):
+            return GraphedRegion(
+                "prompt pair text path",
+                policy,
+                lambda ctx: (backbone.text_tower(self._embeds(ctx), self.tokens, eot=self.eot),),
+                lambda: (self.token_prefix.data_ptr(), self.token_suffix.data_ptr(), backbone.state_epoch),
+                repeatable_backward=True,  # prompt features served to several loss terms (clip_reuse.py)
+            )
+
+        return self.graphs.get(("text", id(backbone)), build)

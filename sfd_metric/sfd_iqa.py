@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from sfd_arch.clip_backbone import RANDOM_WEIGHTS, TINY_CLIP_CONFIGS, CLIPWeightsNotFound, _import_open_clip
 from sfd_arch.clip_provenance import WEIGHT_SUFFIXES, file_sha256, find_by_hash
-from sfd_arch.sfd_discriminator_arch import STRUCTURAL_KEYS, SFDDiscriminator, SFDLogits, decode_config
+from sfd_arch.sfd_discriminator_arch import STRUCTURAL_KEYS, SFDDiscriminator, decode_config
 from sfd_utils.checkpoint import is_safetensors_file
 
 DEFAULT_TILE = 256
@@ -368,18 +368,18 @@ class SFDIQA:
             feats = disc.extract(x)
             feat_logits = disc.feat_disc(feats.middle) if disc.use_feat else []
             text_logit = disc.text_logit(feats.embedding, self.text_features) if disc.use_text else None
-        logits = SFDLogits(feat_logits, text_logit)
-        nan = torch.full((b,), float("nan"))
-        q_feat, q_text = nan, nan
-        if logits.feat:
-            per_layer = []
+        nan = torch.full((b,), float("nan"), device=x.device)
+        q_feat = q_text = nan
+        if feat_logits:
             h, w = disc.backbone.input_shape(h, w)  # the size CLIP saw them at (clip_input_size)
-            for m, s in zip(logits.feat, self.disc.backbone.feat_strides):
-                valid = m[..., : math.ceil(h / s), : math.ceil(w / s)]
-                per_layer.append(torch.sigmoid(valid.float()).mean(dim=(1, 2, 3)))
-            q_feat = torch.stack(per_layer).mean(0).cpu()
-        if logits.text is not None:
-            q_text = torch.sigmoid(logits.text.float()).cpu()
+            per_layer = [
+                torch.sigmoid(m[..., : math.ceil(h / s), : math.ceil(w / s)].float()).mean(dim=(1, 2, 3))
+                for m, s in zip(feat_logits, disc.backbone.feat_strides)
+            ]
+            q_feat = torch.stack(per_layer).mean(0)
+        if text_logit is not None:
+            q_text = torch.sigmoid(text_logit.float())
+        q_feat, q_text = torch.stack([q_feat, q_text]).cpu()  # one read-back per batch
         return q_feat, q_text
 
     def crop_layout(self, h: int, w: int) -> tuple[tuple[int, int], list[tuple[int, int]]]:

@@ -100,7 +100,7 @@ class SFDModel(ResumableMixin, SRGANModel):
             f"SFDModel: {disc.clip_description}; "
             f"Feat-D layers {disc.backbone.feat_layers if disc.use_feat else 'off'}, "
             f"TG-D {'on' if disc.use_text else 'off'}, amp {amp or 'off'}, channels_last {self.channels_last}, "
-            f"frozen CLIP weights {str(clip_dtype).replace('torch.', '')}"
+            f"frozen CLIP weights {str(clip_dtype).replace('torch.', '')}, fast path {disc.fast_path.mode}"
             + (f", CLIP input {disc.backbone.input_size}" if disc.backbone.input_size else "")
         )
 
@@ -245,6 +245,15 @@ class SFDModel(ResumableMixin, SRGANModel):
         if self.ema_decay > 0 and not skipped:
             self.model_ema(decay=self.ema_decay)
         self.end_nonfinite_check(current_iter, skipped)
+
+    def reduce_loss_dict(self, loss_dict):
+        """BasicSR's reduce_loss_dict reading every logged value back in one device sync (BasicSR
+        reads them one ``.item()`` at a time); distributed runs keep BasicSR's reduction."""
+        if self.opt["dist"] or not all(torch.is_tensor(v) for v in loss_dict.values()):
+            return super().reduce_loss_dict(loss_dict)
+        with torch.no_grad():
+            values = torch.stack([v.detach().float().mean() for v in loss_dict.values()]).tolist() if loss_dict else []
+        return OrderedDict(zip(loss_dict, values))
 
     def _cached_text_features(self, disc) -> torch.Tensor | None:
         """Prompt features of the last D step (constant in the G step). When there is none yet

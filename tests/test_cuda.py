@@ -106,3 +106,71 @@ def test_sfd_real_model_next_to_realesrgan_model(tmp_path):
     # 8-bit level where a GPU kernel rounds differently)
     diff = (lq["SFDRealModel"] - lq["RealESRGANModel"]).abs()
     assert float(diff.max()) <= 1.5 / 255 and float(diff.mean()) < 1e-3
+
+
+# -- network_d.fast_path (issue 21): real CUDA graphs against eager ---------------------------------
+def _close(a: torch.Tensor, b: torch.Tensor, what: str) -> None:
+    """Equal within bf16 rounding: the graphs replay eager's kernels (only atomics may reorder sums)."""
+    scale = float(a.detach().abs().max()) or 1.0
+    torch.testing.assert_close(a.float(), b.float(), rtol=2e-2, atol=2e-2 * scale, msg=what)
+
+
+@pytest.mark.parametrize("order", ["srgan", "trainner"])
+def test_fast_path_graphs_match_eager(order, tiny_clip_files):
+    """A directly built discriminator under bf16 autocast (clip_dtype auto: the frozen weights follow
+    autocast once), in a stock host's call order, then a new batch shape: outputs, the image
+    gradient, every parameter gradient and buffer equal eager's; the regions really replay."""
+    from test_fast_path import grads_and_state, host_iteration, make_disc
+
+    eager = make_disc(tiny_clip_files["tiny-rn"], "off").cuda()
+    fast = make_disc(tiny_clip_files["tiny-rn"], "cuda_graphs").cuda()
+    for batch, size in ((2, 64), (2, 64), (3, 96)):
+        real, fake = torch.rand(2, batch, 3, size, size, device="cuda")
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            results = [host_iteration(d, real, fake, order) for d in (eager, fast)]
+        for i, (a, b) in enumerate(zip(*results)):
+            _close(a, b, f"output {i} at {batch}x{size}")
+        ref, got = grads_and_state(eager), grads_and_state(fast)
+        assert ref.keys() == got.keys()
+        for k in ref:
+            if ref[k].is_floating_point():
+                _close(ref[k], got[k], k)
+            else:
+                assert torch.equal(ref[k], got[k]), k
+        for d in (eager, fast):
+            with torch.no_grad():
+                for p in d.parameters():
+                    p.sub_(1e-2 * p.grad)
+    assert fast.backbone.weight_dtype is torch.bfloat16 and eager.backbone.weight_dtype is torch.bfloat16
+    stats = fast.fast_path.status()
+    assert stats["captures"] >= 6 and stats["replays"] >= 30, stats
+    assert not any("failed" in s or "not on CUDA" in s for s in stats["said"]), stats
+    assert any(s.endswith(": CUDA graphs") for s in stats["said"]), stats
+
+
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_fast_path_sfd_model_matches_eager(amp, tmp_path):
+    """SFDModel (one GradScaler per network under fp16) with fast_path auto and off: the same losses
+    and weights after three iterations within amp rounding; every region replays, none recomputes."""
+    runs = {}
+    for mode in ("off", "auto"):
+        opt = sfd_opt(None, str(tmp_path / mode), amp=amp)
+        opt["network_d"]["fast_path"] = mode
+        model = _build(opt)
+        logs = []
+        for it in range(1, 4):
+            model.feed_data(_cuda_batch())
+            model.optimize_parameters(it)
+            logs.append(dict(model.log_dict))
+        disc = model.get_bare_model(model.net_d)
+        runs[mode] = (logs, {k: v.detach().clone() for k, v in disc.state_dict().items()}, disc.fast_path.status())
+    (logs_off, sd_off, _), (logs_on, sd_on, stats) = runs["off"], runs["auto"]
+    for a, b in zip(logs_off, logs_on):
+        assert a.keys() == b.keys()
+        for k in a:
+            assert abs(a[k] - b[k]) <= 3e-2 * max(1.0, abs(a[k])), (k, a[k], b[k])
+    for k in sd_off:
+        if sd_off[k].is_floating_point():
+            _close(sd_off[k], sd_on[k], k)
+    assert stats["replays"] >= 3 * 6 and stats["recomputes"] == 0, stats
+    assert any(s.endswith(": CUDA graphs") for s in stats["said"]), stats
