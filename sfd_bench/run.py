@@ -47,7 +47,7 @@ from dataclasses import asdict, replace
 import torch
 
 from sfd_bench.components import row_components
-from sfd_bench.core import _load, _slug, _version, device_name, quiet_basicsr
+from sfd_bench.core import StopRequested, _load, _slug, _version, device_name, quiet_basicsr, stop_on_sigterm
 from sfd_bench.csud import row_csud
 from sfd_bench.gan_step import row_clip_cost, row_gan_step
 from sfd_bench.iqa import row_iqa
@@ -79,6 +79,7 @@ def run_benchmark(
     threads: int | None = None,
     max_spread: float | None = None,
     tag: str | None = None,
+    overrides: dict | None = None,
 ) -> dict:
     """Run the chosen rows of ``profile`` side by side in this process; write JSON + Markdown.
 
@@ -99,6 +100,8 @@ def run_benchmark(
     device = profile_device(prof)
     if threads or prof.threads:
         prof = replace(prof, threads=threads or prof.threads)
+    if overrides:
+        prof = replace(prof, **{k: v for k, v in overrides.items() if v is not None})
     if max_spread is not None:
         if max_spread <= 0:
             raise ValueError(f"--max-spread must be positive, got {max_spread}")
@@ -137,11 +140,22 @@ def run_benchmark(
     try:
         with tempfile.TemporaryDirectory(prefix="sfd-bench-") as workdir, quiet_basicsr():
             ctx = BenchContext(prof, workdir)
+            stop = None
             for name in chosen:
+                if stop is not None:
+                    results["rows"][name] = {"status": "not run", "reason": f"an earlier row was stopped ({stop})"}
+                    continue
                 t0 = time.time()
                 print(f"[benchmark] row {name} ({prof.name} profile, {device.type}) ...", flush=True)
                 load_before = _load()
-                results["rows"][name] = ROW_FUNCTIONS[name](ctx, trace)
+                try:
+                    results["rows"][name] = ROW_FUNCTIONS[name](ctx, trace)
+                except StopRequested as err:
+                    stop = err
+                    results["rows"][name] = {
+                        "status": "stopped",
+                        "reason": f"stopped after {time.time() - t0:.0f} s ({err})",
+                    }
                 results["rows"][name]["wall_s"] = time.time() - t0
                 # 1-minute load average around the row: a row run under load says so next to its numbers
                 results["rows"][name]["load_avg"] = {"before": load_before, "after": _load()}
@@ -188,6 +202,13 @@ def run_benchmark_cli(args) -> int:
 
     notes = open(args.notes).read() if args.notes else None
     command = " ".join(shlex.quote(a) for a in ["python", "scripts/benchmark.py", *sys.argv[1:]])
+    stop_on_sigterm()
+    clips = getattr(args, "clip_models", None)
+    overrides = {
+        "clip_models": tuple(c.strip() for c in clips.split(",") if c.strip()) if clips else None,
+        "repeats": getattr(args, "repeats", None),
+        "warmup": getattr(args, "warmup", None),
+    }
     results = run_benchmark(
         args.profile,
         args.rows,
@@ -198,7 +219,8 @@ def run_benchmark_cli(args) -> int:
         threads=args.threads,
         max_spread=getattr(args, "max_spread", None),
         tag=getattr(args, "tag", None),
+        overrides=overrides,
     )
     print(open(results["files"]["markdown"]).read())
     print(f"wrote {results['files']['json']} and {results['files']['markdown']}")
-    return 0
+    return 3 if any(r.get("status") == "stopped" for r in results["rows"].values()) else 0
