@@ -52,7 +52,7 @@ from sfd_bench.core import PeakMemory, _load, device_name, quiet_basicsr, ratio_
 from sfd_bench.gan_step import judge_target
 from sfd_bench.profiles import PROFILES, Profile, rrdbnet
 from sfd_bench.steps import BenchContext, StepSpec, _build, sr_batches
-from sfd_bench.timing import (
+from sfd_utils.timing import (
     LAUNCH_BOUND_FACTOR,
     IterationTimer,
     allocator_counts,

@@ -14,7 +14,7 @@ from sfd_bench.core import ratio_of, seed_all, time_stats, trace_ops
 from sfd_bench.gan_step import judge_target
 from sfd_bench.profiles import TARGET_IQA_FLOOR_RATIO, TARGET_IQA_GPU_IMAGES_PER_S
 from sfd_bench.steps import BenchContext, photo_crops
-from sfd_bench.timing import IterationTimer, no_gc
+from sfd_utils.timing import IterationTimer, no_gc
 
 
 def tile_images(images: torch.Tensor, tile: int) -> torch.Tensor:

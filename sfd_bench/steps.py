@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from sfd_bench.core import PeakMemory, cuda_calls_stay_on_cpu, seed_all, time_stats
 from sfd_bench.profiles import PHOTOS, VGG_LAYERS, Profile, profile_device
-from sfd_bench.timing import IterationTimer, allocator_counts, count_difference, no_gc
+from sfd_utils.timing import IterationTimer, allocator_counts, count_difference, no_gc
 
 
 def _photo_tensor(name: str, min_size: int) -> torch.Tensor:

@@ -29,7 +29,7 @@ def clip_forward_backward(models: list[str], size: int, batch: int, repeats: int
     from sfd_arch.clip_backbone import TINY_CLIP_CONFIGS, FrozenCLIP
     from sfd_bench.core import PeakMemory
     from sfd_bench.steps import frozen_weights
-    from sfd_bench.timing import IterationTimer, no_gc
+    from sfd_utils.timing import IterationTimer, no_gc
 
     open_clip.add_model_config(TINY_CLIP_CONFIGS)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -123,9 +123,9 @@ def csud_check(networks: str, size: int, batch: int, iters: int, amp: str | None
     import torch
     from basicsr.models import build_model
 
-    from sfd_bench.timing import IterationTimer
     from sfd_model.csud_model import AUTHORS_NETWORKS, TINY_NETWORKS, csud_options
     from sfd_utils.compat import load_plugin
+    from sfd_utils.timing import IterationTimer
 
     load_plugin()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -1,6 +1,7 @@
-"""Timing a GPU can be trusted with (issue 21): CUDA-event times after a synchronisation, the
-garbage collector held off, repeats interleaved in blocks, and a separate profiler pass that says
-where an iteration's wall time goes (GPU kernels or the host issuing them).
+"""Timing a GPU can be trusted with (issue 21), shared by the benchmarks (sfd_bench) and the GPU
+check (sfd_gpu_check): CUDA-event times after a synchronisation, the garbage collector held off,
+and a separate profiler pass that says where an iteration's wall time goes (GPU kernels or the
+host issuing them). (Repeats interleaved in blocks: sfd_bench.steps.time_interleaved.)
 
 - :class:`IterationTimer`: one call of ``fn`` -> (wall s, host s). On CUDA: synchronise, record a
   start event, call, note the host time when the call returns (what the host spent issuing the
