@@ -139,4 +139,4 @@ def test_parser_profiles_match():
     assert tuple(D_PROFILES) == bench_cli.D_PROFILE_NAMES
     gpu = D_PROFILES["gpu"]
     assert (gpu.batch, gpu.size, gpu.amp, gpu.max_spread) == (16, 256, "bf16", 0.05)
-    assert gpu.clip_models[0] == "RN50" and gpu.reentry >= 1 and gpu.profile_iters >= 3
+    assert gpu.clip_models[0] == "RN50" and gpu.reentry >= 1 and gpu.profile_iters >= 2
