@@ -76,6 +76,7 @@ class Profile:
     # ``timing_reentry`` untimed steps (see sfd_bench.steps.time_interleaved).
     timing_block: int = 1
     timing_reentry: int = 0
+    profile_iters: int = 0  # > 0: a torch.profiler pass of this many steps per configuration after the timing
     esrgan_config: bool = True  # row gan_step also times ESRGANModel + UNet-D (no target depends on it)
     niqe_repeats: int | None = None  # NIQE (numpy, CPU) timing rounds in row iqa (None: iqa_repeats)
     target_step_time: dict = field(default_factory=lambda: dict(TARGET_STEP_TIME))
@@ -108,6 +109,7 @@ PROFILES = {
         iqa_repeats=1,
         niqe_images=2,
         threads=1,  # small ops on a shared machine: OpenMP barriers of 2+ threads stall under load
+        profile_iters=1,  # the GPU profile's profiler pass, rehearsed
     ),
     # Minutes on 2 cores: the real networks at a small batch and crop (the quick CPU profile).
     "cpu": Profile(
@@ -156,6 +158,7 @@ PROFILES = {
         max_spread=0.05,
         timing_block=5,
         timing_reentry=1,
+        profile_iters=1,  # per configuration: GPU time, launches, syncs, verdict GPU-/launch-bound
         esrgan_config=False,
         target_step_time=dict(GPU_TARGET_STEP_TIME),
         target_step_mem=GPU_TARGET_STEP_MEM,

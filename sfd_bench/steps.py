@@ -14,7 +14,14 @@ import torch.nn.functional as F
 
 from sfd_bench.core import PeakMemory, cuda_calls_stay_on_cpu, seed_all, time_stats
 from sfd_bench.profiles import PHOTOS, VGG_LAYERS, Profile, profile_device
-from sfd_utils.timing import IterationTimer, allocator_counts, count_difference, no_gc
+from sfd_utils.timing import (
+    IterationTimer,
+    allocator_counts,
+    count_difference,
+    no_gc,
+    profile_iterations,
+    verdict,
+)
 
 
 def _photo_tensor(name: str, min_size: int) -> torch.Tensor:
@@ -199,6 +206,7 @@ class _Entry:
         self.gflops: float | None = None
         self.host_times: list[float] = []
         self.allocator: dict | None = None  # CUDA allocator driver calls during the timed repeats
+        self.profiled: dict = {}  # profile_pass
         self.timer = IterationTimer(ctx.device)
 
     def backbone(self):
@@ -240,6 +248,17 @@ class _Entry:
                 self.model.optimize_parameters(self.it)
 
         return trace_ops(optimize, self.ctx.device)
+
+    def profile_pass(self, iters: int) -> None:
+        """GPU time, kernel launches, host synchronisations per step (torch.profiler, after the timing)."""
+        self.it += 1
+        self.model.feed_data(self.batches[self.it % len(self.batches)])
+
+        def optimize() -> None:
+            with self.ctx.autocast(self.spec):
+                self.model.optimize_parameters(self.it)
+
+        self.profiled = profile_iterations(optimize, self.ctx.device, iters)
 
     def step(self, record_losses: bool = False, timed: bool = False) -> float:
         """One optimize_parameters (feed_data outside the timing); returns its wall seconds (CUDA
@@ -298,6 +317,9 @@ def run_steps(
         entry.gflops = entry.step_gflops() if count_flops_too else None
         entries.append(entry)
     time_interleaved(entries, ctx.profile, ctx.profile.repeats if repeats is None else repeats)
+    if ctx.profile.profile_iters:
+        for entry in entries:
+            entry.profile_pass(ctx.profile.profile_iters)
     return entries
 
 
@@ -333,11 +355,26 @@ def entry_row(entry: _Entry) -> dict:
         **time_stats(entry.times),
         "host_median_s": statistics.median(entry.host_times) if entry.host_times else None,
         "allocator_events_in_timed_loop": entry.allocator,
+        **profiled_columns(entry.profiled, time_stats(entry.times)["median_s"] if entry.times else None),
         "peak_mem_mb": entry.peak_mb,
         "frozen_clip_mb": entry.frozen_mb(),
         "frozen_clip_dtype": entry.frozen_dtype(),
         "gflops_per_iter": entry.gflops,
         "clip_forwards_per_iter": (forwards[0] if len(forwards) == 1 else forwards) if forwards else None,
+    }
+
+
+def profiled_columns(profiled: dict, median_s: float | None) -> dict:
+    """A step's profiler figures (per iteration) and its verdict from the timed median."""
+    if not profiled:
+        return {}
+    gpu_ms = profiled.get("gpu_ms")
+    return {
+        "gpu_s": None if gpu_ms is None else gpu_ms / 1e3,
+        "launches": profiled.get("launches"),
+        "graph_launches": profiled.get("graph_launches"),
+        "host_syncs": profiled.get("host_syncs"),
+        "verdict": verdict(None if median_s is None else 1e3 * median_s, gpu_ms),
     }
 
 

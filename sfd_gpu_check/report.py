@@ -11,6 +11,10 @@ BENCH_KEYS = (
     "min_s",
     "spread",
     "host_median_s",
+    "gpu_s",
+    "launches",
+    "host_syncs",
+    "verdict",
     "allocator_events_in_timed_loop",
     "time_ratio",
     "time_ratio_min",
@@ -179,8 +183,9 @@ def _bench_md(name: str, result: dict) -> list[str]:
                 "",
                 f"`{row_name}`:",
                 "",
-                "| config | s/iter | spread | host s | time × | peak MB | mem × | frozen CLIP |",
-                "|---|---|---|---|---|---|---|---|",
+                "| config | s/iter | spread | host s | GPU s | launches | verdict | time × | peak MB | mem × "
+                "| frozen CLIP |",
+                "|---|---|---|---|---|---|---|---|---|---|---|",
             ]
             for cname, c in row["configs"].items():
                 frozen = (
@@ -190,7 +195,8 @@ def _bench_md(name: str, result: dict) -> list[str]:
                 )
                 lines.append(
                     f"| {cname} | {_fmt(c.get('median_s'))} | {_fmt(c.get('spread'), 2)} | "
-                    f"{_fmt(c.get('host_median_s'))} | {_fmt(c.get('time_ratio'), 2)} | "
+                    f"{_fmt(c.get('host_median_s'))} | {_fmt(c.get('gpu_s'))} | {_fmt(c.get('launches'), 0)} | "
+                    f"{c.get('verdict', 'n/a')} | {_fmt(c.get('time_ratio'), 2)} | "
                     f"{_fmt(c.get('peak_mem_mb'), 0)} | {_fmt(c.get('mem_ratio'), 2)} | {frozen} |"
                 )
         if row.get("ms_and_share"):
