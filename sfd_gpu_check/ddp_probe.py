@@ -5,11 +5,9 @@ the check can see that the ranks' discriminator heads, prompts and generators st
     python -m torch.distributed.run --nproc_per_node=2 -m sfd_gpu_check.ddp_probe \\
         --probe-out DIR -opt recipe.yml --launcher pytorch
 
-Two ranks on ONE GPU: NCCL refuses two ranks on one device, so the recipe names gloo, which
-carries CUDA tensors for all_reduce and broadcast (all DDP needs) but not for ``reduce``, which
-BasicSR's ``reduce_loss_dict`` calls on the logged losses. With gloo and CUDA tensors this probe
-serves that one call by an ``all_reduce`` (the same sum on rank 0, which alone logs it); the
-result records that it did. Nothing else is changed.
+Two ranks on ONE GPU: NCCL refuses two ranks on one device, so the recipe names gloo, whose
+process group stages CUDA tensors through the host for its collectives (DDP's broadcast, all-gather
+and all-reduce, BasicSR's ``reduce`` of the logged losses). Nothing of the training is changed.
 """
 
 from __future__ import annotations
@@ -44,20 +42,6 @@ def network_digests(model) -> dict:
     return out
 
 
-def _gloo_cuda_reduce_shim(used: list) -> None:
-    import torch.distributed as dist
-
-    original = dist.reduce
-
-    def reduce(tensor, dst, op=dist.ReduceOp.SUM, group=None, async_op=False):
-        if tensor.is_cuda and dist.get_backend(group) == "gloo":
-            used.append(True)
-            return dist.all_reduce(tensor, op=op, group=group, async_op=async_op)
-        return original(tensor, dst, op=op, group=group, async_op=async_op)
-
-    dist.reduce = reduce
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if "--probe-out" not in argv:
@@ -80,8 +64,6 @@ def main(argv: list[str] | None = None) -> int:
         return model
 
     bt.build_model = capture  # train_pipeline wraps it for its progress lines and calls it once
-    shim_used: list = []
-    _gloo_cuda_reduce_shim(shim_used)
     sys.argv = [sys.argv[0], *argv]
     train_pipeline(os.getcwd())
     model, initial = built[-1]
@@ -94,7 +76,6 @@ def main(argv: list[str] | None = None) -> int:
         "backend": model.opt.get("dist_params", {}).get("backend"),
         "initial": initial,
         "final": network_digests(model),
-        "gloo_cuda_reduce_shim_used": bool(shim_used),
     }
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:

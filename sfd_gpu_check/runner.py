@@ -50,7 +50,7 @@ class Runner:
         log = os.path.join(self.logs, f"{name}.log")
         record = {
             "step": name,
-            "command": " ".join(cmd),
+            "command": " ".join("<inline code>" if "\n" in a else a for a in cmd),
             "log": os.path.relpath(log, self.out),
             "limit_s": round(max(timeout, 0.0), 1),
         }

@@ -230,7 +230,6 @@ def ddp_verdict(ranks: list[dict | None], mode: str) -> dict:
         net_g_params_equal=a["final"]["net_g"]["params"] == b["final"]["net_g"]["params"],
         net_d_buffers_equal=a["final"]["net_d"]["buffers"] == b["final"]["net_d"]["buffers"],
         net_d_trained=a["final"]["net_d"]["params"] != a["initial"]["net_d"]["params"],
-        gloo_cuda_reduce_shim_used=any(r["gloo_cuda_reduce_shim_used"] for r in present),
     )
     on_device = out["device"].startswith("cuda") if mode == "gpu" else out["device"] == "cpu"
     out["ok"] = bool(

@@ -300,7 +300,6 @@ def _rank(params_d: str, params_g: str = "g1", buffers: str = "b", device: str =
             "net_d": {"params": params_d, "buffers": buffers, "device": device},
             "net_g": {"params": params_g},
         },
-        "gloo_cuda_reduce_shim_used": True,
     }
 
 
