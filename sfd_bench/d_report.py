@@ -30,7 +30,7 @@ def configs_table(configs: list[dict]) -> list[str]:
             "launches/iter",
             "syncs/iter",
             "verdict",
-            "ops dispatched: compute / casts / host reads",
+            "ops dispatched: compute / casts / host reads (syncs on a GPU)",
             "CLIP fwd",
             "× UNet-D wall",
             "peak MB",
@@ -99,6 +99,10 @@ def to_markdown(results: dict) -> str:
             if c["host_model"] == "SFDModel" and c["dispatched"]["top"]:
                 body = ", ".join(f"{o['op'].replace('aten.', '')} {o['calls']}" for o in c["dispatched"]["top"][:8])
                 lines += ["", f"`{c['name']}` most frequent ops: {body}."]
+                sites = c["dispatched"].get("host_read_sites") or []
+                if sites:
+                    where = ", ".join(f"{s['site']} ×{s['calls']}" for s in sites[:8])
+                    lines += ["", f"`{c['name']}` values read back to the host (a sync each on a GPU) at: {where}."]
             if c.get("allocator_events_in_timed_loop") and any(c["allocator_events_in_timed_loop"].values()):
                 lines += [
                     "",

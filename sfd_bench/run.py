@@ -2,9 +2,12 @@
 
 Every comparison runs in ONE process, side by side: each configuration is built and warmed up
 (its peak memory is taken then), then the timed iterations run round-robin over the row's
-configurations (so a machine whose speed drifts hurts them alike), with ``torch.cuda.synchronize``
-around every timed call on GPU. Reported: median and min of the repeats, peak memory, and ratios
-to the row's baseline. Rows:
+configurations (so a machine whose speed drifts hurts them alike; on the GPU profile in blocks of
+5 per configuration, each block after one untimed re-entry step), Python's garbage collector off;
+on a GPU each timed call is measured by CUDA events after a synchronisation (``sfd_utils.timing``).
+Profiles with ``profile_iters`` (gpu, smoke) add a torch.profiler pass per configuration: GPU
+time, kernel launches, host synchronisations and a verdict GPU-bound / launch-bound. Reported:
+median and min of the repeats, host time, peak memory, and ratios to the row's baseline. Rows:
 
 1. ``gan_step``: one ``optimize_parameters`` of SFDModel (CLIP RN50 / ViT-B-16, random weights)
    vs BasicSR's RealESRGANModel (baseline) and ESRGANModel with UNetDiscriminatorSN, and SRModel
@@ -25,8 +28,11 @@ to the row's baseline. Rows:
 Noise: every time is reported as median, min, max and spread = (max - min) / median of the
 interleaved repeats; every ratio as the ratio of medians and the range of the per-pair ratios
 (repeat i of a configuration over repeat i of the baseline). A time target one of whose sides
-spread more than the profile's ``max_spread`` (0.15) reads "unstable", not met / missed; the
-load average is recorded before and after each row.
+spread more than the profile's ``max_spread`` (0.15; 0.05 on the GPU profile, where a larger
+spread is a harness defect to find) reads "unstable", not met / missed, and row ``gan_step``
+judges every configuration's spread against it; the CUDA allocator's calls to the driver during
+a configuration's timed repeats are counted (allocator churn between configurations shows there);
+the load average is recorded before and after each row.
 
 Nothing downloads: CLIP and VGG19 have random weights (fine for timing), VGG19 read from a file
 written here. CPU peak memory is the resident-set high-water mark (``VmHWM``, reset through

@@ -199,16 +199,28 @@ def count_dispatched_ops(fn: Callable[[], object], top: int = 12) -> dict:
 
     ``ops``: all of them; ``compute_ops``: those that run a kernel (not views, not bare
     allocations) - on a GPU in eager mode about one kernel launch each; ``casts``: dtype/device
-    copies (``_to_copy``); ``host_reads``: values read back to the host (``.item()``, ``bool(t)``:
-    a synchronisation each on a GPU); ``top``: the most frequent compute ops.
+    copies (``_to_copy``); ``host_reads``: values read back to the host that are (on a GPU) or would
+    be (on a CPU run) a device synchronisation each (``.item()``, ``bool(t)``); reads of CPU scalars
+    a GPU run keeps on the host too (an optimizer's step counters) are ``cpu_scalar_reads``;
+    ``host_read_sites``: where the host reads come from (the innermost calling line outside
+    torch); ``top``: the most frequent compute ops.
     """
     from torch.utils._python_dispatch import TorchDispatchMode
 
     counts: Counter = Counter()
+    sites: Counter = Counter()
+    scalar_reads = [0]
 
     class _Counter(TorchDispatchMode):
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             counts[func] += 1
+            if str(func) in HOST_READ_OPS:
+                site, in_optimizer = _read_site()
+                on_device = bool(args) and isinstance(args[0], torch.Tensor) and args[0].device.type != "cpu"
+                if on_device or not in_optimizer:
+                    sites[site] += 1
+                else:
+                    scalar_reads[0] += 1
             return func(*args, **(kwargs or {}))
 
     with _Counter():
@@ -220,6 +232,24 @@ def count_dispatched_ops(fn: Callable[[], object], top: int = 12) -> dict:
         "compute_ops": sum(compute.values()),
         "view_ops": sum(n for f, n in counts.items() if _is_view(f)),
         "casts": sum(n for name, n in compute.items() if name.startswith("aten._to_copy")),
-        "host_reads": sum(n for name, n in compute.items() if name in HOST_READ_OPS),
+        "host_reads": sum(sites.values()),
+        "cpu_scalar_reads": scalar_reads[0],
+        "host_read_sites": [{"site": site, "calls": n} for site, n in sites.most_common(top)],
         "top": [{"op": name, "calls": n} for name, n in compute.most_common(top)],
     }
+
+
+def _read_site() -> tuple[str, bool]:
+    """('package/module.py:line (function)' of the innermost frame outside torch and this module,
+    whether the read happens inside ``torch.optim``)."""
+    import traceback
+
+    in_optimizer = False
+    for frame in reversed(traceback.extract_stack()):
+        path = frame.filename.replace("\\", "/")
+        if "/torch/optim/" in path:
+            in_optimizer = True
+        if "/torch/" in path or path.endswith("/timing.py") or "<" in path:
+            continue
+        return f"{'/'.join(path.split('/')[-2:])}:{frame.lineno} ({frame.name})", in_optimizer
+    return "unknown", in_optimizer

@@ -93,10 +93,21 @@ def test_count_dispatched_ops_sees_forward_backward_and_host_reads():
     ops = {o["op"] for o in c["top"]}
     assert "aten.convolution.default" in ops and "aten.convolution_backward.default" in ops
     assert c["host_reads"] == 1 and c["view_ops"] >= 1  # flatten is a view: not a kernel
+    (site,) = c["host_read_sites"]
+    assert site["calls"] == 1 and "test_d_iteration.py" in site["site"] and "(step)" in site["site"]
     assert c["compute_ops"] + c["view_ops"] <= c["ops"]
     with torch.autocast("cpu", dtype=torch.bfloat16):
         casts = count_dispatched_ops(lambda: conv(x))["casts"]
     assert casts >= 2  # autocast casts the input and the weight
+    # Adam reads its step counters, CPU scalars on a GPU too: not counted as syncs
+    opt = torch.optim.Adam(conv.parameters(), foreach=False)
+
+    def adam_step():
+        conv(x).sum().backward()
+        opt.step()
+
+    c = count_dispatched_ops(adam_step)
+    assert c["host_reads"] == 0 and c["cpu_scalar_reads"] >= 2
 
 
 def _event(name: str, device: str = "CPU", us: float = 0.0):
