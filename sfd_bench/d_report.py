@@ -81,7 +81,9 @@ def to_markdown(results: dict) -> str:
         lines.append(
             "- **CPU: no GPU columns; times are from a shared CPU and indicative only. The ops are those of the fp32 "
             "graph (no autocast): a GPU run under bf16 autocast adds a cast per call for every fp32 weight (UNet-D, "
-            "the Feat-D heads) and input, not for the frozen CLIP, which SFDModel holds in bf16 on CUDA.**"
+            "the Feat-D heads) and input, not for the frozen CLIP, which SFDModel holds in bf16 on CUDA. Host reads "
+            "here are `.item()`-like reads; `.cpu()` / `.tolist()` of a CUDA tensor, a sync on a GPU too, "
+            "dispatch nothing on a CPU and are not seen (the GPU profile counts them, and the profiler's syncs).**"
         )
     for run in results["runs"]:
         lines += [

@@ -214,7 +214,9 @@ def count_dispatched_ops(fn: Callable[[], object], top: int = 12) -> dict:
     class _Counter(TorchDispatchMode):
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             counts[func] += 1
-            if str(func) in HOST_READ_OPS:
+            if _copies_to_host(str(func), args, kwargs or {}):
+                sites[_read_site()[0]] += 1
+            elif str(func) in HOST_READ_OPS:
                 site, in_optimizer = _read_site()
                 on_device = bool(args) and isinstance(args[0], torch.Tensor) and args[0].device.type != "cpu"
                 if on_device or not in_optimizer:
@@ -237,6 +239,16 @@ def count_dispatched_ops(fn: Callable[[], object], top: int = 12) -> dict:
         "host_read_sites": [{"site": site, "calls": n} for site, n in sites.most_common(top)],
         "top": [{"op": name, "calls": n} for name, n in compute.most_common(top)],
     }
+
+
+def _copies_to_host(name: str, args, kwargs: dict) -> bool:
+    """True for a copy of a device tensor into host memory (``_to_copy`` to the CPU, ``copy_`` into a CPU tensor)."""
+    if name == "aten._to_copy.default" and args and isinstance(args[0], torch.Tensor):
+        target = kwargs.get("device")
+        return args[0].device.type != "cpu" and target is not None and torch.device(target).type == "cpu"
+    if name == "aten.copy_.default" and len(args) > 1 and all(isinstance(a, torch.Tensor) for a in args[:2]):
+        return args[0].device.type == "cpu" and args[1].device.type != "cpu"
+    return False
 
 
 def _read_site() -> tuple[str, bool]:

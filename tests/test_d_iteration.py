@@ -110,6 +110,17 @@ def test_count_dispatched_ops_sees_forward_backward_and_host_reads():
     assert c["host_reads"] == 0 and c["cpu_scalar_reads"] >= 2
 
 
+def test_a_copy_from_the_device_to_the_host_is_a_host_read():
+    from sfd_utils.timing import _copies_to_host
+
+    dev, host = torch.empty(3, device="meta"), torch.empty(3)  # meta stands in for a CUDA tensor here
+    assert _copies_to_host("aten._to_copy.default", (dev,), {"device": torch.device("cpu")})  # .cpu(), .tolist()
+    assert not _copies_to_host("aten._to_copy.default", (dev,), {"dtype": torch.bfloat16})  # a cast stays put
+    assert not _copies_to_host("aten._to_copy.default", (host,), {"device": torch.device("cpu")})
+    assert _copies_to_host("aten.copy_.default", (host, dev), {})
+    assert not _copies_to_host("aten.copy_.default", (dev, host), {})  # host to device: no wait
+
+
 def _event(name: str, device: str = "CPU", us: float = 0.0):
     return SimpleNamespace(
         name=name, device_type=f"DeviceType.{device}", time_range=SimpleNamespace(elapsed_us=lambda: us)
