@@ -36,9 +36,9 @@ demo-csud: setup
 	$(PY) scripts/derain.py -i datasets/csud_synthetic/test/rain --gt datasets/csud_synthetic/test/clean \
 		-w experiments/demo_CSUD_cpu/models/net_g_latest.pth -o results/demo_CSUD_cpu
 
-# The GPU check (issue 18). `make wheels` here (pip reaches PyPI) fills .whl/ with what a PyTorch GPU
+# The GPU check (issues 18, 21). `make wheels` here (pip reaches PyPI) fills .whl/ with what a PyTorch GPU
 # image lacks; on the GPU machine `make gpu-check` (or `bash scripts/gpu_check.sh`, no venv needed)
-# installs them, runs every CUDA path and GPU number in under 8 minutes and writes
+# installs them, runs every CUDA path and GPU number in 6 minutes (setup included) and writes
 # benchmarks/results/gpu-<date>.{json,md}. `make gpu-check-cpu` is its rehearsal on CPU (also in `make test`).
 wheels:
 	bash scripts/gpu_wheels.sh

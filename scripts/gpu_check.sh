@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# The GPU check (issue 18): on a fresh GPU machine with only this repository and the wheels it
+# The GPU check (issues 18, 21): on a fresh GPU machine with only this repository and the wheels it
 # carries in .whl/ (`make wheels` / scripts/gpu_wheels.sh, run where pip can download), set up, then
-# run the CUDA tests, the GPU benchmark rows (SFD step vs RealESRGANModel + UNetDiscriminatorSN at
-# batch 16, 256², bf16), SFD-IQA throughput at 512² bf16, full-size CLIP RN50 / ViT-B-16 / ViT-L-14
-# forward+backward in bf16 with peak memory, and a 2-process DDP smoke run when two GPUs exist,
-# inside a time budget (8 minutes in all). Writes <out>/gpu-<date>.json and .md and prints a summary;
-# a failing step is recorded and the others still run (exit status 1 when any failed).
+# run, the most important numbers first: one discriminator iteration as the hosts run it (wall, GPU
+# time, kernel launches, verdict GPU-/launch-bound), the GAN step vs RealESRGANModel + UNet-D (b16,
+# 256², bf16), SFD-IQA vs the bare CLIP floor, the CUDA tests, the step's components, DDP with two
+# ranks sharing the GPU, CSUD on CUDA and full-size CLIP, inside a time budget (6 minutes in all,
+# setup included). Writes <out>/gpu-<date>.json and .md and prints a summary ending with every target
+# (value, limit, met / missed); a failing step is recorded and the others still run (exit status 1).
 #
 #   bash scripts/gpu_check.sh                       # on the GPU machine
 #   bash scripts/gpu_check.sh --cpu --out /tmp/gc   # the rehearsal: every step at tiny sizes on CPU
@@ -13,7 +14,8 @@
 # Options: --cpu, --out DIR (default benchmarks/results), --python EXE (default .venv/bin/python
 # when present, else python3), --wheels DIR (default .whl), --site DIR (where the wheels are
 # installed, default $TMPDIR/sfd-gpu-check-site), --work DIR (step logs and outputs, default
-# $TMPDIR/sfd-gpu-check-work), --budget SECONDS (for the steps after setup, default 420).
+# $TMPDIR/sfd-gpu-check-work), --budget SECONDS (the whole check, setup included; default 360 on a
+# GPU, 2400 for the CPU rehearsal), --steps LIST (comma list of steps to run; default all).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -24,9 +26,10 @@ PY="${PYTHON:-}"
 WHEELS="$ROOT/.whl"
 SITE="${TMPDIR:-/tmp}/sfd-gpu-check-site"
 WORK=""
-BUDGET=420
+BUDGET=""
+STEPS=""
 
-usage() { sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -37,6 +40,7 @@ while [ $# -gt 0 ]; do
         --site) SITE="${2:?--site needs a folder}"; shift ;;
         --work) WORK="${2:?--work needs a folder}"; shift ;;
         --budget) BUDGET="${2:?--budget needs seconds}"; shift ;;
+        --steps) STEPS="${2:?--steps needs a comma list}"; shift ;;
         -h | --help) usage; exit 0 ;;
         *) echo "gpu_check.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
@@ -82,5 +86,8 @@ fi
 echo "[gpu_check] setup: $SETUP"
 SETUP_S=$(($(date +%s) - START))
 
-exec "$PY" -m sfd_gpu_check.run run --mode "$MODE" --out "$OUT" --work "$WORK" --budget "$BUDGET" \
-    --setup "$SETUP" --setup-seconds "$SETUP_S" --command "$CMDLINE"
+EXTRA=()
+if [ -n "$BUDGET" ]; then EXTRA+=(--budget "$BUDGET"); fi
+if [ -n "$STEPS" ]; then EXTRA+=(--steps "$STEPS"); fi
+exec "$PY" -m sfd_gpu_check.run run --mode "$MODE" --out "$OUT" --work "$WORK" \
+    --setup "$SETUP" --setup-seconds "$SETUP_S" --command "$CMDLINE" ${EXTRA[@]+"${EXTRA[@]}"}

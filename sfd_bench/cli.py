@@ -22,6 +22,18 @@ writes benchmarks/results/text_tower-<device>-<date>.{json,md}. See sfd_bench/te
 BIG_IMAGE_DOC = """Peak memory of tiled SR inference on one big photo (``scripts/bench_big_image.py``)."""
 CLIP_BACKBONE_DOC = """Forward+backward time of the frozen CLIP backbone per 256² image (gradient to the input only),
 RN50 and ViT-B-16 with random weights, side by side in one process. Writes JSON + Markdown."""
+D_ITERATION_DOC = """One discriminator iteration as the hosts run it (issue 21): SFDModel + SFDDiscriminator (RN50,
+ViT-B-16), SFDDiscriminator in SRGANModel, UNetDiscriminatorSN in RealESRGANModel, each a real BasicSR
+model stepped with a stand-in generator. Per configuration: wall and host time per iteration, GPU
+time, kernel launches, host synchronisations (torch.profiler), operators dispatched in eager mode,
+verdict GPU-bound / launch-bound, and the issue's targets. See sfd_bench/d_iteration.py.
+
+    python scripts/bench_d_iteration.py                       # auto: gpu profile with CUDA, else cpu
+    python scripts/bench_d_iteration.py --profile cpu --before-root /work/wt-before
+
+Writes <out>/d_iteration-<device>-<date>.json and .md."""
+# Kept equal to sfd_bench.d_iteration.D_PROFILES (tests check it).
+D_PROFILE_NAMES = ("smoke", "cpu", "gpu")
 # Kept equal to sfd_bench.profiles.PROFILES / ROWS and sfd_bench.csud.PROFILES (tests check it).
 PROFILE_NAMES = ("smoke", "cpu", "cpu-real", "gpu")
 ROW_NAMES = ("gan_step", "clip_cost", "precision", "iqa", "csud", "components")
@@ -47,7 +59,24 @@ def benchmark_parser() -> argparse.ArgumentParser:
         "instead of met / missed (default: the profile's, 0.15)",
     )
     parser.add_argument("--tag", help="appended to the file names (e.g. run1, run2 for repeated runs on one day)")
+    parser.add_argument("--clip-models", help="comma list of open_clip models instead of the profile's (e.g. RN50)")
+    parser.add_argument("--repeats", type=int, help="timed repeats per configuration instead of the profile's")
+    parser.add_argument("--warmup", type=int, help="warm-up steps per configuration instead of the profile's")
     return parser
+
+
+def d_iteration_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=D_ITERATION_DOC, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--profile", default="auto", choices=[*D_PROFILE_NAMES, "auto"], help="sizes (default: auto)")
+    p.add_argument(
+        "--before-root",
+        help="another checkout (e.g. `git worktree add /tmp/before <commit>`): its components measured "
+        "the same way in a child process, reported side by side as before -> after",
+    )
+    p.add_argument("--after-root", help="measure this checkout's components as 'after' (default: the one running)")
+    p.add_argument("--out", default="benchmarks/results", help="folder for the JSON and Markdown files")
+    p.add_argument("--tag", help="appended to the file names")
+    return p
 
 
 def benchmark_csud_parser() -> argparse.ArgumentParser:

@@ -2,7 +2,7 @@
 ``clip_cost``: CLIP forwards per iteration of SFDModel vs the stock-model drop-in."""
 
 from sfd_bench.core import is_unstable, paired_ratio, ratio_of
-from sfd_bench.profiles import BASELINE, TARGET_CLIP_SPEEDUP, TARGET_STEP_MEM, TARGET_STEP_TIME, Profile
+from sfd_bench.profiles import BASELINE, TARGET_CLIP_SPEEDUP, Profile
 from sfd_bench.steps import BenchContext, StepSpec, entry_row, free_entries, is_vit, run_steps
 
 
@@ -13,8 +13,13 @@ def row_gan_step(ctx: BenchContext, trace: bool) -> dict:
         StepSpec(
             BASELINE, "RealESRGANModel_basicsr", ctx.unet_network_d(), p.generator, perceptual=p.perceptual, stock=True
         ),
-        StepSpec("esrgan_unet", "ESRGANModel", ctx.unet_network_d(), p.generator, perceptual=p.perceptual, stock=True),
     ]
+    if p.esrgan_config:
+        specs.append(
+            StepSpec(
+                "esrgan_unet", "ESRGANModel", ctx.unet_network_d(), p.generator, perceptual=p.perceptual, stock=True
+            )
+        )
     for clip in p.clip_models:
         amp = p.amp or "fp32"
         specs.append(
@@ -41,7 +46,7 @@ def row_gan_step(ctx: BenchContext, trace: bool) -> dict:
     for r in rows:
         if r["model"] != "SFDModel":
             continue
-        limit = TARGET_STEP_TIME["vit" if is_vit(r["clip"]) else "resnet"]
+        limit = p.target_step_time["vit" if is_vit(r["clip"]) else "resnet"]
         targets.append(
             judge_target(
                 f"{r['name']}: step time vs {BASELINE}",
@@ -53,11 +58,13 @@ def row_gan_step(ctx: BenchContext, trace: bool) -> dict:
             )
         )
         targets.append(
-            judge_target(f"{r['name']}: peak memory vs {BASELINE}", r["mem_ratio"], "<=", TARGET_STEP_MEM, p)
+            judge_target(f"{r['name']}: peak memory vs {BASELINE}", r["mem_ratio"], "<=", p.target_step_mem, p)
         )
         targets.append(
             judge_target(f"{r['name']}: CLIP image forwards per iteration", r["clip_forwards_per_iter"], "==", 2, p)
         )
+    for r in rows:  # a time is only as good as its repeats agree (issue 21: <= 5 % on a dedicated GPU)
+        targets.append(judge_target(f"{r['name']}: spread of the repeats", r["spread"], "<=", p.max_spread, p))
     result = {"status": "ok", "baseline": BASELINE, "configs": rows, "targets": targets}
     if trace:
         missed = {t["what"].split(":")[0] for t in targets if t["met"] is False and "step time" in t["what"]}

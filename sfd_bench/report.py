@@ -150,6 +150,9 @@ def to_markdown(results: dict) -> str:
                 "D part s",
                 "D part ×",
                 "CLIP fwd/iter",
+                "GPU s",
+                "launches",
+                "verdict",
             ],
             [
                 [
@@ -170,6 +173,9 @@ def to_markdown(results: dict) -> str:
                     _f(c.get("disc_part_s")),
                     _f(c.get("disc_part_ratio"), 2),
                     _f(c["clip_forwards_per_iter"]),
+                    _f(c.get("gpu_s")),
+                    _f(c.get("launches"), 0),
+                    c.get("verdict") or "n/a",
                 ]
                 for c in r["configs"]
             ],

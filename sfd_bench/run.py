@@ -2,9 +2,12 @@
 
 Every comparison runs in ONE process, side by side: each configuration is built and warmed up
 (its peak memory is taken then), then the timed iterations run round-robin over the row's
-configurations (so a machine whose speed drifts hurts them alike), with ``torch.cuda.synchronize``
-around every timed call on GPU. Reported: median and min of the repeats, peak memory, and ratios
-to the row's baseline. Rows:
+configurations (so a machine whose speed drifts hurts them alike; on the GPU profile in blocks of
+5 per configuration, each block after one untimed re-entry step), Python's garbage collector off;
+on a GPU each timed call is measured by CUDA events after a synchronisation (``sfd_utils.timing``).
+Profiles with ``profile_iters`` (gpu, smoke) add a torch.profiler pass per configuration: GPU
+time, kernel launches, host synchronisations and a verdict GPU-bound / launch-bound. Reported:
+median and min of the repeats, host time, peak memory, and ratios to the row's baseline. Rows:
 
 1. ``gan_step``: one ``optimize_parameters`` of SFDModel (CLIP RN50 / ViT-B-16, random weights)
    vs BasicSR's RealESRGANModel (baseline) and ESRGANModel with UNetDiscriminatorSN, and SRModel
@@ -25,8 +28,11 @@ to the row's baseline. Rows:
 Noise: every time is reported as median, min, max and spread = (max - min) / median of the
 interleaved repeats; every ratio as the ratio of medians and the range of the per-pair ratios
 (repeat i of a configuration over repeat i of the baseline). A time target one of whose sides
-spread more than the profile's ``max_spread`` (0.15) reads "unstable", not met / missed; the
-load average is recorded before and after each row.
+spread more than the profile's ``max_spread`` (0.15; 0.05 on the GPU profile, where a larger
+spread is a harness defect to find) reads "unstable", not met / missed, and row ``gan_step``
+judges every configuration's spread against it; the CUDA allocator's calls to the driver during
+a configuration's timed repeats are counted (allocator churn between configurations shows there);
+the load average is recorded before and after each row.
 
 Nothing downloads: CLIP and VGG19 have random weights (fine for timing), VGG19 read from a file
 written here. CPU peak memory is the resident-set high-water mark (``VmHWM``, reset through
@@ -47,7 +53,7 @@ from dataclasses import asdict, replace
 import torch
 
 from sfd_bench.components import row_components
-from sfd_bench.core import _load, _slug, _version, device_name, quiet_basicsr
+from sfd_bench.core import StopRequested, _load, _slug, _version, device_name, quiet_basicsr, stop_on_sigterm
 from sfd_bench.csud import row_csud
 from sfd_bench.gan_step import row_clip_cost, row_gan_step
 from sfd_bench.iqa import row_iqa
@@ -79,6 +85,7 @@ def run_benchmark(
     threads: int | None = None,
     max_spread: float | None = None,
     tag: str | None = None,
+    overrides: dict | None = None,
 ) -> dict:
     """Run the chosen rows of ``profile`` side by side in this process; write JSON + Markdown.
 
@@ -99,6 +106,8 @@ def run_benchmark(
     device = profile_device(prof)
     if threads or prof.threads:
         prof = replace(prof, threads=threads or prof.threads)
+    if overrides:
+        prof = replace(prof, **{k: v for k, v in overrides.items() if v is not None})
     if max_spread is not None:
         if max_spread <= 0:
             raise ValueError(f"--max-spread must be positive, got {max_spread}")
@@ -137,11 +146,22 @@ def run_benchmark(
     try:
         with tempfile.TemporaryDirectory(prefix="sfd-bench-") as workdir, quiet_basicsr():
             ctx = BenchContext(prof, workdir)
+            stop = None
             for name in chosen:
+                if stop is not None:
+                    results["rows"][name] = {"status": "not run", "reason": f"an earlier row was stopped ({stop})"}
+                    continue
                 t0 = time.time()
                 print(f"[benchmark] row {name} ({prof.name} profile, {device.type}) ...", flush=True)
                 load_before = _load()
-                results["rows"][name] = ROW_FUNCTIONS[name](ctx, trace)
+                try:
+                    results["rows"][name] = ROW_FUNCTIONS[name](ctx, trace)
+                except StopRequested as err:
+                    stop = err
+                    results["rows"][name] = {
+                        "status": "stopped",
+                        "reason": f"stopped after {time.time() - t0:.0f} s ({err})",
+                    }
                 results["rows"][name]["wall_s"] = time.time() - t0
                 # 1-minute load average around the row: a row run under load says so next to its numbers
                 results["rows"][name]["load_avg"] = {"before": load_before, "after": _load()}
@@ -188,6 +208,13 @@ def run_benchmark_cli(args) -> int:
 
     notes = open(args.notes).read() if args.notes else None
     command = " ".join(shlex.quote(a) for a in ["python", "scripts/benchmark.py", *sys.argv[1:]])
+    stop_on_sigterm()
+    clips = getattr(args, "clip_models", None)
+    overrides = {
+        "clip_models": tuple(c.strip() for c in clips.split(",") if c.strip()) if clips else None,
+        "repeats": getattr(args, "repeats", None),
+        "warmup": getattr(args, "warmup", None),
+    }
     results = run_benchmark(
         args.profile,
         args.rows,
@@ -198,7 +225,8 @@ def run_benchmark_cli(args) -> int:
         threads=args.threads,
         max_spread=getattr(args, "max_spread", None),
         tag=getattr(args, "tag", None),
+        overrides=overrides,
     )
     print(open(results["files"]["markdown"]).read())
     print(f"wrote {results['files']['json']} and {results['files']['markdown']}")
-    return 0
+    return 3 if any(r.get("status") == "stopped" for r in results["rows"].values()) else 0

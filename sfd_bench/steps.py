@@ -5,15 +5,23 @@ import contextlib
 import copy
 import gc
 import os
-import time
+import statistics
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sfd_bench.core import PeakMemory, cuda_calls_stay_on_cpu, seed_all, sync_device, time_stats
+from sfd_bench.core import PeakMemory, cuda_calls_stay_on_cpu, seed_all, time_stats
 from sfd_bench.profiles import PHOTOS, VGG_LAYERS, Profile, profile_device
+from sfd_utils.timing import (
+    IterationTimer,
+    allocator_counts,
+    count_difference,
+    no_gc,
+    profile_iterations,
+    verdict,
+)
 
 
 def _photo_tensor(name: str, min_size: int) -> torch.Tensor:
@@ -196,6 +204,10 @@ class _Entry:
         self.forwards: list[int] = []
         self.peak_mb: float | None = None
         self.gflops: float | None = None
+        self.host_times: list[float] = []
+        self.allocator: dict | None = None  # CUDA allocator driver calls during the timed repeats
+        self.profiled: dict = {}  # profile_pass
+        self.timer = IterationTimer(ctx.device)
 
     def backbone(self):
         net_d = getattr(self.model, "net_d", None)
@@ -237,19 +249,33 @@ class _Entry:
 
         return trace_ops(optimize, self.ctx.device)
 
-    def step(self, record_losses: bool = False) -> float:
-        """One optimize_parameters (feed_data outside the timing); returns its wall seconds."""
+    def profile_pass(self, iters: int) -> None:
+        """GPU time, kernel launches, host synchronisations per step (torch.profiler, after the timing)."""
+        self.it += 1
+        self.model.feed_data(self.batches[self.it % len(self.batches)])
+
+        def optimize() -> None:
+            with self.ctx.autocast(self.spec):
+                self.model.optimize_parameters(self.it)
+
+        self.profiled = profile_iterations(optimize, self.ctx.device, iters)
+
+    def step(self, record_losses: bool = False, timed: bool = False) -> float:
+        """One optimize_parameters (feed_data outside the timing); returns its wall seconds (CUDA
+        events after a synchronisation on a GPU), kept with the host seconds when ``timed``."""
         self.it += 1
         self.model.feed_data(self.batches[self.it % len(self.batches)])
         backbone = self.backbone()
         before = backbone.num_image_forwards if backbone is not None else 0
-        device = self.ctx.device
-        sync_device(device)
-        start = time.perf_counter()
-        with self.ctx.autocast(self.spec):
-            self.model.optimize_parameters(self.it)
-        sync_device(device)
-        elapsed = time.perf_counter() - start
+
+        def optimize() -> None:
+            with self.ctx.autocast(self.spec):
+                self.model.optimize_parameters(self.it)
+
+        elapsed, host = self.timer(optimize)
+        if timed:
+            self.times.append(elapsed)
+            self.host_times.append(host)
         if backbone is not None:
             self.forwards.append(backbone.num_image_forwards - before)
         if record_losses:
@@ -290,10 +316,30 @@ def run_steps(
         entry.peak_mb = mem.peak_mb()
         entry.gflops = entry.step_gflops() if count_flops_too else None
         entries.append(entry)
-    for _ in range(ctx.profile.repeats if repeats is None else repeats):
+    time_interleaved(entries, ctx.profile, ctx.profile.repeats if repeats is None else repeats)
+    if ctx.profile.profile_iters:
         for entry in entries:
-            entry.times.append(entry.step())
+            entry.profile_pass(ctx.profile.profile_iters)
     return entries
+
+
+def time_interleaved(entries: list[_Entry], profile: Profile, repeats: int) -> None:
+    """``repeats`` timed steps of every entry, interleaved over the entries in blocks of
+    ``profile.timing_block`` (each block after ``profile.timing_reentry`` untimed steps, which take
+    the switch from the previous configuration: caches, allocator blocks), garbage collector off;
+    the CUDA allocator's calls to the driver during each entry's timed steps are counted."""
+    block = max(1, profile.timing_block)
+    with no_gc():
+        for r in range(-(-repeats // block)):
+            for entry in entries:
+                for _ in range(profile.timing_reentry):
+                    entry.step()
+                before = allocator_counts(entry.ctx.device)
+                for _ in range(min(block, repeats - r * block)):
+                    entry.step(timed=True)
+                delta = count_difference(allocator_counts(entry.ctx.device), before)
+                if delta is not None:
+                    entry.allocator = {k: (entry.allocator or {}).get(k, 0) + v for k, v in delta.items()}
 
 
 def entry_row(entry: _Entry) -> dict:
@@ -307,11 +353,28 @@ def entry_row(entry: _Entry) -> dict:
         "precision": spec.precision
         + (f" (autocast {entry.ctx.profile.amp})" if spec.stock and entry.ctx.profile.amp else ""),
         **time_stats(entry.times),
+        "host_median_s": statistics.median(entry.host_times) if entry.host_times else None,
+        "allocator_events_in_timed_loop": entry.allocator,
+        **profiled_columns(entry.profiled, time_stats(entry.times)["median_s"] if entry.times else None),
         "peak_mem_mb": entry.peak_mb,
         "frozen_clip_mb": entry.frozen_mb(),
         "frozen_clip_dtype": entry.frozen_dtype(),
         "gflops_per_iter": entry.gflops,
         "clip_forwards_per_iter": (forwards[0] if len(forwards) == 1 else forwards) if forwards else None,
+    }
+
+
+def profiled_columns(profiled: dict, median_s: float | None) -> dict:
+    """A step's profiler figures (per iteration) and its verdict from the timed median."""
+    if not profiled:
+        return {}
+    gpu_ms = profiled.get("gpu_ms")
+    return {
+        "gpu_s": None if gpu_ms is None else gpu_ms / 1e3,
+        "launches": profiled.get("launches"),
+        "graph_launches": profiled.get("graph_launches"),
+        "host_syncs": profiled.get("host_syncs"),
+        "verdict": verdict(None if median_s is None else 1e3 * median_s, gpu_ms),
     }
 
 

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from sfd_bench import csud
-from sfd_bench.core import trace_ops
+from sfd_bench import run as bench_run
+from sfd_bench.core import StopRequested, trace_ops
 from sfd_bench.iqa import tile_images
 from sfd_bench.profiles import BASELINE, PROFILES, ROWS, SCHEMA, parse_rows
 from sfd_bench.run import run_benchmark
@@ -179,3 +180,29 @@ def test_components_row(smoke):
     # the CLIP SR pass carries a backward, so it costs more FLOPs than the no-grad HR pass
     rn = {r["component"]: r for r in tables["sfd_tiny-rn"]["rows"]}
     assert rn["CLIP SR fwd+bwd [tiny-rn]"]["gflops"] > rn["CLIP HR (no grad) [tiny-rn]"]["gflops"]
+
+
+def test_a_stopped_row_still_writes_the_files(tmp_path, monkeypatch):
+    """SIGTERM from the GPU check's runner (StopRequested) ends the row it interrupts as 'stopped', the
+    rows after it as 'not run', and the JSON and Markdown are written with what was measured."""
+    seen = {}
+
+    def done(ctx, trace):
+        seen["profile"] = ctx.profile
+        return {"status": "not available", "reason": "a stub row", "targets": []}
+
+    def interrupted(ctx, trace):
+        raise StopRequested("signal 15")
+
+    monkeypatch.setitem(bench_run.ROW_FUNCTIONS, "gan_step", done)
+    monkeypatch.setitem(bench_run.ROW_FUNCTIONS, "clip_cost", interrupted)
+    monkeypatch.setitem(bench_run.ROW_FUNCTIONS, "precision", done)
+    overrides = {"clip_models": ("tiny-rn",), "repeats": 4, "warmup": None}
+    res = run_benchmark("smoke", "1,2,3", str(tmp_path), command="t", trace=False, overrides=overrides)
+    rows = res["rows"]
+    assert rows["gan_step"]["status"] == "not available" and rows["clip_cost"]["status"] == "stopped"
+    assert rows["precision"]["status"] == "not run" and "signal 15" in rows["precision"]["reason"]
+    assert res["pending"] == ["gan_step", "clip_cost", "precision"] and os.path.isfile(res["files"]["json"])
+    assert "Pending rows: gan_step, clip_cost, precision" in open(res["files"]["markdown"]).read()
+    assert seen["profile"].clip_models == ("tiny-rn",) and seen["profile"].repeats == 4  # overrides
+    assert seen["profile"].warmup == PROFILES["smoke"].warmup  # None keeps the profile's
