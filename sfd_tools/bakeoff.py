@@ -110,6 +110,41 @@ class _Phases:
         return out
 
 
+def _worker_init() -> None:
+    """A fine-tuning worker: one torch thread, the plugin registered, BasicSR's INFO log off."""
+    import logging
+
+    import torch
+
+    from sfd_utils.compat import install
+
+    install()
+    torch.set_num_threads(1)
+    from basicsr.utils import get_root_logger
+
+    from sfd_arch.clip_backbone import TINY_CLIP_CONFIGS, register_clip_config
+
+    get_root_logger().setLevel(logging.WARNING)
+    register_clip_config(TINY_CLIP_CONFIGS)
+
+
+def _finetune_parallel(jobs_args: dict, jobs: int, quiet: bool) -> dict:
+    """Every (contestant, seed) run of ``jobs_args`` in ``jobs`` spawned worker processes."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    runs = {}
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_worker_init) as pool:
+        futures = {pool.submit(bo.finetune, *args): k for k, args in jobs_args.items()}
+        for done in as_completed(futures):
+            key, seed = futures[done]
+            runs[(key, seed)] = done.result()
+            if not quiet:
+                print(f"[bakeoff] {key} seed {seed}: {runs[(key, seed)]['seconds']} s (load {_load()})", flush=True)
+    return {k: runs[k] for k in jobs_args}
+
+
 def _evaluate(sr_dir: str, gt_dir: str, columns, label: str) -> dict:
     from sfd_tools.evaluation import evaluate_pairs, match_pairs
 
@@ -206,12 +241,17 @@ def run_bakeoff(
     results_dir: str | None = None,
     command: str | None = None,
     quiet: bool = False,
+    jobs: int = 1,
 ) -> dict:
     """The whole bake-off; writes ``out_dir/report.{md,json}``, ``pd.png`` and ``montage.png`` (and, with
-    ``results_dir``, copies named ``bakeoff-<date>``); returns the report dict."""
+    ``results_dir``, copies named ``bakeoff-<date>``); returns the report dict. ``jobs`` > 1 runs the
+    fine-tunings in that many worker processes with one torch thread each (every run is seeded on its
+    own, so the order does not matter)."""
     from sfd_bench.core import quiet_basicsr
     from sfd_tools.demo_data import DEMO_SETTINGS, demo_data_ready, prepare_demo_sr
 
+    if jobs < 1:
+        raise ValueError(f"--jobs must be at least 1, got {jobs}")
     if settings is None:
         settings = bo.BakeoffSettings(**QUICK["settings"]) if quick else bo.BakeoffSettings()
     os.makedirs(out_dir, exist_ok=True)
@@ -233,11 +273,16 @@ def run_bakeoff(
         stage1 = phases.run("stage 1 (L1)", bo.train_stage1, data_root, out_dir, settings.stage1_iters)
         sr_dirs = bo.stage1_outputs(stage1["checkpoint"], data_root, os.path.join(out_dir, "sr"))
         sr_dirs["hr"] = _hr_as_output(gt_dir, os.path.join(out_dir, "sr", "hr"))
-        runs = {}
-        for seed in settings.seeds:
-            for key in settings.contestants:
-                args = (key, seed, settings, clips, stage1["checkpoint"], data_root, out_dir)
-                runs[(key, seed)] = phases.run(f"{key} seed {seed}", bo.finetune, *args)
+        jobs_args = {
+            (key, seed): (key, seed, settings, clips, stage1["checkpoint"], data_root, out_dir)
+            for seed in settings.seeds
+            for key in settings.contestants
+        }
+        if jobs > 1:
+            label = f"fine-tuning ({len(jobs_args)} runs, {jobs} worker processes of 1 thread)"
+            runs = phases.run(label, _finetune_parallel, jobs_args, jobs, quiet)
+        else:
+            runs = {k: phases.run(f"{k[0]} seed {k[1]}", bo.finetune, *args) for k, args in jobs_args.items()}
 
         def evaluate_all() -> dict:
             columns = _columns(clips["judge"])
@@ -268,7 +313,7 @@ def run_bakeoff(
         "quick": quick,
         "date": time.strftime("%Y-%m-%d"),
         "command": command or "python scripts/bakeoff.py" + (" --quick" if quick else ""),
-        "machine": _machine(),
+        "machine": {**_machine(), "jobs": jobs, **({"worker_torch_threads": 1} if jobs > 1 else {})},
         "load_start": load_start,
         "load_end": _load(),
         "wall_s": round(time.time() - started, 1),
@@ -342,7 +387,15 @@ def run_bakeoff_cli(a) -> int:
     from sfd_tools.cli import bakeoff_command
 
     report = run_bakeoff(
-        a.out, settings, a.quick, a.data, a.clip_pretrained, a.judge_pretrained, a.results_dir, bakeoff_command(a)
+        a.out,
+        settings,
+        a.quick,
+        a.data,
+        a.clip_pretrained,
+        a.judge_pretrained,
+        a.results_dir,
+        bakeoff_command(a),
+        jobs=a.jobs,
     )
     with open(report["files"]["report_md"], encoding="utf-8") as f:
         print(f.read())

@@ -171,7 +171,7 @@ and a montage under --out (and bakeoff-<date>.* under --results-dir).
 
 Examples:
   python scripts/bakeoff.py --quick                                # toy sizes, about a minute
-  python scripts/bakeoff.py --results-dir benchmarks/results       # the full run (about an hour on 2 cores)
+  python scripts/bakeoff.py --jobs 2 --results-dir benchmarks/results   # the full run (about an hour on 2 cores)
 """
 # the keys of sfd_checks.bakeoff.CONTESTANTS (a test keeps them equal; this module imports no torch)
 BAKEOFF_CONTESTANTS = ("unet", "vgg", "patchgan", "sfd", "sfd_random", "feat_d", "tg_d")
@@ -200,7 +200,14 @@ def bakeoff_parser() -> argparse.ArgumentParser:
         help="the judge's CLIP file (default: trained once with seed 1 on other photos and cached; --quick: "
         "the contestants' CLIP, labelled)",
     )
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=int, help="torch CPU threads of the main process (default: torch's choice)")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="fine-tuning runs in parallel, in worker processes of one torch thread each (default: %(default)s; "
+        "on a 2-core machine 2 avoids the threads' synchronisation cost, which grows when the cores are shared)",
+    )
     return p
 
 
