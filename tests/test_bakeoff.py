@@ -75,6 +75,13 @@ def test_data_order_depends_on_the_seed_only_and_pairs_stay_aligned():
         bo.data_order(4, 1, 1, 0, lr_size=16, lr_crop=32)
 
 
+def test_jobs_must_be_positive(tmp_path):
+    from sfd_tools.bakeoff import run_bakeoff
+
+    with pytest.raises(ValueError, match="--jobs"):
+        run_bakeoff(str(tmp_path), quick=True, jobs=0)
+
+
 def _finite(v) -> bool:
     return isinstance(v, (int, float)) and math.isfinite(v)
 
@@ -87,9 +94,11 @@ def test_quick_bakeoff_end_to_end(quality_clip_file, tmp_path):
     spec.loader.exec_module(script)
     out, results = tmp_path / "bakeoff", tmp_path / "results"
     argv = ["--quick", "--out", str(out), "--clip-pretrained", quality_clip_file, "--results-dir", str(results)]
+    argv += ["--jobs", "2"]  # the full run's form: fine-tuning runs in two spawned worker processes
     assert script.main(argv) == 0
     r = json.loads((out / "report.json").read_text())
     seeds = [str(s) for s in r["settings"]["seeds"]]
+    assert r["machine"]["jobs"] == 2 and r["command"].endswith("--jobs 2")
     assert r["quick"] and len(seeds) >= 2 and list(r["summary"]["contestants"]) == list(bo.CONTESTANTS)
     for key, c in r["summary"]["contestants"].items():
         assert list(c["per_seed"]) == seeds, key
