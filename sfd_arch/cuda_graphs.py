@@ -41,6 +41,9 @@ logger = logging.getLogger("basicsr")
 
 
 def check_fast_path(mode) -> str:
+    """The mode ``mode`` names; YAML 1.1 reads an unquoted ``off`` / ``on`` as false / true."""
+    if isinstance(mode, bool):
+        return "auto" if mode else "off"
     if mode not in FAST_PATHS:
         raise ValueError(f"network_d.fast_path must be one of {list(FAST_PATHS)}, got {mode!r}")
     return mode

@@ -69,7 +69,7 @@ CHECKS: dict[str, tuple[Callable[[object], bool], str]] = {
     "clip_input_size": (lambda v: v is None or (_int(v) and v >= 1), "null or a positive integer (e.g. 224)"),
     "clip_dtype": (lambda v: v in CLIP_DTYPES, " | ".join(CLIP_DTYPES)),
     "reuse_features": (lambda v: isinstance(v, bool), "true or false"),
-    "fast_path": (lambda v: v in FAST_PATHS, " | ".join(FAST_PATHS)),
+    "fast_path": (lambda v: isinstance(v, bool) or v in FAST_PATHS, " | ".join(FAST_PATHS)),  # YAML: off = false
 }
 
 

@@ -83,7 +83,8 @@ class SFDDiscriminator(nn.Module):
             backward; see cuda_graphs.py), eager wherever a graph cannot serve a call (CPU, eval or
             inference mode, a new shape beyond a few, ...), said once in the log; 'compile': the same
             regions through torch.compile (any device, slow first calls); 'off': eager. Values and
-            gradients are eager's up to float rounding. Not recorded. Default: 'auto'.
+            gradients are eager's up to float rounding. Not recorded.
+            Default: 'off' until a GPU run has checked the graphs against eager (docs/method.md).
 
     Every option is checked before anything is built: an unknown key or a value of the wrong kind
     stops with one line naming ``network_d.<key>`` (and the close matches of a misspelt key); errors
@@ -100,6 +101,8 @@ class SFDDiscriminator(nn.Module):
     M more channels -> (B, 2M, h, w) (Feat-D only: (B, M, h, w); TG-D only: (B, 1)). A GAN loss
     averaged over it weighs Feat-D layers and TG-D as the method's L_feat + L_text (times 1/2).
     """
+
+    REFUSES_UNKNOWN_OPTIONS = True  # **unknown only collects misspelt keys for a one-line error
 
     def __init__(
         self,
@@ -119,7 +122,7 @@ class SFDDiscriminator(nn.Module):
         clip_input_size: int | None = None,
         clip_dtype: str = "auto",
         reuse_features: bool = True,
-        fast_path: str = "auto",
+        fast_path: str = "off",
         **unknown,
     ) -> None:
         super().__init__()

@@ -8,8 +8,8 @@ discriminator's side exactly as the host runs it:
 
 - ``sfd_<clip>``: SFDModel (CLIP on HR without grad; CLIP on SR with the gradient to SR and the
   heads with D frozen; the D step on real + fake in one pass, backward to the heads and prompts;
-  losses, logging, Adam D), SFDDiscriminator with its default options (``fast_path`` included
-  where the code has it); ``sfd_<clip>_eager``: the same with ``fast_path: off`` (GPU only);
+  losses, logging, Adam D), SFDDiscriminator with its default options and ``fast_path: auto``
+  where the code has it; ``sfd_<clip>_eager``: the same with ``fast_path: off`` (GPU only);
 - ``sfd_<clip>_srgan``: SFDDiscriminator as a drop-in in BasicSR's SRGANModel (its call order);
 - ``unet_realesrgan``: UNetDiscriminatorSN in BasicSR's RealESRGANModel (G-step pass with the
   gradient to SR, D step on real, then on fake);

@@ -122,7 +122,18 @@ class BenchContext:
             "clip_pretrained": None,
             "feat_mid_channels": p.feat_mid_channels,
             "n_ctx": p.n_ctx,
+            **self.fast_path_option(),
         }
+
+    @staticmethod
+    def fast_path_option() -> dict:
+        """``fast_path: auto`` where this code's discriminator has the option (default off until a GPU
+        run has checked it; on CPU auto runs eager, so CPU rows are unchanged)."""
+        import inspect
+
+        from sfd_arch.sfd_discriminator_arch import SFDDiscriminator
+
+        return {"fast_path": "auto"} if "fast_path" in inspect.signature(SFDDiscriminator.__init__).parameters else {}
 
     def unet_network_d(self) -> dict:
         return {"type": "UNetDiscriminatorSN_basicsr", "num_in_ch": 3, "num_feat": self.profile.unet_feat}

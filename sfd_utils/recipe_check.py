@@ -179,6 +179,8 @@ class _Checker:
     def arguments(self, key: str, section: Mapping, target, skip: tuple[str, ...] = ()) -> None:
         """``section`` (without ``type``) as keyword arguments of ``target``'s signature."""
         params, open_kwargs = signature_params(target)
+        # a constructor whose **kwargs only collects unknown names to refuse them in its own words
+        open_kwargs = open_kwargs and not getattr(target, "REFUSES_UNKNOWN_OPTIONS", False)
         label = f"{key} ({section.get('type')})"
         given = {k: v for k, v in section.items() if k != "type"}
         for name, value in given.items():

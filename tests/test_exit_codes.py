@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import os
 import re
 import signal
@@ -43,7 +45,12 @@ def load_script(name: str):
 def runner_module(script: str) -> str:
     """The program module a thin script launches (``launch(parser, "package.module:function")``)."""
     text = open(os.path.join(ROOT, "scripts", f"{script}.py"), encoding="utf-8").read()
-    return re.search(r'launch\(\s*\w+,\s*"([\w.]+):', text).group(1)
+    found = re.search(r'launch\(\s*\w+,\s*"([\w.]+):', text)
+    if found is None:  # the script runs a console script's function: ``from pkg.cli import x_main as main``
+        module, func = re.search(r"from ([\w.]+) import (\w+_main)", text).groups()
+        source = inspect.getsource(getattr(importlib.import_module(module), func))
+        found = re.search(r'launch\(\s*\w+,\s*"([\w.]+):', source)
+    return found.group(1)
 
 
 @pytest.mark.parametrize("script", SCRIPTS)

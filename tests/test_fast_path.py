@@ -137,8 +137,16 @@ def test_cpu_auto_is_eager_and_says_so(tiny_clip_files, caplog):
     assert auto.fast_path.status()["replays"] == 0
 
 
+def test_fast_path_off_and_on_read_as_yaml_booleans_are_accepted():
+    import yaml
+
+    from sfd_arch.cuda_graphs import FastPath
+
+    assert FastPath(yaml.safe_load("off")).mode == "off" and FastPath(yaml.safe_load("on")).mode == "auto"
+
+
 def test_fast_path_option_is_checked():
-    with pytest.raises(ValueError, match="network_d.fast_path must be one of"):
+    with pytest.raises(ValueError, match="network_d.fast_path: must be auto | off"):
         SFDDiscriminator("tiny-rn", None, fast_path="yes", clip_config=CLIP_CONFIGS)
 
 
