@@ -206,6 +206,7 @@ def prepare_ddp_run(folder: str, mode: str, iters: int) -> str:
     opt["train"]["total_iter"] = iters
     if mode == "gpu":
         opt["train"]["amp"] = "bf16"
+        opt["network_d"]["fast_path"] = "auto"  # CUDA graphs under DDP: the ranks must still agree
     opt["val"]["val_freq"] = iters
     opt["logger"].update(save_checkpoint_freq=iters, print_freq=1, use_tb_logger=False)
     # NCCL refuses two ranks on one device; gloo carries CUDA tensors for DDP's collectives.
