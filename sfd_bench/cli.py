@@ -29,7 +29,7 @@ time, kernel launches, host synchronisations (torch.profiler), operators dispatc
 verdict GPU-bound / launch-bound, and the issue's targets. See sfd_bench/d_iteration.py.
 
     python scripts/bench_d_iteration.py                       # auto: gpu profile with CUDA, else cpu
-    python scripts/bench_d_iteration.py --profile cpu --before-root /work/wt-before
+    python scripts/bench_d_iteration.py --profile cpu --before-root /tmp/before
 
 Writes <out>/d_iteration-<device>-<date>.json and .md."""
 # Kept equal to sfd_bench.d_iteration.D_PROFILES (tests check it).
