@@ -10,10 +10,11 @@ file is a random-calibrated stand-in, so that numbers can be traced and moved fi
 
 from __future__ import annotations
 
-import hashlib
 import os
 
 import torch
+
+from sfd_utils.downloads import sha256_file
 
 MARKER_KEY = "sfd_basicsr"
 WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".npz")
@@ -25,11 +26,7 @@ def file_sha256(path: str) -> str:
     st = os.stat(path)
     key = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
     if key not in _hash_cache:
-        digest = hashlib.sha256()
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 22), b""):
-                digest.update(chunk)
-        _hash_cache[key] = digest.hexdigest()
+        _hash_cache[key] = sha256_file(path)
     return _hash_cache[key]
 
 

@@ -37,6 +37,7 @@ from sfd_tools.bakeoff_report import (
     ranking_summary,
     render_markdown,
 )
+from sfd_utils.downloads import sha256_file
 
 # --quick: every phase at toy size (the `make test` rehearsal); the numbers mean nothing
 QUICK = {
@@ -68,16 +69,6 @@ def _machine() -> dict:
         "torch": torch.__version__,
         "python": platform.python_version(),
     }
-
-
-def _sha256(path: str) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _load() -> list[float] | None:
@@ -322,7 +313,7 @@ def run_bakeoff(
         "stage2_recipe": os.path.relpath(bo.STAGE2_RECIPE, bo.ROOT),
         "data": {"root": data_root, **data_settings, "train_photos": list(bo.GENERATOR_TRAIN_PHOTOS)},
         "eval_photos": list(bo.EVAL_PHOTOS),
-        "clips": {**clips, **{f"{k}_sha256": _sha256(clips[k]) for k in ("quality", "random", "judge")}},
+        "clips": {**clips, **{f"{k}_sha256": sha256_file(clips[k]) for k in ("quality", "random", "judge")}},
         "judge_zero_shot_heldout": judge_facts,
         "stage1": stage1,
         "contestants": {

@@ -25,7 +25,6 @@ shape arithmetic instead of ``int()`` of a float (which the tracer freezes to th
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 from collections.abc import Iterator, Sequence
@@ -45,6 +44,7 @@ from sfd_utils.checkpoint import (
     load_generator_weights,
     read_checkpoint,
 )
+from sfd_utils.downloads import sha256_file
 
 FORMAT = EXPORT_FORMAT  # safetensors metadata "format" (inference_sr.py and derain.py read it back)
 FORMAT_VERSION = EXPORT_FORMAT_VERSION
@@ -105,15 +105,6 @@ def input_channels(net_opt: dict) -> int:
         if key in net_opt:
             return int(net_opt[key])
     return 3
-
-
-def sha256_of(path: str) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def package_version() -> str:
@@ -218,7 +209,7 @@ def load_training_checkpoint(
         raise ExportError(f"{err}{hint}") from None
     net = net.float().eval()
     scale = measured_scale(net, input_channels(net_opt), input_multiple(net_opt))
-    return Generator(net, net_opt, used_key, path, sha256_of(path), scale)
+    return Generator(net, net_opt, used_key, path, sha256_file(path), scale)
 
 
 def measured_scale(net: nn.Module, in_channels: int, multiple: int) -> int:
