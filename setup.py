@@ -88,8 +88,9 @@ setup(
         "basicsr": BASICSR,
         # scripts/export.py: safetensors + ONNX files, checked with onnxruntime
         "export": ["onnx>=1.15", "onnxruntime>=1.17"],
-        # the test suite: both hosts' code paths, exported files loaded with spandrel, the wheel built with `build`
-        "test": [*BASICSR, "pytest>=7", "ruff>=0.4", "onnx>=1.15", "onnxruntime>=1.17", "build>=1.0"],
+        # the test suite: both hosts' code paths, exported files loaded with spandrel, the wheel built with `build`,
+        # rich (traiNNer-redux's traceback printer, for the one-line option errors under it)
+        "test": [*BASICSR, "pytest>=7", "ruff>=0.4", "onnx>=1.15", "onnxruntime>=1.17", "build>=1.0", "rich>=12.3"],
     },
     entry_points={
         "console_scripts": [
