@@ -54,8 +54,9 @@ class _RainParser(argparse.ArgumentParser):
 def derain_parser() -> argparse.ArgumentParser:
     parser = _DerainParser(
         description=DERAIN_DOC.split("\n\n")[0],
-        epilog="Unreadable inputs and inputs without a usable GT are named and skipped (exit status 1); none "
-        "derained, or a run that cannot start (missing file, unfit checkpoint, bad option, output folder = "
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Unreadable inputs and inputs without a usable GT are named and skipped (exit status 1); none\n"
+        "derained, or a run that cannot start (missing file, unfit checkpoint, bad option, output folder =\n"
         "input/GT folder, output name clash): one error: line, exit status 2.",
     )
     parser.add_argument("-i", "--input", required=True, help="an image or a folder of images")

@@ -61,8 +61,8 @@ def sfd_iqa_eval_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--clip-pretrained",
         default=None,
-        help="CLIP weights: a local file (or cached open_clip tag) of the CLIP the discriminator was trained "
-        "with; default: what the checkpoint records",
+        help="CLIP weights of the CLIP the discriminator was trained with: a local file, or an open_clip tag "
+        "(from the hub cache, downloaded on first use unless SFD_OFFLINE=1); default: what the checkpoint records",
     )
     p.add_argument("-o", "--out", default=None, help="output folder (default: results/sfd_iqa/<input name>)")
     g = p.add_argument_group("data set")

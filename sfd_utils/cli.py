@@ -145,8 +145,8 @@ def dependency_message(missing: Sequence[str]) -> str:
     )
     return (
         f"error: this Python ({sys.executable}) has no {', '.join(missing)}: {hint}; or install them into "
-        "your own environment (`pip install torch torchvision`, `pip install --no-build-isolation basicsr`, "
-        "`pip install -e .`)"
+        "your own environment (`pip install torch torchvision`, then "
+        "`pip install --no-build-isolation -e '.[basicsr]'`)"
     )
 
 
