@@ -103,3 +103,14 @@ def quality_clip_file() -> str:
     from sfd_checks.quality_clip import cached_quality_clip
 
     return cached_quality_clip()
+
+
+@pytest.fixture(scope="module")
+def trainner_root() -> str:
+    """The traiNNer-redux source root, installed from the peer archive if needed (skips without it)."""
+    from trainner_peer import PeerUnavailable, ensure_trainner
+
+    try:
+        return ensure_trainner()
+    except PeerUnavailable as err:
+        pytest.skip(f"traiNNer-redux unavailable: {err}")

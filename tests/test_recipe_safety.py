@@ -246,16 +246,6 @@ def test_scripts_refuse_the_evil_recipe(tmp_path, capsys):
     assert not os.path.exists(sentinel)
 
 
-@pytest.fixture(scope="module")
-def trainner_root() -> str:
-    from trainner_peer import PeerUnavailable, ensure_trainner
-
-    try:
-        return ensure_trainner()
-    except PeerUnavailable as err:
-        pytest.skip(f"traiNNer-redux unavailable: {err}")
-
-
 def test_trainner_never_runs_it_and_the_switch_makes_it_one_line(trainner_root, tmp_path):
     """traiNNer-redux decodes recipes with PyYAML's safe loader (msgspec): the tag never runs; with the
     switch, its yaml_load refuses it in one line instead of a decode error."""

@@ -40,16 +40,6 @@ BLOCK_BASICSR = textwrap.dedent(
 )
 
 
-@pytest.fixture(scope="module")
-def trainner_root() -> str:
-    from trainner_peer import PeerUnavailable, ensure_trainner
-
-    try:
-        return ensure_trainner()
-    except PeerUnavailable as err:
-        pytest.skip(f"traiNNer-redux unavailable: {err}")
-
-
 def run_py(code: str, cwd: str = ROOT, timeout: int = 300, args: tuple[str, ...] = ()) -> str:
     """Run ``code`` in a fresh interpreter with this worktree first on the path; return stdout."""
     env = {**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "2"}
