@@ -49,6 +49,8 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.9",
+    # The product only: the registered components, the shared helpers, the programs and the host glue.
+    # The lab (sfd_lab: benchmarks, learning checks, bake-off, GPU check) stays in the repository.
     packages=[
         "sfd_arch",
         "sfd_model",
@@ -57,12 +59,11 @@ setup(
         "sfd_metric",
         "sfd_utils",
         "sfd_tools",
-        "sfd_iqa_tools",
-        "csud_tools",
-        "sfd_bench",
-        "sfd_checks",
+        "sfd_tools.sr",
+        "sfd_tools.iqa",
+        "sfd_tools.csud",
+        "sfd_tools.demo",
         "sfd_trainner",
-        "sfd_gpu_check",
     ],
     package_data={"sfd_arch": ["clip_configs/*.json"]},
     # Base install: what the plugin needs in any host. basicsr is an extra (`sfd-basicsr[basicsr]`): the
@@ -94,13 +95,13 @@ setup(
     },
     entry_points={
         "console_scripts": [
-            "sfd-train=sfd_utils.train:main",
-            "sfd-infer=sfd_tools.cli:inference_main",
-            "sfd-evaluate=sfd_tools.cli:evaluate_main",
-            "sfd-plot-pd=sfd_tools.cli:plot_pd_main",
-            "sfd-export=sfd_tools.cli:export_main",
-            "sfd-iqa=sfd_iqa_tools.cli:sfd_iqa_eval_main",
-            "sfd-derain=csud_tools.cli:derain_main",
+            "sfd-train=sfd_utils.launcher:main",
+            "sfd-infer=sfd_tools.sr.cli:inference_main",
+            "sfd-evaluate=sfd_tools.sr.cli:evaluate_main",
+            "sfd-plot-pd=sfd_tools.sr.cli:plot_pd_main",
+            "sfd-export=sfd_tools.sr.cli:export_main",
+            "sfd-iqa=sfd_tools.iqa.cli:sfd_iqa_eval_main",
+            "sfd-derain=sfd_tools.csud.cli:derain_main",
         ]
     },
     cmdclass=cmdclass,

@@ -16,6 +16,6 @@ from sfd_utils.cli import require_dependencies  # noqa: E402
 
 if __name__ == "__main__":
     require_dependencies()  # a Python without torch/basicsr: one line naming them and the fix
-    from sfd_utils.train import train_pipeline
+    from sfd_utils.launcher import train_pipeline
 
     train_pipeline(ROOT)

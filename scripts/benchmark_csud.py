@@ -2,19 +2,19 @@
 forwards (with its retain_graph), same networks and batch, one process. Writes JSON + Markdown.
 
 Thin entry point: the arguments are parsed before torch is imported (``--help`` answers at once);
-the program is ``sfd_bench.csud.run_csud_benchmark_cli``.
+the program is ``sfd_lab.bench.csud.run_csud_benchmark_cli``.
 """
 
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from sfd_bench.cli import benchmark_csud_parser  # noqa: E402
+from sfd_lab.bench.cli import benchmark_csud_parser  # noqa: E402
 from sfd_utils.cli import launch  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
-    return launch(benchmark_csud_parser, "sfd_bench.csud:run_csud_benchmark_cli", argv)
+    return launch(benchmark_csud_parser, "sfd_lab.bench.csud:run_csud_benchmark_cli", argv)
 
 
 if __name__ == "__main__":

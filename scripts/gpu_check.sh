@@ -89,5 +89,5 @@ SETUP_S=$(($(date +%s) - START))
 EXTRA=()
 if [ -n "$BUDGET" ]; then EXTRA+=(--budget "$BUDGET"); fi
 if [ -n "$STEPS" ]; then EXTRA+=(--steps "$STEPS"); fi
-exec "$PY" -m sfd_gpu_check.run run --mode "$MODE" --out "$OUT" --work "$WORK" \
+exec "$PY" -m sfd_lab.gpu_check.run run --mode "$MODE" --out "$OUT" --work "$WORK" \
     --setup "$SETUP" --setup-seconds "$SETUP_S" --command "$CMDLINE" ${EXTRA[@]+"${EXTRA[@]}"}

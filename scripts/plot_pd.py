@@ -1,7 +1,7 @@
 """Draw the perception-distortion plane (PSNR vs LPIPS / NIQE / DISTS / SFD-IQA) from evaluation results.
 
 Thin entry point: the arguments are parsed before torch is imported (``--help`` answers at once);
-the program is ``sfd_tools.plot_pd.run_plot_pd``.
+the program is ``sfd_tools.sr.plot_pd.run_plot_pd``.
 Installed from a wheel, the same program is the console script ``sfd-plot-pd``.
 """
 
@@ -9,7 +9,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from sfd_tools.cli import plot_pd_main as main  # noqa: E402
+from sfd_tools.sr.cli import plot_pd_main as main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

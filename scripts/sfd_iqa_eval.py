@@ -1,7 +1,7 @@
 """SFD-IQA on an image, a folder or an IQA data set with opinion scores. See --help.
 
 Thin entry point: the arguments are parsed before torch is imported (``--help`` answers at once);
-the program is ``sfd_iqa_tools.evaluate.run_iqa_eval``.
+the program is ``sfd_tools.iqa.evaluate.run_iqa_eval``.
 Installed from a wheel, the same program is the console script ``sfd-iqa``.
 """
 
@@ -9,7 +9,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from sfd_iqa_tools.cli import sfd_iqa_eval_main as main  # noqa: E402
+from sfd_tools.iqa.cli import sfd_iqa_eval_main as main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

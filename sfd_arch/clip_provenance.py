@@ -92,3 +92,19 @@ def save_random_calibrated(model: torch.nn.Module, path: str, **facts) -> str:
     torch.save({"state_dict": model.state_dict(), MARKER_KEY: marker}, tmp)
     os.replace(tmp, path)
     return path
+
+
+def prepare_tiny_clip(out_dir: str, clip_model: str, calibration: torch.Tensor) -> str:
+    """Random weights of a tiny ``clip_model`` with BatchNorm calibrated on ``calibration``, saved to
+    ``<out_dir>/<clip_model>_random_calibrated.pt`` (loaded back by path, like any weights file)."""
+    import open_clip
+
+    from sfd_arch.clip_backbone import TINY_CLIP_CONFIGS, calibrate_random_clip
+
+    open_clip.add_model_config(TINY_CLIP_CONFIGS)
+    torch.manual_seed(0)
+    model = open_clip.create_model(clip_model, pretrained=None)
+    calibrate_random_clip(model, calibration)
+    path = os.path.join(out_dir, f"{clip_model}_random_calibrated.pt")
+    torch.save(model.state_dict(), path)
+    return path

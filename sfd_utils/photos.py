@@ -72,3 +72,18 @@ def tiles(img: np.ndarray, size: int, stride: int) -> list[np.ndarray]:
     return [
         img[t : t + size, s : s + size] for t in range(0, h - size + 1, stride) for s in range(0, w - size + 1, stride)
     ]
+
+
+def photo_crops(names, size: int, stride: int):
+    """(N, 3, size, size) float [0, 1] torch crops of the named scikit-image photos."""
+    import torch
+
+    crops = [c for n in names for c in tiles(load_photo(n), size, stride)]
+    return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float() / 255.0
+
+
+def bicubic_lr(hr, scale: int = 4):
+    """Antialiased bicubic downscaling of a (B, 3, H, W) [0, 1] torch batch, clamped to [0, 1]."""
+    import torch.nn.functional as F
+
+    return F.interpolate(hr, scale_factor=1 / scale, mode="bicubic", antialias=True).clamp(0, 1)

@@ -1,4 +1,4 @@
-"""Training feedback for BasicSR's loop, installed by the launcher (``sfd_utils.train``).
+"""Training feedback for BasicSR's loop, installed by the launcher (``sfd_utils.launcher``).
 
 - Every log line says how far the run is (percent), how fast (iterations/s) and the ETA; BasicSR's
   ETA counts one iteration too few and prints ``-1 day, 23:59:59`` on the last one.

@@ -3,7 +3,7 @@
 BasicSR resumes the optimizers and schedulers, then restarts the saved epoch from its first batch,
 and its datasets draw crops and flips from the process-global ``random``/``numpy`` generators (in
 worker processes reseeded to the same value every epoch). A resumed run therefore sees other
-batches than an uninterrupted one. The launcher (``sfd_utils.train``) swaps in the pieces below:
+batches than an uninterrupted one. The launcher (``sfd_utils.launcher``) swaps in the pieces below:
 
 - :class:`ResumableSampler` (BasicSR's ``EnlargedSampler``, same permutation per epoch) yields
   :class:`SampleKey` indices that carry the epoch, the position in the epoch and a seed derived

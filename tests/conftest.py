@@ -97,10 +97,10 @@ def lr_hr_batch(batch: int = 2, size: int = 64, name: str = "astronaut") -> dict
 
 @pytest.fixture(scope="session")
 def quality_clip_file() -> str:
-    """Weights of the quality-aware tiny CLIP (``quality-tiny-rn``, sfd_checks.quality_clip default settings):
+    """Weights of the quality-aware tiny CLIP (``quality-tiny-rn``, sfd_lab.checks.quality_clip default settings):
     the file scripts/train_quality_clip.py wrote, or trained once (a few CPU minutes) into experiments/cache/
     (outside git) and reused."""
-    from sfd_checks.quality_clip import cached_quality_clip
+    from sfd_lab.checks.quality_clip import cached_quality_clip
 
     return cached_quality_clip()
 

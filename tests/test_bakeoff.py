@@ -13,11 +13,11 @@ import torch
 import torch.nn.functional as F
 from conftest import ROOT
 
-from sfd_checks import bakeoff as bo
+from sfd_lab.bakeoff import contestants as bo
 
 
 def test_parser_lists_every_contestant():
-    from sfd_tools.cli import BAKEOFF_CONTESTANTS, bakeoff_command, bakeoff_parser
+    from sfd_lab.bakeoff.cli import BAKEOFF_CONTESTANTS, bakeoff_command, bakeoff_parser
 
     assert BAKEOFF_CONTESTANTS == tuple(bo.CONTESTANTS)
     a = bakeoff_parser().parse_args(["--quick", "--seeds", "3", "4", "--out", "x y"])
@@ -76,7 +76,7 @@ def test_data_order_depends_on_the_seed_only_and_pairs_stay_aligned():
 
 
 def test_jobs_must_be_positive(tmp_path):
-    from sfd_tools.bakeoff import run_bakeoff
+    from sfd_lab.bakeoff.run import run_bakeoff
 
     with pytest.raises(ValueError, match="--jobs"):
         run_bakeoff(str(tmp_path), quick=True, jobs=0)

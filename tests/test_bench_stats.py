@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sfd_bench.core import is_unstable, paired_ratio, time_stats
-from sfd_bench.gan_step import judge_target
-from sfd_bench.profiles import PROFILES, resolve_profile
-from sfd_bench.steps import frozen_weights
+from sfd_lab.bench.core import is_unstable, paired_ratio, time_stats
+from sfd_lab.bench.gan_step import judge_target
+from sfd_lab.bench.profiles import PROFILES, resolve_profile
+from sfd_lab.bench.steps import frozen_weights
 
 
 def test_time_stats_spread():

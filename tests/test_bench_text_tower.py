@@ -1,10 +1,10 @@
-"""sfd_bench.text_tower: rows report what they claim (tiny CLIP, one repeat; no timing assertions)."""
+"""sfd_lab.bench.text_tower: rows report what they claim (tiny CLIP, one repeat; no timing assertions)."""
 
 from __future__ import annotations
 
 import pytest
 
-from sfd_bench import text_tower as bench
+from sfd_lab.bench import text_tower as bench
 
 
 def test_interleaved_order_and_ratios():

@@ -9,13 +9,13 @@ import os
 import pytest
 import torch
 
-from sfd_bench import csud
-from sfd_bench import run as bench_run
-from sfd_bench.core import StopRequested, trace_ops
-from sfd_bench.iqa import tile_images
-from sfd_bench.profiles import BASELINE, PROFILES, ROWS, SCHEMA, parse_rows
-from sfd_bench.run import run_benchmark
-from sfd_bench.steps import BenchContext
+from sfd_lab.bench import csud
+from sfd_lab.bench import run as bench_run
+from sfd_lab.bench.core import StopRequested, trace_ops
+from sfd_lab.bench.iqa import tile_images
+from sfd_lab.bench.profiles import BASELINE, PROFILES, ROWS, SCHEMA, parse_rows
+from sfd_lab.bench.run import run_benchmark
+from sfd_lab.bench.steps import BenchContext
 
 
 @pytest.fixture(scope="module")

@@ -48,9 +48,9 @@ def test_argument_errors_import_nothing_heavy(script):
 
 
 def test_parser_choices_match_the_programs():
-    from sfd_bench import cli as bench_cli
-    from sfd_bench.csud import PROFILES as CSUD_PROFILES
-    from sfd_bench.profiles import PROFILES, ROWS
+    from sfd_lab.bench import cli as bench_cli
+    from sfd_lab.bench.csud import PROFILES as CSUD_PROFILES
+    from sfd_lab.bench.profiles import PROFILES, ROWS
 
     assert tuple(PROFILES) == bench_cli.PROFILE_NAMES and ROWS == bench_cli.ROW_NAMES
     assert tuple(CSUD_PROFILES) == bench_cli.CSUD_PROFILE_NAMES

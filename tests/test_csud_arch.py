@@ -7,10 +7,10 @@ import torch
 from basicsr.utils.registry import ARCH_REGISTRY
 from conftest import photo_tensor
 
-from csud_tools.derain import load_derainer
 from sfd_arch.csud_discriminator_arch import CSUDPatchDiscriminator, gaussian_kernel, patch_logit_size
 from sfd_arch.csud_generator_arch import CSUDRainGenerator
 from sfd_arch.nafnet_arch import CSUDNAFNet, nafnet_options_from_state_dict
+from sfd_tools.csud.derain import load_derainer
 
 
 def test_registered_under_prefixed_names():

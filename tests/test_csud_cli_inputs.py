@@ -14,9 +14,9 @@ import torch
 import yaml
 from conftest import ROOT, photo
 
-from csud_tools import derain
 from sfd_arch.csud_generator_arch import CSUDRainGenerator
 from sfd_arch.nafnet_arch import CSUDNAFNet
+from sfd_tools.csud import derain
 from sfd_utils.cli import run_cli
 
 TINY_NAFNET = {"type": "CSUDNAFNet", "width": 8, "middle_blk_num": 1, "enc_blk_nums": [1], "dec_blk_nums": [1]}

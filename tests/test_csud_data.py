@@ -12,7 +12,8 @@ import torch
 from basicsr.data import build_dataset
 from conftest import photo
 
-from csud_tools.synthetic_rain import (
+from sfd_loss.csud_loss import channel_consistency
+from sfd_tools.csud.synthetic_rain import (
     CLEAN_PHOTOS,
     RAIN_PHOTOS,
     TEST_PHOTOS,
@@ -22,7 +23,6 @@ from csud_tools.synthetic_rain import (
     make_synthetic_rain,
     rain_layer,
 )
-from sfd_loss.csud_loss import channel_consistency
 
 
 def write_images(folder, n, sizes=((50, 70),), name="img", source="astronaut"):

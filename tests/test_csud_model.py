@@ -12,9 +12,9 @@ from basicsr.utils.misc import check_resume
 from conftest import photo, photo_tensor
 from torch.utils.data import DataLoader
 
-from csud_tools.synthetic_rain import add_rain
-from sfd_bench.csud import released_order_iteration
+from sfd_lab.bench.csud import released_order_iteration
 from sfd_model.csud_model import IMAGE_NAMES, csud_options
+from sfd_tools.csud.synthetic_rain import add_rain
 
 SIZE = 32
 

@@ -16,11 +16,11 @@ import torch
 import yaml
 from conftest import ROOT, photo
 
-from csud_tools import derain
-from csud_tools.synthetic_rain import add_rain, make_synthetic_rain
 from sfd_arch.nafnet_arch import CSUDNAFNet
-from sfd_bench.csud import run_csud_benchmark
+from sfd_lab.bench.csud import run_csud_benchmark
 from sfd_model.csud_model import TINY_NETWORKS
+from sfd_tools.csud import derain
+from sfd_tools.csud.synthetic_rain import add_rain, make_synthetic_rain
 from sfd_utils.options_check import check_options
 
 RECIPES = ("train_CSUD_NAFNet.yml", "train_CSUD_NAFNet_realrain.yml", "demo_CSUD_cpu.yml")

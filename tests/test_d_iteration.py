@@ -13,9 +13,9 @@ import pytest
 import torch
 from conftest import ROOT
 
-from sfd_bench import cli as bench_cli
-from sfd_bench.d_iteration import D_PROFILES, UNET, StandInGenerator, run_child, run_d_iteration
-from sfd_utils.timing import IterationTimer, count_dispatched_ops, no_gc, summarise_events, verdict
+from sfd_lab.bench import cli as bench_cli
+from sfd_lab.bench.d_iteration import D_PROFILES, UNET, StandInGenerator, run_child, run_d_iteration
+from sfd_lab.timing import IterationTimer, count_dispatched_ops, no_gc, summarise_events, verdict
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +111,7 @@ def test_count_dispatched_ops_sees_forward_backward_and_host_reads():
 
 
 def test_a_copy_from_the_device_to_the_host_is_a_host_read():
-    from sfd_utils.timing import _copies_to_host
+    from sfd_lab.timing import _copies_to_host
 
     dev, host = torch.empty(3, device="meta"), torch.empty(3)  # meta stands in for a CUDA tensor here
     assert _copies_to_host("aten._to_copy.default", (dev,), {"device": torch.device("cpu")})  # .cpu(), .tolist()

@@ -284,7 +284,7 @@ def test_demo_never_downloads_unless_asked(tmp_path, monkeypatch):
     """`make demo` uses RN50/openai only from the cache (no request), else the stand-in; with
     SFD_CLIP_WEIGHTS=openai it fetches the tag like a recipe."""
     import sfd_arch.clip_weights as clip_weights
-    from sfd_tools import demo
+    from sfd_tools.demo import run as demo
 
     fetched = []
     monkeypatch.delenv("SFD_OFFLINE")  # as on a user's machine with internet

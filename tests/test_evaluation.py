@@ -14,8 +14,8 @@ from basicsr.metrics import calculate_niqe, calculate_psnr, calculate_ssim
 from conftest import photo
 from test_sr_inference import load_script, write
 
-from sfd_tools.evaluation import evaluate_folders, match_pairs, model_column, sfd_iqa_column, write_results
-from sfd_tools.perceptual_metrics import LPIPS, LPIPS_SLICES, WeightsNotFound, load_dists, load_lpips
+from sfd_tools.sr.evaluation import evaluate_folders, match_pairs, model_column, sfd_iqa_column, write_results
+from sfd_tools.sr.perceptual_metrics import LPIPS, LPIPS_SLICES, WeightsNotFound, load_dists, load_lpips
 
 SIZE = 200  # BasicSR's NIQE needs two 96 x 96 blocks after the border crop
 

@@ -106,8 +106,8 @@ def test_launcher_interrupted_is_3(tmp_path):
 def test_launcher_maps_its_stops_to_the_contract(raised, code, monkeypatch, capsys):
     import basicsr.train as bt
     from sfd_utils.checkpoint import CheckpointError
+    from sfd_utils.launcher import prepare_basicsr, train_pipeline
     from sfd_utils.resume import NonFiniteLossError
-    from sfd_utils.train import prepare_basicsr, train_pipeline
 
     prepare_basicsr()
     error = {"CheckpointError": CheckpointError, "NonFiniteLossError": NonFiniteLossError}.get(

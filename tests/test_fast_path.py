@@ -21,7 +21,7 @@ from conftest import CLIP_CONFIGS, photo_tensor
 from sfd_arch import cuda_graphs
 from sfd_arch.cuda_graphs import emulated_graphs
 from sfd_arch.sfd_discriminator_arch import SFDDiscriminator
-from sfd_bench.host_cost import HOSTS, TRAINNER, build_host, count_passes, photo_batch
+from sfd_lab.bench.host_cost import HOSTS, TRAINNER, build_host, count_passes, photo_batch
 
 
 def make_disc(clip_file, fast_path="auto", **extra) -> SFDDiscriminator:

@@ -305,7 +305,7 @@ def fake_experiment(tmp_path, iters=(3, 6, 9)) -> dict:
 
 
 def test_auto_resume_passes_over_damaged_latest_files(tmp_path, capsys):
-    from sfd_utils.train import load_resume_state
+    from sfd_utils.launcher import load_resume_state
 
     opt = fake_experiment(tmp_path)
     states, models = tmp_path / "training_states", tmp_path / "models"
@@ -325,7 +325,7 @@ def test_auto_resume_passes_over_damaged_latest_files(tmp_path, capsys):
 
 
 def test_auto_resume_with_only_damaged_states_stops_with_one_line(tmp_path):
-    from sfd_utils.train import load_resume_state
+    from sfd_utils.launcher import load_resume_state
 
     opt = fake_experiment(tmp_path, iters=(3,))
     (tmp_path / "training_states" / "3.state").write_bytes(b"")

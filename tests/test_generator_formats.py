@@ -19,9 +19,9 @@ from spandrel.architectures.Compact import Compact
 from spandrel.architectures.ESRGAN import ESRGAN
 from test_sr_inference import load_script
 
-from csud_tools.derain import derain_tensor, load_derainer
-from sfd_tools.export import export_checkpoint
-from sfd_tools.sr_inference import Upscaler, build_generator, load_upscaler
+from sfd_tools.csud.derain import derain_tensor, load_derainer
+from sfd_tools.sr.export import export_checkpoint
+from sfd_tools.sr.inference import Upscaler, build_generator, load_upscaler
 from sfd_utils.checkpoint import CheckpointError, read_checkpoint
 
 TINY_RRDB = {"type": "RRDBNet", "num_in_ch": 3, "num_out_ch": 3, "num_feat": 8, "num_block": 1, "num_grow_ch": 4}

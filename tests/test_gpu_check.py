@@ -18,11 +18,11 @@ import zipfile
 import pytest
 from conftest import ROOT
 
-from sfd_gpu_check import runner as runner_module
-from sfd_gpu_check.report import summarise_benchmark, summarise_d_iteration, targets_of
-from sfd_gpu_check.run import PLAN, STEPS
-from sfd_gpu_check.runner import Runner
-from sfd_gpu_check.steps import cuda_test_files, ddp_verdict, parse_pytest_summary
+from sfd_lab.gpu_check import runner as runner_module
+from sfd_lab.gpu_check.report import summarise_benchmark, summarise_d_iteration, targets_of
+from sfd_lab.gpu_check.run import PLAN, STEPS
+from sfd_lab.gpu_check.runner import Runner
+from sfd_lab.gpu_check.steps import cuda_test_files, ddp_verdict, parse_pytest_summary
 
 SCRIPT = os.path.join(ROOT, "scripts", "gpu_check.sh")
 

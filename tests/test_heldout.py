@@ -7,12 +7,13 @@ import inspect
 
 import pytest
 
-from csud_tools import synthetic_rain
-from sfd_checks import bakeoff, learning_check
-from sfd_checks.quality_clip import QualityCLIPSettings
-from sfd_iqa_tools import ranking
-from sfd_tools import bakeoff as bakeoff_program
-from sfd_tools import demo_data
+from sfd_lab.bakeoff import contestants as bakeoff
+from sfd_lab.bakeoff import run as bakeoff_program
+from sfd_lab.checks import learning_check
+from sfd_lab.checks.quality_clip import QualityCLIPSettings
+from sfd_tools.csud import synthetic_rain
+from sfd_tools.demo import data as demo_data
+from sfd_tools.iqa import ranking
 from sfd_utils import photos
 from sfd_utils.photos import HELDOUT_PHOTOS, SCENE, TRAIN_GRAY_PHOTOS, TRAIN_PHOTOS, scene_overlap
 

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from conftest import CLIP_CONFIGS, photo_tensor
 
 from sfd_arch.sfd_discriminator_arch import SFDDiscriminator
-from sfd_bench.host_cost import HOSTS, TRAINNER, build_host, count_passes, photo_batch
+from sfd_lab.bench.host_cost import HOSTS, TRAINNER, build_host, count_passes, photo_batch
 
 # Passes per iteration of each host without reuse (image tower, text tower): one per net_d call.
 STOCK_PASSES = {"SRGANModel": 3, "ESRGANModel": 5, "RealESRGANModel": 3, TRAINNER: 3}

@@ -17,7 +17,7 @@ from conftest import ROOT, photo
 from sfd_arch.clip_backbone import CLIPWeightsNotFound, hf_cache_folder, resolve_clip_weights
 from sfd_arch.sfd_discriminator_arch import SFDDiscriminator
 from sfd_metric.sfd_iqa import SFDIQA, SmallImageWarning
-from sfd_tools.evaluation import Pairing, evaluate_pairs
+from sfd_tools.sr.evaluation import Pairing, evaluate_pairs
 
 
 def load_script(name: str):
@@ -53,7 +53,7 @@ def test_inference_sr_empty_folder_exits_2(folders, tmp_path, capsys):
 
 
 def test_derain_empty_input_or_gt_folder_exits_2(folders, tmp_path, capsys):
-    from csud_tools.derain import main
+    from sfd_tools.csud.derain import main
     from sfd_utils.cli import run_cli
 
     empty, text, full = folders
@@ -62,7 +62,7 @@ def test_derain_empty_input_or_gt_folder_exits_2(folders, tmp_path, capsys):
     assert "--input" in one_error_line(capsys, empty)
     assert run_cli(main, ["-i", str(text), "-w", weights]) == 2
     one_error_line(capsys, text)
-    from csud_tools.derain import derain_paths
+    from sfd_tools.csud.derain import derain_paths
 
     with pytest.raises(ValueError, match="--gt: folder .* holds no images"):
         derain_paths(torch.nn.Identity(), [str(full / "a.png")], gt_dir=str(empty))
@@ -79,7 +79,7 @@ def test_evaluate_sr_empty_sr_or_gt_folder_exits_2(folders, tmp_path, capsys):
 
 
 def test_sfd_iqa_eval_empty_folder_exits_2(folders, tmp_path, capsys):
-    from sfd_iqa_tools.evaluate import main
+    from sfd_tools.iqa.evaluate import main
 
     empty = folders[0]
     assert main([str(empty), "-c", str(tmp_path / "net_d.pth"), "--quiet"]) == 2
@@ -87,7 +87,7 @@ def test_sfd_iqa_eval_empty_folder_exits_2(folders, tmp_path, capsys):
 
 
 def test_tiny_image_warned_once_per_file(tiny_clip_files, tmp_path):
-    from sfd_iqa_tools.evaluate import run_eval
+    from sfd_tools.iqa.evaluate import run_eval
 
     torch.manual_seed(0)
     disc = SFDDiscriminator("tiny-rn", tiny_clip_files["tiny-rn"], n_ctx=4, feat_mid_channels=8)

@@ -14,21 +14,34 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMPONENTS = {"sfd_arch", "sfd_loss", "sfd_model", "sfd_data", "sfd_metric"}
 HELPERS = {"sfd_utils"}
-PROGRAMS = {"sfd_tools", "sfd_iqa_tools", "csud_tools"}
-BENCH = {"sfd_bench", "sfd_checks"}  # benchmarks; learning checks
+PROGRAMS = {"sfd_tools"}  # one programs package: sfd_tools.sr / .iqa / .csud / .demo
 HOSTS = {"sfd_trainner"}
-CHECKS = {"sfd_gpu_check"}
-PACKAGES = COMPONENTS | HELPERS | PROGRAMS | BENCH | HOSTS | CHECKS
-# package -> the packages of ours it may import (besides itself)
+PRODUCT = COMPONENTS | HELPERS | PROGRAMS | HOSTS  # what the wheel installs
+# the lab (repository only): rooms inside sfd_lab
+BENCH = {"sfd_lab.bench", "sfd_lab.checks", "sfd_lab.timing"}  # benchmarks; learning checks; shared timing
+LAB = BENCH | {"sfd_lab.bakeoff", "sfd_lab.gpu_check", "sfd_lab"}
+PACKAGES = PRODUCT | {"sfd_lab"}
+# room -> the rooms of ours it may import (besides itself); no product room imports the lab
 ALLOWED = {
     **{p: COMPONENTS | HELPERS for p in COMPONENTS},
     "sfd_utils": set(),
-    **{p: COMPONENTS | HELPERS | PROGRAMS | BENCH for p in PROGRAMS},
-    "sfd_bench": COMPONENTS | HELPERS,
-    "sfd_checks": COMPONENTS | HELPERS,
+    "sfd_tools": COMPONENTS | HELPERS,
     "sfd_trainner": COMPONENTS | HELPERS,
-    "sfd_gpu_check": COMPONENTS | HELPERS | BENCH,
+    "sfd_lab": set(),
+    "sfd_lab.timing": set(),
+    "sfd_lab.bench": COMPONENTS | HELPERS | PROGRAMS | {"sfd_lab.timing"},
+    "sfd_lab.checks": COMPONENTS | HELPERS | PROGRAMS,
+    "sfd_lab.bakeoff": COMPONENTS | HELPERS | PROGRAMS | BENCH,
+    "sfd_lab.gpu_check": COMPONENTS | HELPERS | PROGRAMS | BENCH,
 }
+
+
+def room(module: str) -> str:
+    """The layout room of a module: its top-level package, or ``sfd_lab.<part>`` inside the lab."""
+    parts = module.split(".")
+    return ".".join(parts[:2]) if parts[0] == "sfd_lab" and len(parts) > 1 else parts[0]
+
+
 MAX_FILE_LINES = 600
 MAX_PACKAGE_SHARE = 0.25
 
@@ -108,9 +121,9 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 def test_packages_import_only_what_their_room_allows():
     bad = []
     for mod, deps in import_graph().items():
-        pkg = mod.split(".")[0]
+        pkg = room(mod)
         for dep in sorted(deps):
-            dep_pkg = dep.split(".")[0]
+            dep_pkg = room(dep)
             if dep_pkg != pkg and dep_pkg not in ALLOWED[pkg]:
                 bad.append(f"{mod} imports {dep}")
     assert not bad, "imports across rooms that the layout forbids:\n" + "\n".join(bad)
@@ -155,7 +168,7 @@ def test_no_import_cycles():
     assert find_cycle(graph) is None, f"module import cycle: {' -> '.join(find_cycle(graph))}"
     packages: dict[str, set[str]] = {}
     for mod, deps in graph.items():
-        packages.setdefault(mod.split(".")[0], set()).update(d.split(".")[0] for d in deps)
+        packages.setdefault(room(mod), set()).update(room(d) for d in deps)
     for pkg, deps in packages.items():
         deps.discard(pkg)
     assert find_cycle(packages) is None, f"package import cycle: {' -> '.join(find_cycle(packages))}"
@@ -167,10 +180,10 @@ def test_checker_catches_a_forbidden_import_and_a_cycle(tmp_path):
     src.write_text(
         "import importlib\n"
         "def f():\n"
-        "    from sfd_tools.sr_inference import main\n"
-        "    importlib.import_module('sfd_bench.run')\n"
+        "    from sfd_tools.sr.inference import main\n"
+        "    importlib.import_module('sfd_lab.bench.run')\n"
     )
-    assert imported_modules(str(src), "sfd_arch.m") >= {"sfd_tools.sr_inference", "sfd_bench.run"}
+    assert imported_modules(str(src), "sfd_arch.m") >= {"sfd_tools.sr.inference", "sfd_lab.bench.run"}
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
 
@@ -204,11 +217,12 @@ def test_no_file_over_600_lines(path):
 
 
 def test_no_package_holds_more_than_a_quarter_of_the_code():
+    """Per room: a top-level package, or one room of the lab (sfd_lab.bench, sfd_lab.bakeoff, ...)."""
     files = _code_files()
     total = sum(_lines(p) for p in files)
     per_package: dict[str, int] = {}
     for p in files:
-        top = os.path.relpath(p, ROOT).split(os.sep)[0]
+        top = room(os.path.relpath(p, ROOT)[:-3].replace(os.sep, "."))
         per_package[top] = per_package.get(top, 0) + _lines(p)
     big = {k: f"{v / total:.0%}" for k, v in per_package.items() if v > MAX_PACKAGE_SHARE * total}
     assert not big, f"packages over a quarter of the {total} lines of code: {big}"

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from test_sr_inference import load_script
 
-from sfd_tools.evaluation import write_results
-from sfd_tools.plot_pd import better_corner, load_points, plot_pd
+from sfd_tools.sr.evaluation import write_results
+from sfd_tools.sr.plot_pd import better_corner, load_points, plot_pd
 
 
 def result(label: str, psnr: float, lpips: float | None, niqe: float) -> dict:

@@ -88,7 +88,7 @@ def test_sfd_iqa_from_another_folder_and_after_the_weights_moved(tmp_path, stand
 def test_validation_and_evaluate_sr_give_the_same_sfd_iqa(tmp_path, tiny_clip_files):
     """SFDModel's validation (checkpoint: current) and evaluate_sr.py on the saved validation images
     with the saved net_d score the same images identically."""
-    from sfd_tools.evaluation import evaluate_folders
+    from sfd_tools.sr.evaluation import evaluate_folders
 
     hr_dir, lr_dir = tmp_path / "val" / "hr", tmp_path / "val" / "lr"
     hr_dir.mkdir(parents=True)

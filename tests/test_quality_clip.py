@@ -1,4 +1,4 @@
-"""Quality-aware tiny CLIP (sfd_checks.quality_clip) and the zero-shot baseline (sfd_metric.zero_shot_iqa)."""
+"""Quality-aware tiny CLIP (sfd_lab.checks.quality_clip) and the zero-shot baseline (sfd_metric.zero_shot_iqa)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from conftest import photo_tensor
 
-from sfd_checks import quality_clip as qc
+from sfd_lab.checks import quality_clip as qc
 from sfd_utils.photos import HELDOUT_PHOTOS, SCENE, TRAIN_GRAY_PHOTOS, TRAIN_PHOTOS
 
 # Zero-shot AUC on held-out crops (sharp vs degraded): the trained stand-in must clear PASS, and a

@@ -29,7 +29,7 @@ TINY_FLAGS = {
 }
 LINKED = (
     *("basicsr", "scripts", "sfd_arch", "sfd_loss", "sfd_model", "sfd_data", "sfd_metric", "sfd_utils"),
-    *("sfd_tools", "sfd_iqa_tools", "csud_tools", "sfd_bench", "sfd_checks", "sfd_trainner", "sfd_gpu_check"),
+    *("sfd_tools", "sfd_trainner", "sfd_lab"),
 )
 
 

@@ -3,7 +3,7 @@
 tags inserted, the text damaged) each end in a one-line error or a successful start — never a
 traceback, never code execution.
 
-A start is the launcher's own ``--check`` path in-process (sfd_utils.train.train_pipeline: recipe and
+A start is the launcher's own ``--check`` path in-process (sfd_utils.launcher.train_pipeline: recipe and
 command-line checks, basicsr's option parsing, file checks, the data sets, the model built); a few
 mutants also run end to end through ``basicsr/train.py`` in a subprocess.
 """
@@ -30,7 +30,7 @@ SEED = 20261204
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> dict[str, str]:
     """Tiny paired SR data (HR 64² crops, LR ×4 and ×2, a meta_info file) and tiny unpaired rain data."""
-    from csud_tools.synthetic_rain import make_synthetic_rain
+    from sfd_tools.csud.synthetic_rain import make_synthetic_rain
 
     root = tmp_path_factory.mktemp("mutation_data")
     for sub in ("hr", "lr", "lr_x2"):
@@ -58,7 +58,7 @@ def tiny(data, tiny_clip_files) -> dict[str, dict]:
 
 def start(root: str, recipe: str, monkeypatch, capsys) -> tuple[str, str]:
     """The launcher's ``--check`` start in-process: ('started' | 'refused', stderr)."""
-    from sfd_utils.train import train_pipeline
+    from sfd_utils.launcher import train_pipeline
 
     monkeypatch.setattr(sys, "argv", ["train.py", "-opt", recipe, "--check"])
     capsys.readouterr()

@@ -14,9 +14,9 @@ from basicsr.utils.registry import METRIC_REGISTRY
 from conftest import lr_hr_batch, photo, sfd_opt
 
 from sfd_arch.sfd_discriminator_arch import SFDDiscriminator
-from sfd_iqa_tools.mos_data import read_image
 from sfd_metric.sfd_iqa import SFDIQA, SFDCheckpointError, load_sfd_checkpoint, tile_starts, upsized_shape
 from sfd_metric.sfd_iqa_metric import calculate_sfd_iqa, get_scorer, live_discriminator
+from sfd_tools.iqa.mos_data import read_image
 
 TILE = 64
 
@@ -264,7 +264,7 @@ def test_raw_state_dict_and_untrained_discriminator(tiny_clip_files, tmp_path):
 def test_ranking_report_runs_on_any_checkpoint(trained, tmp_path):
     import json
 
-    from sfd_iqa_tools.ranking import DEGRADATIONS, degrade, render_ranking_markdown, run_ranking_report
+    from sfd_tools.iqa.ranking import DEGRADATIONS, degrade, render_ranking_markdown, run_ranking_report
 
     img = photo("chelsea")[:64, :64]
     assert all(degrade(img, k, 0).tobytes() == img.tobytes() for k in DEGRADATIONS)

@@ -13,11 +13,11 @@ from conftest import photo
 from scipy import stats
 
 from sfd_arch.sfd_discriminator_arch import SFDDiscriminator
-from sfd_iqa_tools.cli import sfd_iqa_eval_parser as build_parser
-from sfd_iqa_tools.evaluate import main, run_eval
-from sfd_iqa_tools.mos_data import InputError, read_koniq, read_livec, read_mos_table
-from sfd_iqa_tools.stats import correlations, logistic4, logistic5
 from sfd_metric.sfd_iqa import SFDIQA
+from sfd_tools.iqa.cli import sfd_iqa_eval_parser as build_parser
+from sfd_tools.iqa.evaluate import main, run_eval
+from sfd_tools.iqa.mos_data import InputError, read_koniq, read_livec, read_mos_table
+from sfd_tools.iqa.stats import correlations, logistic4, logistic5
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import torch
 import yaml
 from conftest import ROOT
 
-from sfd_tools.export import (
+from sfd_tools.sr.export import (
     ExportError,
     export_checkpoint,
     export_onnx,
@@ -25,7 +25,7 @@ from sfd_tools.export import (
     photo_crop,
     spandrel_limits,
 )
-from sfd_tools.sr_inference import build_generator
+from sfd_tools.sr.inference import build_generator
 from sfd_utils.checkpoint import basicsr_to_old_esrgan
 
 # Tiny sizes spandrel still detects: its ESRGAN assumes num_grow_ch 32; its NAFNet needs >= 1

@@ -15,7 +15,7 @@ from basicsr.archs.srvgg_arch import SRVGGNetCompact
 from conftest import ROOT, photo, photo_tensor
 from torch import nn
 
-from sfd_tools.sr_inference import Upscaler, list_images, load_upscaler, output_name, upscale_paths
+from sfd_tools.sr.inference import Upscaler, list_images, load_upscaler, output_name, upscale_paths
 
 TINY_RRDB = {"num_feat": 8, "num_block": 1, "num_grow_ch": 4}
 

@@ -14,10 +14,10 @@ import torch
 from basicsr.archs.rrdbnet_arch import RRDBNet
 from conftest import ROOT, photo
 
-from csud_tools.derain import derain_image, derain_tensor
 from sfd_arch.bicubic_arch import SFDBicubicUpsampler
 from sfd_arch.nafnet_arch import CSUDNAFNet
-from sfd_tools.sr_inference import Upscaler, tile_boxes
+from sfd_tools.csud.derain import derain_image, derain_tensor
+from sfd_tools.sr.inference import Upscaler, tile_boxes
 
 
 def tiny_rrdb(scale: int) -> RRDBNet:
@@ -173,7 +173,7 @@ def test_big_image_peak_rss_stays_within_bound(tmp_path):
     subprocess: peak RSS minus the baseline (the model run on one padded tile) stays under twice the
     output array."""
     sys.path.insert(0, ROOT)
-    from sfd_bench.big_image import run_case, write_photo
+    from sfd_lab.bench.big_image import run_case, write_photo
 
     image = write_photo(str(tmp_path / "big.png"), 1500, 1000)
     small = write_photo(str(tmp_path / "small.png"), 276, 276)  # one padded tile: the model at work

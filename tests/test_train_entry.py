@@ -139,7 +139,7 @@ def test_force_yml_seed_takes_effect(tmp_path, pairs, tiny_clip_files, monkeypat
     import torch
     from basicsr.utils import options as bo
 
-    from sfd_utils.train import _checked
+    from sfd_utils.launcher import _checked
 
     entries = tiny_overrides(pairs, tiny_clip_files["tiny-rn"], "seed") + ["manual_seed=7"]
     argv = ["train.py", "-opt", write_recipe(tmp_path), *force(entries)]
@@ -228,8 +228,8 @@ def test_recipes_run_with_tiny_overrides(tmp_path, pairs, tiny_clip_files, recip
 
 
 def test_command_line_mistakes_are_named_before_basicsr_starts(tmp_path, capsys):
+    from sfd_utils.launcher import check_command_line
     from sfd_utils.recipe import RecipeError
-    from sfd_utils.train import check_command_line
 
     recipe = os.path.join(ROOT, "options", "demo_SFD_cpu.yml")
     with pytest.raises(RecipeError, match="options file .*nope.yml. does not exist"):

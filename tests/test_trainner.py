@@ -295,7 +295,7 @@ def test_trainner_trains_sfd_discriminator_and_its_checkpoint_scores(trainner_ro
     assert values and all(0.0 <= v <= 1.0 for v in values), log[-3000:]
 
     # traiNNer's own generator file (its `compact`, a flat safetensors) upscales with no recipe
-    from sfd_tools.sr_inference import load_upscaler
+    from sfd_tools.sr.inference import load_upscaler
 
     upscaler = load_upscaler(str(exp / "net_g_latest.safetensors"), device="cpu")
     lr = cv2.imread(str(tmp_path / "val" / "lr" / "chelsea.png"))

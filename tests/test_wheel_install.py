@@ -36,6 +36,7 @@ from wheel_host import (
 
 from sfd_arch.sfd_discriminator_arch import SFDDiscriminator
 
+# the product's top-level import packages: exactly these, and nothing of the lab (sfd_lab)
 PACKAGES = {
     "sfd_arch",
     "sfd_model",
@@ -44,12 +45,7 @@ PACKAGES = {
     "sfd_metric",
     "sfd_utils",
     "sfd_tools",
-    "sfd_iqa_tools",
-    "csud_tools",
-    "sfd_bench",
-    "sfd_checks",
     "sfd_trainner",
-    "sfd_gpu_check",
 }
 CONSOLE_SCRIPTS = ("sfd-train", "sfd-infer", "sfd-evaluate", "sfd-plot-pd", "sfd-export", "sfd-iqa", "sfd-derain")
 
@@ -87,6 +83,7 @@ def test_wheel_holds_the_hook_the_packages_and_basicsr_only_as_an_extra(wheel):
         entry_points = z.read(next(n for n in names if n.endswith(".dist-info/entry_points.txt"))).decode()
     assert "sfd_basicsr_hook.pth" in names  # at the wheel's root = site-packages
     assert {n.split("/")[0] for n in names if n.endswith("/__init__.py")} == PACKAGES
+    assert not any(n.startswith("sfd_lab") for n in names)
     assert {"sfd_arch/clip_configs/tiny-rn.json", "sfd_arch/clip_configs/tiny-vit.json"} <= set(names)
     assert not any(n.startswith(("tests/", "scripts/", "basicsr/")) for n in names)
     base = base_requirements(wheel)

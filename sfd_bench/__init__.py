@@ -1,1 +1,0 @@
-"""Benchmarks and learning checks: timing/memory core plus one module per comparison."""

@@ -1,0 +1,1 @@
+"""The discriminator bake-off: contestants (training side), the run and its report."""

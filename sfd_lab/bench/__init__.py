@@ -1,0 +1,1 @@
+"""Benchmarks: timing/memory core plus one module per comparison (repository only, see sfd_lab)."""

@@ -1,0 +1,557 @@
+"""Row ``d_iteration``: the discriminator's share of one GAN iteration, as the hosts run it (issue 21).
+
+Each configuration is a real BasicSR model built from its options and stepped through its own
+``optimize_parameters``, with the generator replaced by a stand-in whose cost is next to nothing
+(bicubic x4 upscaling times one learnable gain: an SR-shaped output that carries the generator
+step's gradient back), no perceptual loss and no EMA. What remains of the iteration is the
+discriminator's side exactly as the host runs it:
+
+- ``sfd_<clip>``: SFDModel (CLIP on HR without grad; CLIP on SR with the gradient to SR and the
+  heads with D frozen; the D step on real + fake in one pass, backward to the heads and prompts;
+  losses, logging, Adam D), SFDDiscriminator with its default options and ``fast_path: auto``
+  where the code has it; ``sfd_<clip>_eager``: the same with ``fast_path: off`` (GPU only);
+- ``sfd_<clip>_srgan``: SFDDiscriminator as a drop-in in BasicSR's SRGANModel (its call order);
+- ``unet_realesrgan``: UNetDiscriminatorSN in BasicSR's RealESRGANModel (G-step pass with the
+  gradient to SR, D step on real, then on fake);
+- ``floor``: SRModel with the same stand-in generator and L1 loss (no discriminator): the part of
+  every row that is not the discriminator's.
+
+Per configuration: wall time per iteration (CUDA events after a synchronisation on a GPU, repeats
+interleaved over the configurations in blocks, each block after one untimed re-entry iteration,
+the garbage collector off), host time (until ``optimize_parameters`` returns), and from separate
+passes: GPU time, kernel launches issued by the host (a replayed CUDA graph counts as one), graph
+replays and host synchronisations (torch.profiler), operators dispatched in eager mode (a
+``TorchDispatchMode``; on a CPU the launch count a GPU would see without graphs), CLIP forwards
+and peak memory. Verdict: GPU-bound when wall <= 1.3 x GPU time.
+
+``--before-root`` measures the same configurations with another checkout's components (its
+sfd_arch / sfd_model / sfd_loss / sfd_utils, this harness) in a child process, side by side with
+this checkout's in one report.
+"""
+
+from __future__ import annotations
+
+import datetime
+import inspect
+import json
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, replace
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sfd_lab.bench.core import PeakMemory, _load, device_name, quiet_basicsr, ratio_of, seed_all, time_stats
+from sfd_lab.bench.gan_step import judge_target
+from sfd_lab.bench.profiles import PROFILES, Profile, rrdbnet
+from sfd_lab.bench.steps import BenchContext, StepSpec, _build, sr_batches
+from sfd_lab.timing import (
+    LAUNCH_BOUND_FACTOR,
+    IterationTimer,
+    allocator_counts,
+    count_difference,
+    count_dispatched_ops,
+    no_gc,
+    profile_iterations,
+    verdict,
+)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SCHEMA = "sfd-basicsr-d-iteration/1"
+UNET = "unet_realesrgan"
+TARGET_WALL_PER_GPU = LAUNCH_BOUND_FACTOR  # wall <= 1.3 x GPU time (GPU-bound)
+TARGET_VS_UNET = 0.5  # SFD D iteration wall <= 0.5 x UNet-D's
+TARGET_LAUNCHES = 1000  # kernel launches issued by the host per iteration (a graph replay counts as one)
+
+
+@dataclass(frozen=True)
+class DProfile:
+    """Sizes of the D-iteration row. ``block``: timed repeats per configuration in a row before the
+    next configuration (after ``reentry`` untimed iterations); ``profile_iters``: profiler pass length."""
+
+    name: str
+    device: str
+    batch: int
+    size: int
+    clip_models: tuple[str, ...]
+    unet_feat: int = 64
+    feat_mid_channels: int = 256
+    n_ctx: int = 16
+    amp: str | None = "bf16"
+    warmup: int = 2
+    repeats: int = 5
+    block: int = 5
+    reentry: int = 0
+    profile_iters: int = 1
+    max_spread: float = 0.15
+    threads: int | None = None  # CPU threads (None: torch's default)
+
+
+D_PROFILES = {
+    # Seconds: tiny CLIP configs; checks the machinery (and counts ops of the tiny networks).
+    "smoke": DProfile(
+        "smoke",
+        "auto",
+        2,
+        64,
+        ("tiny-rn", "tiny-vit"),
+        unet_feat=8,
+        feat_mid_channels=16,
+        n_ctx=4,
+        amp=None,
+        warmup=1,
+        repeats=2,
+        threads=1,
+    ),
+    # The real networks (random weights) at a tiny batch and crop: operators dispatched per
+    # iteration do not depend on the size; times on a shared CPU are indicative only. fp32: CPU
+    # autocast would cast the frozen CLIP weights on every call, which SFDModel on CUDA avoids by
+    # holding them in the amp dtype (clip_dtype 'auto'), and bf16 CLIP weights under CPU autocast
+    # stop at LayerNorm (mixed dtypes); so the counts are of the fp32 graph, without autocast's casts.
+    # One thread: small ops on a shared machine stall in OpenMP barriers (the counts do not change).
+    "cpu": DProfile("cpu", "cpu", 2, 64, ("RN50", "ViT-B-16"), amp=None, warmup=1, repeats=3, block=1, threads=1),
+    # The issue's numbers: batch 16, 256² crops, bf16 autocast.
+    "gpu": DProfile(
+        "gpu",
+        "cuda",
+        16,
+        256,
+        ("RN50", "ViT-B-16"),
+        warmup=5,
+        repeats=20,
+        block=10,
+        reentry=1,
+        profile_iters=2,  # ~4000 launches and kernels per iteration: the profiler's parsing costs seconds
+        max_spread=0.05,
+    ),
+}
+
+
+class StandInGenerator(nn.Module):
+    """x``scale`` bicubic upscaling times one learnable gain: the generator's place at almost no cost."""
+
+    def __init__(self, scale: int) -> None:
+        super().__init__()
+        self.scale = scale
+        self.gain = nn.Parameter(torch.ones(()))
+
+    def forward(self, lq: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(lq, scale_factor=self.scale, mode="bicubic", align_corners=False) * self.gain
+
+
+def use_stand_in(model, scale: int) -> None:
+    """Replace a built model's generator (and its optimizer) by :class:`StandInGenerator`."""
+    old = model.optimizer_g
+    model.net_g = model.model_to_device(StandInGenerator(scale))
+    model.optimizer_g = type(old)(list(model.net_g.parameters()), **old.defaults)  # same optimizer and settings
+    model.optimizers[model.optimizers.index(old)] = model.optimizer_g
+
+
+def has_fast_path() -> bool:
+    """True when this code's SFDDiscriminator has the ``fast_path`` option (CUDA graphs)."""
+    from sfd_arch.sfd_discriminator_arch import SFDDiscriminator
+
+    return "fast_path" in inspect.signature(SFDDiscriminator.__init__).parameters
+
+
+def bench_profile(dp: DProfile) -> Profile:
+    """The benchmark Profile the model options are built from (sizes of ``dp``, no VGG loss)."""
+    return replace(
+        PROFILES["smoke"],
+        name=dp.name,
+        device=dp.device,
+        batch=dp.batch,
+        gt_size=dp.size,
+        generator=rrdbnet(num_block=1, num_feat=4, num_grow_ch=4),  # replaced by the stand-in after build
+        clip_models=dp.clip_models,
+        unet_feat=dp.unet_feat,
+        feat_mid_channels=dp.feat_mid_channels,
+        n_ctx=dp.n_ctx,
+        perceptual=False,
+        amp=dp.amp,
+        max_spread=dp.max_spread,
+        threads=None,
+    )
+
+
+def d_specs(ctx: BenchContext, dp: DProfile) -> list[StepSpec]:
+    amp = dp.amp or "fp32"
+    gen = ctx.profile.generator
+    specs = [
+        StepSpec("floor", "SRModel", None, gen, perceptual=False, stock=True),
+        StepSpec(UNET, "RealESRGANModel_basicsr", ctx.unet_network_d(), gen, perceptual=False, stock=True),
+    ]
+    fast = has_fast_path()
+    for i, clip in enumerate(dp.clip_models):
+        net_d = ctx.sfd_network_d(clip)
+        specs.append(StepSpec(f"sfd_{clip}", "SFDModel", net_d, gen, clip, False, precision=amp))
+        if i == 0 and fast and ctx.device.type == "cuda":
+            eager = {**net_d, "fast_path": "off"}
+            specs.append(StepSpec(f"sfd_{clip}_eager", "SFDModel", eager, gen, clip, False, precision=amp))
+        if i == 0:
+            specs.append(
+                StepSpec(f"sfd_{clip}_srgan", "SRGANModel", ctx.sfd_network_d(clip), gen, clip, False, stock=True)
+            )
+    return specs
+
+
+class _DEntry:
+    def __init__(self, spec: StepSpec, ctx: BenchContext, batches: list[dict]) -> None:
+        self.spec, self.ctx, self.batches = spec, ctx, batches
+        mem = PeakMemory(ctx.device)
+        mem.start()
+        self.model = _build(spec, ctx)
+        use_stand_in(self.model, ctx.profile.scale)
+        mem.reset()
+        self.mem = mem
+        self.it = 0
+        self.wall: list[float] = []
+        self.host: list[float] = []
+        self.allocator: dict | None = None
+        self.peak_mb: float | None = None
+        self.timer = IterationTimer(ctx.device)
+
+    def disc(self):
+        net_d = getattr(self.model, "net_d", None)
+        return None if net_d is None else self.model.get_bare_model(net_d)
+
+    def feed(self) -> None:
+        self.it += 1
+        self.model.feed_data(self.batches[self.it % len(self.batches)])
+
+    def optimize(self) -> None:
+        with self.ctx.autocast(self.spec):
+            self.model.optimize_parameters(self.it)
+
+    def step(self, timed: bool = False) -> None:
+        self.feed()
+        wall, host = self.timer(self.optimize)
+        if timed:
+            self.wall.append(wall)
+            self.host.append(host)
+
+
+def measure(dp: DProfile, workdir: str) -> dict:
+    """Build, warm up, time (interleaved blocks), profile and count every configuration of ``dp``."""
+    prof = bench_profile(dp)
+    ctx = BenchContext(prof, workdir)
+    device = ctx.device
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # as basicsr/train.py sets it
+    batches = sr_batches(prof, device)
+    entries = []
+    for spec in d_specs(ctx, dp):
+        seed_all(prof.seed)
+        entry = _DEntry(spec, ctx, batches)
+        for _ in range(max(dp.warmup, 1)):  # past cuDNN autotuning, Adam's state, graph captures
+            entry.step()
+        entry.peak_mb = entry.mem.peak_mb()
+        entries.append(entry)
+    rounds = -(-dp.repeats // max(dp.block, 1))
+    with no_gc():
+        for r in range(rounds):
+            for entry in entries:
+                for _ in range(dp.reentry):
+                    entry.step()
+                before = allocator_counts(device)
+                for _ in range(min(dp.block, dp.repeats - r * dp.block)):
+                    entry.step(timed=True)
+                delta = count_difference(allocator_counts(device), before)
+                if delta is not None:
+                    entry.allocator = {k: (entry.allocator or {}).get(k, 0) + v for k, v in delta.items()}
+    rows = []
+    for entry in entries:
+        entry.feed()
+        profiled = profile_iterations(entry.optimize, device, dp.profile_iters)
+        disc = entry.disc()
+        backbone = getattr(disc, "backbone", None)
+        before = backbone.num_image_forwards if backbone is not None else 0
+        entry.feed()
+        ops = count_dispatched_ops(entry.optimize)
+        forwards = backbone.num_image_forwards - before if backbone is not None else None
+        rows.append(config_row(entry, profiled, ops, forwards))
+    unet = next(r for r in rows if r["name"] == UNET)
+    for r in rows:
+        r["wall_vs_unet"] = ratio_of(r["wall_ms"], unet["wall_ms"])
+    return {"configs": rows, "targets": d_targets(rows, dp)}
+
+
+def config_row(entry: _DEntry, profiled: dict, ops: dict, forwards: int | None) -> dict:
+    spec = entry.spec
+    stats = time_stats(entry.wall)
+    worst = max(range(len(entry.wall)), key=entry.wall.__getitem__)
+    disc = entry.disc()
+    fast = getattr(disc, "fast_path", None)
+    wall_ms = 1e3 * stats["median_s"]
+    return {
+        "name": spec.name,
+        "host_model": spec.model_type.replace("_basicsr", ""),
+        "network_d": None if spec.network_d is None else spec.network_d["type"],
+        "network_d_options": spec.network_d,
+        "clip": spec.clip,
+        "wall_ms": wall_ms,
+        "wall_min_ms": 1e3 * stats["min_s"],
+        "wall_max_ms": 1e3 * stats["max_s"],
+        "spread": stats["spread"],
+        "wall_times_ms": [1e3 * t for t in entry.wall],
+        "slowest_repeat": worst,  # index: 0, block, 2 x block, ... = first of a block (re-entry effect)
+        "host_ms": 1e3 * statistics.median(entry.host),
+        "allocator_events_in_timed_loop": entry.allocator,
+        **profiled,
+        "verdict": verdict(wall_ms, profiled.get("gpu_ms")),
+        "wall_per_gpu": ratio_of(wall_ms, profiled.get("gpu_ms")),
+        "dispatched": ops,
+        "clip_forwards_per_iter": forwards,
+        "peak_mem_mb": entry.peak_mb,
+        "fast_path": fast.status() if hasattr(fast, "status") else None,
+    }
+
+
+def d_targets(rows: list[dict], dp: DProfile) -> list[dict]:
+    """The issue's targets for the SFD configurations of the first CLIP model (default options)."""
+    prof = bench_profile(dp)
+    unet = next(r for r in rows if r["name"] == UNET)
+    targets = []
+    for r in rows:
+        if r["host_model"] != "SFDModel" or r["clip"] != dp.clip_models[0]:
+            continue
+        name = r["name"]
+        targets.append(judge_target(f"{name}: wall / GPU time", r["wall_per_gpu"], "<=", TARGET_WALL_PER_GPU, prof))
+        targets.append(
+            judge_target(
+                f"{name}: wall vs {UNET}",
+                r["wall_vs_unet"],
+                "<=",
+                TARGET_VS_UNET,
+                prof,
+                spreads=(r["spread"], unet["spread"]),
+            )
+        )
+        targets.append(
+            judge_target(f"{name}: kernel launches per iteration", r["launches"], "<=", TARGET_LAUNCHES, prof)
+        )
+    if dp.device != "cuda":  # the issue's targets are for a GPU: shown, not judged, on a CPU
+        for t in targets:
+            t.update(met=None, verdict="not judged (GPU target)")
+    for r in rows:
+        targets.append(judge_target(f"{r['name']}: spread of the repeats", r["spread"], "<=", dp.max_spread, prof))
+    return targets
+
+
+# -- one run per code checkout --------------------------------------------------------------------
+
+
+def _git_commit(root: str) -> str | None:
+    try:
+        out = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    except OSError:
+        return None
+    return out.stdout.strip() or None
+
+
+def run_here(profile: str, label: str) -> dict:
+    """Measure with the components this process imports (``label``: 'after' / 'before')."""
+    from sfd_utils.compat import install
+
+    install()
+    import open_clip
+
+    from sfd_arch.clip_backbone import TINY_CLIP_CONFIGS
+
+    open_clip.add_model_config(TINY_CLIP_CONFIGS)
+    dp = resolve_d_profile(profile)
+    code_root = components_root()
+    started = time.time()
+    load = _load()
+    saved_threads = torch.get_num_threads()
+    if dp.threads:
+        torch.set_num_threads(dp.threads)
+    try:
+        with tempfile.TemporaryDirectory(prefix="sfd-d-iter-") as workdir, quiet_basicsr():
+            result = measure(dp, workdir)
+    finally:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(saved_threads)
+    return {
+        "code": label,
+        "code_root": code_root,
+        "commit": _git_commit(code_root),
+        "fast_path_option": has_fast_path(),
+        "threads": threads,
+        "wall_s": time.time() - started,
+        "load_avg": {"before": load, "after": _load()},
+        **result,
+    }
+
+
+CHILD_BOOT = (
+    "import importlib.util, os, sys\n"
+    "mine = sys.argv[1]\n"
+    "spec = importlib.util.spec_from_file_location('sfd_lab', os.path.join(mine, 'sfd_lab', '__init__.py'),"
+    " submodule_search_locations=[os.path.join(mine, 'sfd_lab')])\n"
+    "module = importlib.util.module_from_spec(spec)\n"
+    "sys.modules['sfd_lab'] = module\n"
+    "spec.loader.exec_module(module)\n"
+    "from sfd_lab.bench.d_iteration import child_main\n"
+    "sys.exit(child_main(sys.argv[2:]))\n"
+)
+
+
+def run_child(code_root: str, profile: str, label: str, workdir: str) -> dict:
+    """:func:`run_here` in a child process whose components come from ``code_root`` (this harness)."""
+    out = os.path.join(workdir, f"{label}.json")
+    env = {**os.environ, "PYTHONPATH": code_root}
+    cmd = [sys.executable, "-c", CHILD_BOOT, ROOT, "--profile", profile, "--label", label, "--json", out]
+    proc = subprocess.run([*cmd, "--expect-root", code_root], cwd=code_root, env=env)
+    if proc.returncode != 0 or not os.path.isfile(out):
+        raise RuntimeError(f"the {label} run ({code_root}) failed with exit status {proc.returncode}")
+    with open(out) as f:
+        return json.load(f)
+
+
+def components_root() -> str:
+    """The checkout this process imports the components (sfd_arch, sfd_model, ...) from."""
+    import sfd_arch
+    import sfd_model
+
+    roots = {os.path.dirname(os.path.dirname(os.path.abspath(m.__file__))) for m in (sfd_arch, sfd_model)}
+    if len(roots) != 1:
+        raise RuntimeError(f"sfd_arch and sfd_model come from different checkouts: {sorted(roots)}")
+    return roots.pop()
+
+
+def child_main(argv: list[str]) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--profile", required=True)
+    p.add_argument("--label", required=True)
+    p.add_argument("--json", required=True)
+    p.add_argument("--expect-root", required=True, help="the checkout the components must come from")
+    a = p.parse_args(argv)
+    found = components_root()
+    if os.path.realpath(found) != os.path.realpath(a.expect_root):
+        print(
+            f"d_iteration: the {a.label} run imports its components from {found}, not {a.expect_root}", file=sys.stderr
+        )
+        return 2
+    run = run_here(a.profile, a.label)
+    with open(a.json, "w") as f:
+        json.dump(run, f, indent=1, default=str)
+    return 0
+
+
+def resolve_d_profile(name: str) -> DProfile:
+    if name == "auto":
+        name = "gpu" if torch.cuda.is_available() else "cpu"
+    if name not in D_PROFILES:
+        raise ValueError(f"unknown profile {name!r}; choose from {sorted(D_PROFILES)} or 'auto'")
+    dp = D_PROFILES[name]
+    if dp.device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"profile {name!r} needs a CUDA device and none is available")
+    if dp.device == "auto":
+        dp = replace(dp, device="cuda" if torch.cuda.is_available() else "cpu")
+    return dp
+
+
+def run_d_iteration(
+    profile: str = "auto",
+    before_root: str | None = None,
+    out_dir: str | None = None,
+    command: str | None = None,
+    after_root: str | None = None,
+    tag: str | None = None,
+) -> dict:
+    """This checkout's D iteration (``after_root``'s instead when given), and ``before_root``'s; with
+    either root, each run is a child process importing that checkout's components. Writes
+    ``d_iteration-<device>-<date>[-<profile>][-<tag>].json/.md`` into ``out_dir`` (None: nothing)."""
+    dp = resolve_d_profile(profile)
+    meta = {
+        "command": command or " ".join(shlex.quote(a) for a in sys.argv),
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "profile": asdict(dp),
+        "device": device_name(torch.device(dp.device)),
+        "device_type": dp.device,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "load_avg_before": _load(),
+    }
+    runs = []
+    if before_root or after_root:
+        with tempfile.TemporaryDirectory(prefix="sfd-d-iter-runs-") as work:
+            if before_root:
+                runs.append(run_child(os.path.abspath(before_root), dp.name, "before", work))
+            runs.append(run_child(os.path.abspath(after_root or ROOT), dp.name, "after", work))
+    else:
+        runs.append(run_here(dp.name, "after"))
+    meta["load_avg_after"] = _load()
+    if tag:
+        meta["tag"] = tag
+    results = {"schema": SCHEMA, "meta": meta, "runs": runs, "comparison": compare_runs(runs)}
+    if out_dir:
+        results["files"] = write_results(results, out_dir)
+    return results
+
+
+def compare_runs(runs: list[dict]) -> list[dict]:
+    """Per configuration present in both runs: after / before of ops, launches and wall time."""
+    if len(runs) != 2:
+        return []
+    before = {c["name"]: c for c in runs[0]["configs"]}
+    out = []
+    for c in runs[1]["configs"]:
+        b = before.get(c["name"])
+        if b is None:
+            continue
+        out.append(
+            {
+                "name": c["name"],
+                "compute_ops": [b["dispatched"]["compute_ops"], c["dispatched"]["compute_ops"]],
+                "compute_ops_ratio": ratio_of(c["dispatched"]["compute_ops"], b["dispatched"]["compute_ops"]),
+                "casts": [b["dispatched"]["casts"], c["dispatched"]["casts"]],
+                "host_reads": [b["dispatched"]["host_reads"], c["dispatched"]["host_reads"]],
+                "launches": [b.get("launches"), c.get("launches")],
+                "wall_ms": [b["wall_ms"], c["wall_ms"]],
+                "wall_ratio": ratio_of(c["wall_ms"], b["wall_ms"]),
+            }
+        )
+    return out
+
+
+def write_results(results: dict, out_dir: str) -> dict:
+    from sfd_lab.bench.d_report import to_markdown
+
+    meta = results["meta"]
+    device = "cpu" if meta["device_type"] == "cpu" else meta["device"].lower().replace(" ", "-")
+    stem = f"d_iteration-{device}-{meta['date'][:10]}"
+    if meta["profile"]["name"] == "smoke":
+        stem += "-smoke"
+    if meta.get("tag"):
+        stem += "-" + "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in meta["tag"])
+    os.makedirs(out_dir, exist_ok=True)
+    path = os.path.join(out_dir, stem)
+    files = {"json": path + ".json", "markdown": path + ".md"}
+    results["files"] = files
+    with open(files["json"], "w") as f:
+        json.dump(results, f, indent=1, default=str)
+    with open(files["markdown"], "w") as f:
+        f.write(to_markdown(results))
+    return files
+
+
+def run_d_iteration_cli(args) -> int:
+    """``scripts/bench_d_iteration.py``: the namespace of :func:`sfd_lab.bench.cli.d_iteration_parser`."""
+    command = " ".join(shlex.quote(a) for a in ["python", "scripts/bench_d_iteration.py", *sys.argv[1:]])
+    results = run_d_iteration(
+        args.profile, args.before_root, args.out, command=command, after_root=args.after_root, tag=args.tag
+    )
+    print(open(results["files"]["markdown"]).read())
+    print(f"wrote {results['files']['json']} and {results['files']['markdown']}")
+    return 0

@@ -1,0 +1,1 @@
+"""Super-resolution programs: inference, evaluation, perception-distortion plot, export."""
