@@ -1,8 +1,8 @@
-"""Train the quality-aware tiny CLIP (open_clip `quality-tiny-rn`) on CPU from scikit-image's training
-photos and report its zero-shot quality accuracy on the held-out photos.
+"""Train the quality-aware tiny CLIP (open_clip `quality-tiny-rn`) on CPU from the training photos (the photo
+set's train split where prepared, else scikit-image's) and report its zero-shot quality accuracy on held-out photos.
 
 Thin entry point: the arguments are parsed before torch is imported (``--help`` answers at once);
-the program is ``sfd_lab.checks.quality_clip.run_train_quality_clip``.
+the program is ``sfd_lab.checks.quality_clip_heldout.run_train_quality_clip``.
 """
 
 import os
@@ -14,7 +14,7 @@ from sfd_utils.cli import launch  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
-    return launch(quality_clip_parser, "sfd_lab.checks.quality_clip:run_train_quality_clip", argv)
+    return launch(quality_clip_parser, "sfd_lab.checks.quality_clip_heldout:run_train_quality_clip", argv)
 
 
 if __name__ == "__main__":

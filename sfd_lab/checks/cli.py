@@ -6,9 +6,11 @@ import argparse
 
 LEARNING_CHECK_DOC = """SFD learning check on CPU: train Feat-D + TG-D against bicubic upsampling, test on held-out
 photos, then train a tiny generator against the frozen discriminator. Writes report.md / report.json."""
-QUALITY_CLIP_DOC = """Train the quality-aware tiny CLIP (open_clip `quality-tiny-rn`) on CPU from scikit-image's
-training photos, then report its zero-shot quality accuracy on the held-out photos. Writes an ordinary open_clip
-state_dict (use it as `clip_model: quality-tiny-rn`, `clip_pretrained: <file>`) and a JSON sidecar."""
+QUALITY_CLIP_DOC = """Train the quality-aware tiny CLIP (open_clip `quality-tiny-rn`) on CPU from the training photos
+(the train split of the lab's real photographs where scripts/prepare_photos.py prepared them, else scikit-image's),
+then report its zero-shot quality accuracy on held-out photos. Writes an ordinary open_clip state_dict (use it as
+`clip_model: quality-tiny-rn`, `clip_pretrained: <file>`) and a JSON sidecar. With --results-dir, also compares it
+with the same recipe trained on scikit-image's photos, zero-shot on held-out crops of both photo sources."""
 
 
 def learning_check_parser() -> argparse.ArgumentParser:
@@ -42,4 +44,22 @@ def quality_clip_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=2e-3, help="AdamW peak learning rate (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument(
+        "--photos",
+        choices=("auto", "scikit-image"),
+        default="auto",
+        help="training photos: auto = the photo set's train split where prepared, else scikit-image's (default)",
+    )
+    p.add_argument(
+        "--results-dir",
+        default=None,
+        help="write the before/after comparison quality_clip_photos-<date>.{json,md} here (e.g. benchmarks/results)",
+    )
     return p
+
+
+def quality_clip_command(a: argparse.Namespace) -> str:
+    """The command that reproduces a parsed ``scripts/train_quality_clip.py`` namespace (options given)."""
+    defaults = vars(quality_clip_parser().parse_args([]))
+    given = [f"--{k.replace('_', '-')} {v}" for k, v in vars(a).items() if k in defaults and v != defaults[k]]
+    return " ".join(["python scripts/train_quality_clip.py", *given])

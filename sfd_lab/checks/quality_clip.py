@@ -5,8 +5,10 @@ blurred crop to nearly the same final embedding, so TG-D and SFD-IQA cannot show
 claims. This module trains a tiny open_clip model (``quality-tiny-rn``, sfd_arch/clip_configs)
 contrastively on CPU in a few minutes:
 
-- images: random 64² crops of the *training* photos (sfd_utils.photos TRAIN_PHOTOS, and the gray
-  TRAIN_GRAY_PHOTOS), each batch half sharp and half the same crops degraded by one of bicubic
+- images: random 64² crops of the *training* photos: the train split of the lab's real photographs
+  (sfd_lab.photos, Debian's wallpaper photos) where they are prepared, else scikit-image's
+  (sfd_utils.photos TRAIN_PHOTOS and the gray TRAIN_GRAY_PHOTOS); each batch half sharp and half the
+  same crops degraded by one of bicubic
   down-up, Gaussian blur, Gaussian noise or JPEG at a random strength (every degradation a web-
   trained CLIP has seen; a degradation absent from the captions does not transfer);
 - captions: plain words for the condition (sharp / clean / high quality ... vs blurry / noisy /
@@ -15,8 +17,10 @@ contrastively on CPU in a few minutes:
   (same quality side, a degradation word only for crops with that degradation, a scene word only
   for crops of that scene), soft cross-entropy in both directions at CLIP's learnable temperature.
 
-The held-out photos (HELDOUT_PHOTOS) are never read while training; they are what the zero-shot
-evaluation (CLIP-IQA style fixed prompts, :mod:`sfd_metric.zero_shot_iqa`) is measured on.
+Validation and held-out photos (the photo set's val/test splits, scikit-image's HELDOUT_PHOTOS) are
+never read while training; the zero-shot evaluation (CLIP-IQA style fixed prompts,
+:mod:`sfd_metric.zero_shot_iqa`) is measured on them. :func:`cached_quality_clip` is the one entry the
+bake-off and the design studies use: it picks the training photos (:func:`default_settings`).
 The result is an ordinary open_clip state_dict file, loaded like a user's real weights with
 ``clip_model: quality-tiny-rn, clip_pretrained: <file>``, plus a JSON sidecar of training facts.
 """
@@ -37,6 +41,8 @@ import torch.nn.functional as F
 from sfd_utils.photos import HELDOUT_PHOTOS, SCENE, TRAIN_GRAY_PHOTOS, TRAIN_PHOTOS, load_photo, scene_overlap
 
 QUALITY_CLIP_MODEL = "quality-tiny-rn"
+SCIKIT_IMAGE = "scikit-image"  # photo sources of the training photos: scikit-image ships them,
+DEBIAN = "debian"  # or the photo set (sfd_lab.photos) prepared from Debian's packages
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEFAULT_FILE = os.path.join(ROOT, "experiments", "pretrained_models", "quality_clip_tiny.pt")
 CACHE_DIR = os.path.join(ROOT, "experiments", "cache", "quality_clip")
@@ -75,7 +81,9 @@ class QualityCLIPSettings:
     """Everything that decides the trained weights (the cache key is a hash of these).
 
     steps/batch: optimiser steps and images per step (half sharp, half degraded); crop: square crop
-    side in pixels; lr: AdamW peak learning rate (warm-up then cosine); photos: training photos.
+    side in pixels; lr: AdamW peak learning rate (warm-up then cosine); photos: training photos, by
+    name in ``photo_source``: "scikit-image" (sfd_utils.photos) or "debian:<first 12 hex digits of the
+    photo manifest's SHA-256>" (the train split of sfd_lab.photos; a stale manifest is refused).
     """
 
     clip_model: str = QUALITY_CLIP_MODEL
@@ -88,11 +96,68 @@ class QualityCLIPSettings:
     scene_prob: float = 0.5
     photos: tuple[str, ...] = TRAIN_PHOTOS + TRAIN_GRAY_PHOTOS
     seed: int = 0
+    photo_source: str = SCIKIT_IMAGE
 
     def key(self) -> str:
-        """Short hash of the settings and the trainer version."""
-        blob = json.dumps({"version": TRAINER_VERSION, **dataclasses.asdict(self)}, sort_keys=True)
+        """Short hash of the settings and the trainer version (``photo_source`` counts only when it is not
+        scikit-image, so the keys of files trained before the photo set existed stay valid)."""
+        fields = dataclasses.asdict(self)
+        if self.photo_source == SCIKIT_IMAGE:
+            del fields["photo_source"]
+        blob = json.dumps({"version": TRAINER_VERSION, **fields}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def default_settings(photos=None) -> QualityCLIPSettings:
+    """The bake-off's quality CLIP: trained on the train split of the lab's photographs where they are
+    prepared (``photos``: a :class:`sfd_lab.photos.PhotoSet`; None: :func:`sfd_lab.photos.photo_set`),
+    else on scikit-image's training photos (the fallback, e.g. in CI)."""
+    if photos is None:
+        from sfd_lab.photos import photo_set
+
+        photos = photo_set()
+    if photos.fallback or not photos.manifest_sha256:
+        return QualityCLIPSettings()
+    names = tuple(p.name for p in photos.train)
+    return QualityCLIPSettings(photos=names, photo_source=f"{DEBIAN}:{photos.manifest_sha256[:12]}")
+
+
+def training_photos(s: QualityCLIPSettings) -> list[tuple[str, str]]:
+    """(name, scene) of the settings' training photos; refuses a photo of a held-out scene, and for the
+    photo set a name outside its train split or a manifest other than the one the settings name."""
+    if s.photo_source == SCIKIT_IMAGE:
+        leaked = sorted(set(s.photos) & set(HELDOUT_PHOTOS)) or sorted(scene_overlap(s.photos, HELDOUT_PHOTOS))
+        if leaked:
+            raise ValueError(f"photos: {leaked} belong to the held-out scenes; the quality CLIP never trains on them")
+        return [(n, SCENE[n]) for n in s.photos]
+    ps = _debian_set(s)
+    train = {p.name: p for p in ps.train}
+    outside = sorted(set(s.photos) - set(train))
+    if outside:
+        raise ValueError(f"photos: {outside} are not in the photo set's train split (the quality CLIP's only photos)")
+    return [(n, train[n].scene) for n in s.photos]
+
+
+def _debian_set(s: QualityCLIPSettings):
+    """The prepared photo set the settings name (``debian:<sha>``); a clear error if it is not here."""
+    from sfd_lab.photos import PhotosNotPrepared, photo_set
+
+    kind, _, sha = s.photo_source.partition(":")
+    if kind != DEBIAN or not sha:
+        raise ValueError(f"photo_source: {s.photo_source!r} is neither {SCIKIT_IMAGE!r} nor '{DEBIAN}:<manifest sha>'")
+    ps = photo_set(allow_fallback=False)
+    if not (ps.manifest_sha256 or "").startswith(sha):
+        raise PhotosNotPrepared(
+            f"photo_source {s.photo_source}: the prepared photos come from manifest {str(ps.manifest_sha256)[:12]}"
+        )
+    return ps
+
+
+def _load(name: str, s: QualityCLIPSettings):
+    """(H, W, 3) uint8 RGB of a training photo of the settings."""
+    if s.photo_source == SCIKIT_IMAGE:
+        return load_photo(name)
+    return next(p for p in _debian_set(s).train if p.name == name).rgb()
 
 
 # -- degradations (float (3, H, W) in [0, 1] in, same out, quantised to 8 bits) ---------------------------
@@ -131,22 +196,25 @@ def degrade_crop(img: torch.Tensor, kind: str, strength: float, rng: np.random.G
 
 
 # -- data ---------------------------------------------------------------------------------------------------
-def _photo_pool(photos: tuple[str, ...], crop: int) -> list[tuple[str, np.ndarray]]:
-    """(photo name, (H, W, 3) uint8) for every training photo at full size and at 1/2 (area)."""
+def _photo_pool(photos, crop: int) -> list[tuple[str, np.ndarray]]:
+    """(scene, (H, W, 3) uint8) for every training photo at full size and at 1/2 (area); ``photos``:
+    settings (their training photos) or scikit-image photo names."""
     import cv2
 
+    if not isinstance(photos, QualityCLIPSettings):
+        photos = QualityCLIPSettings(photos=tuple(photos))
     pool = []
-    for name in photos:
-        img = load_photo(name)
-        pool.append((name, img))
+    for name, scene in training_photos(photos):
+        img = _load(name, photos)
+        pool.append((scene, img))
         half = cv2.resize(img, (img.shape[1] // 2, img.shape[0] // 2), interpolation=cv2.INTER_AREA)
         if min(half.shape[:2]) >= crop:
-            pool.append((name, half))
+            pool.append((scene, half))
     return pool
 
 
 def _random_crops(pool, n: int, crop: int, rng: np.random.Generator) -> tuple[torch.Tensor, list[str]]:
-    """(n, 3, crop, crop) float [0, 1] random crops (random flips) and their photo names."""
+    """(n, 3, crop, crop) float [0, 1] random crops (random flips) and their photos' scenes."""
     out, names = [], []
     for i in rng.integers(0, len(pool), size=n):
         name, img = pool[i]
@@ -185,14 +253,14 @@ def make_batch(pool, s: QualityCLIPSettings, rng: np.random.Generator):
     """One training batch -> (images (B, 3, c, c), captions [B], targets (B, B) with targets[i, j] = 1
     when caption j fits image i), half sharp crops and the same crops degraded."""
     half = s.batch // 2
-    sharp, names = _random_crops(pool, half, s.crop, rng)
+    sharp, scenes = _random_crops(pool, half, s.crop, rng)
     kinds = [DEGRADATION_KINDS[k] for k in rng.integers(0, len(DEGRADATION_KINDS), size=half)]
     degraded = torch.stack(
         [degrade_crop(sharp[i], k, float(rng.uniform(*STRENGTH_RANGE[k])), rng) for i, k in enumerate(kinds)]
     )
     images = torch.cat([sharp, degraded])
     img_kinds: list[str | None] = [None] * half + kinds
-    scenes = [SCENE[n] for n in names] * 2
+    scenes = scenes * 2
     captions, words, caption_scenes = [], [], []
     for kind, scene in zip(img_kinds, scenes):
         text, word, named = _caption(kind, scene, s.scene_prob, rng)
@@ -249,9 +317,7 @@ def train_quality_clip(
     import open_clip
 
     s = settings or QualityCLIPSettings()
-    leaked = sorted(set(s.photos) & set(HELDOUT_PHOTOS)) or sorted(scene_overlap(s.photos, HELDOUT_PHOTOS))
-    if leaked:
-        raise ValueError(f"photos: {leaked} belong to the held-out scenes; the quality CLIP never trains on them")
+    training_photos(s)  # refuses held-out photos before anything is built
     register_quality_clip()
     torch.manual_seed(s.seed)
     rng = np.random.default_rng(s.seed)
@@ -263,7 +329,7 @@ def train_quality_clip(
     opt = torch.optim.AdamW(
         [{"params": decay, "weight_decay": s.weight_decay}, {"params": rest, "weight_decay": 0.0}], lr=s.lr
     )
-    pool = _photo_pool(s.photos, s.crop)
+    pool = _photo_pool(s, s.crop)
     # CLIP's input normalisation, exactly as FrozenCLIP applies it when the weights are used later
     mean = torch.tensor(model.visual.preprocess_cfg["mean"]).view(1, 3, 1, 1)
     std = torch.tensor(model.visual.preprocess_cfg["std"]).view(1, 3, 1, 1)
@@ -299,7 +365,8 @@ def train_quality_clip(
         "settings_key": s.key(),
         "trainer_version": TRAINER_VERSION,
         "train_photos": list(s.photos),
-        "heldout_photos_never_used": list(HELDOUT_PHOTOS),
+        "photo_source": s.photo_source,
+        "heldout_photos_never_used": list(HELDOUT_PHOTOS) if s.photo_source == SCIKIT_IMAGE else "val and test splits",
         "degradations": {k: {"range": STRENGTH_RANGE[k]} for k in DEGRADATION_KINDS},
         "seconds": round(seconds, 1),
         "torch_threads": torch.get_num_threads(),
@@ -320,24 +387,35 @@ def sidecar_path(weights_file: str) -> str:
 
 
 # -- zero-shot evaluation --------------------------------------------------------------------------------------
-def heldout_eval_set(crop: int = 64, photos: tuple[str, ...] = HELDOUT_PHOTOS, seed: int = 0):
-    """Non-overlapping ``crop``² crops of the held-out photos, sharp and degraded by every kind at
-    EVAL_STRENGTH -> (sharp (N, 3, c, c), {kind: degraded (N, 3, c, c)})."""
+def heldout_eval_set(crop: int = 64, photos=HELDOUT_PHOTOS, seed: int = 0, max_per_photo: int | None = None):
+    """Non-overlapping ``crop``² crops of held-out photos (scikit-image names, or objects with ``rgb()``
+    such as :class:`sfd_lab.photos.Photo`), at most ``max_per_photo`` each (evenly spread), sharp and
+    degraded by every kind at EVAL_STRENGTH -> (sharp (N, 3, c, c), {kind: degraded (N, 3, c, c)})."""
     from sfd_utils.photos import tiles
 
     rng = np.random.default_rng(seed)
-    crops = [c for p in photos for c in tiles(load_photo(p), crop, crop)]
+    crops = []
+    for p in photos:
+        found = tiles(load_photo(p) if isinstance(p, str) else p.rgb(), crop, crop)
+        if max_per_photo and len(found) > max_per_photo:
+            found = [found[i] for i in np.linspace(0, len(found) - 1, max_per_photo).round().astype(int)]
+        crops += found
     sharp = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float() / 255.0
     degraded = {k: torch.stack([degrade_crop(c, k, EVAL_STRENGTH[k], rng) for c in sharp]) for k in DEGRADATION_KINDS}
     return sharp, degraded
 
 
 def evaluate_zero_shot(
-    clip_pretrained: str | None, clip_model: str = QUALITY_CLIP_MODEL, crop: int = 64, calibrate: bool = True
+    clip_pretrained: str | None,
+    clip_model: str = QUALITY_CLIP_MODEL,
+    crop: int = 64,
+    calibrate: bool = True,
+    photos=HELDOUT_PHOTOS,
+    max_per_photo: int | None = None,
 ) -> dict:
     """Zero-shot quality (fixed prompts, :class:`ZeroShotQuality`) of a CLIP loaded the way SFD loads
     it (FrozenCLIP, ``clip_pretrained`` a file or None = random weights with BatchNorm calibrated on
-    training crops) on held-out crops: sharp vs each degradation.
+    training crops) on crops of held-out ``photos`` (see :func:`heldout_eval_set`): sharp vs each degradation.
 
     Returns {auc, accuracy (balanced, threshold p = 0.5), per-kind auc/accuracy, n_crops, crop}.
     """
@@ -351,12 +429,16 @@ def evaluate_zero_shot(
         calib, _ = _random_crops(_photo_pool(TRAIN_PHOTOS, crop), 64, crop, rng)
         calibrate_random_clip(clip.clip, calib)
     scorer = ZeroShotQuality(clip, tile=crop)
-    sharp, degraded = heldout_eval_set(crop)
-    p_sharp = scorer.score_crops(sharp).numpy()
+    sharp, degraded = heldout_eval_set(crop, photos, max_per_photo=max_per_photo)
+
+    def score(crops: torch.Tensor) -> np.ndarray:
+        return torch.cat([scorer.score_crops(b) for b in crops.split(256)]).numpy()
+
+    p_sharp = score(sharp)
     out = {"crop": crop, "n_crops": len(sharp), "per_kind": {}}
     all_bad = []
     for kind, imgs in degraded.items():
-        p_bad = scorer.score_crops(imgs).numpy()
+        p_bad = score(imgs)
         all_bad.append(p_bad)
         out["per_kind"][kind] = {
             "auc": auc(p_sharp, p_bad),
@@ -373,10 +455,11 @@ def evaluate_zero_shot(
 def cached_quality_clip(
     settings: QualityCLIPSettings | None = None, cache_dir: str = CACHE_DIR, reuse: tuple[str, ...] = (DEFAULT_FILE,)
 ) -> str:
-    """Path of a quality CLIP trained with ``settings`` (default: the script's), trained once and then
-    reused: a file in ``reuse`` (e.g. the one scripts/train_quality_clip.py wrote) or in ``cache_dir``
-    (outside git) whose sidecar records the same settings hash; otherwise trained into ``cache_dir``."""
-    s = settings or QualityCLIPSettings()
+    """Path of a quality CLIP trained with ``settings`` (default: :func:`default_settings`, the photo
+    set's train split where it is prepared), trained once and then reused: a file in ``reuse`` (e.g.
+    the one scripts/train_quality_clip.py wrote) or in ``cache_dir`` (outside git) whose sidecar records
+    the same settings hash; otherwise trained into ``cache_dir``."""
+    s = settings or default_settings()
     path = os.path.join(cache_dir, f"{s.clip_model}-{s.key()}.pt")
     for candidate in (path, *reuse):
         side = sidecar_path(candidate)
@@ -386,22 +469,3 @@ def cached_quality_clip(
                     return candidate
     train_quality_clip(path, s, evaluate=False)
     return path
-
-
-def run_train_quality_clip(a) -> int:
-    """``scripts/train_quality_clip.py``: the namespace of :func:`sfd_lab.bench.cli.quality_clip_parser`."""
-    import json
-
-    if a.threads:
-        torch.set_num_threads(a.threads)
-    settings = QualityCLIPSettings(steps=a.steps, batch=a.batch, lr=a.lr, seed=a.seed)
-    facts = train_quality_clip(a.out, settings)
-    for size, z in facts["zero_shot_heldout"].items():
-        kinds = ", ".join(f"{k} {v['auc']:.3f}" for k, v in z["per_kind"].items())
-        print(
-            f"zero-shot on {z['n_crops']} held-out {size}² crops: AUC {z['auc']:.3f}, accuracy {z['accuracy']:.3f} "
-            f"(AUC per degradation: {kinds})"
-        )
-    print(f"weights: {a.out}\nfacts:   {sidecar_path(a.out)}")
-    print(json.dumps({"seconds": facts["seconds"], "settings_key": facts["settings_key"]}))
-    return 0
