@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from typing import NoReturn
 
 from sfd_arch.cuda_graphs import FAST_PATHS
+from sfd_arch.feat_discriminator_arch import FEAT_NORMS
 
 KEY = "network_d"
 CLIP_DTYPES = ("auto", "fp32", "bf16", "fp16")
@@ -57,7 +58,9 @@ CHECKS: dict[str, tuple[Callable[[object], bool], str]] = {
         "null or a list of layer numbers, e.g. [1, 2, 3]",
     ),
     "feat_mid_channels": (lambda v: _int(v) and v >= 1, "a positive integer"),
-    "feat_norm": (lambda v: v in ("rms", "none"), "'rms' or 'none'"),
+    "feat_norm": (lambda v: v in FEAT_NORMS, " | ".join(FEAT_NORMS)),
+    "feat_head_depth": (lambda v: _int(v) and v >= 0, "an integer >= 0"),
+    "feat_head_kernel": (lambda v: _int(v) and v >= 1 and v % 2 == 1, "an odd positive integer (1, 3, 5, ...)"),
     "n_ctx": (lambda v: _int(v) and v >= 1, "a positive integer"),
     "pos_words": (_text, "non-empty text"),
     "neg_words": (_text, "non-empty text"),

@@ -36,16 +36,31 @@ from sfd_utils.compat import basicsr_register
 CHECKPOINT_FORMAT = "sfd-discriminator"
 CHECKPOINT_VERSION = 1
 # Options that must match between a checkpoint and the network it is loaded into.
-STRUCTURAL_KEYS = ("clip_model", "feat_layers", "feat_mid_channels", "feat_norm", "n_ctx", "use_feat", "use_text")
+STRUCTURAL_KEYS = (
+    "clip_model",
+    "feat_layers",
+    "feat_mid_channels",
+    "feat_norm",
+    "feat_head_depth",
+    "feat_head_kernel",
+    "n_ctx",
+    "use_feat",
+    "use_text",
+)
+# Options added after checkpoints were first written: a checkpoint without the key was trained with this
+# value (the behaviour before the option existed), whatever today's default is.
+LEGACY_VALUES = {"feat_head_depth": 2, "feat_head_kernel": 3}
 
 
 class SFDLogits(NamedTuple):
     """feat: M per-position logit maps (B, 1, h_m, w_m) or []; text: (B,) TG-D logits or None;
-    text_features: the (2, D) prompt features ``text`` was computed with (None without TG-D)."""
+    text_features: the (2, D) prompt features ``text`` was computed with (None without TG-D);
+    feat_hidden: the Feat-D heads' activations, layer by layer (only when asked for: feature matching)."""
 
     feat: list[torch.Tensor]
     text: torch.Tensor | None
     text_features: torch.Tensor | None = None
+    feat_hidden: list[torch.Tensor] | None = None
 
 
 @basicsr_register("ARCH_REGISTRY")  # basicsr's ARCH_REGISTRY; also importable without basicsr (traiNNer)
@@ -58,8 +73,11 @@ class SFDDiscriminator(nn.Module):
             file, or None (random CLIP, pipeline checks only). Default: 'openai'.
         feat_layers (list[int] | None): CLIP middle layers for Feat-D (see FrozenCLIP).
         feat_mid_channels (int): Feat-D head width. Default: 256.
-        feat_norm (str): 'rms' (running-RMS scaling of each middle map, see FeatDiscriminator) or
-            'none'. Default: 'rms'.
+        feat_norm (str): 'rms' (running-RMS scaling of each middle map, see FeatDiscriminator),
+            'channel' (running per-channel standardisation) or 'none'. Default: 'rms'.
+        feat_head_depth (int): k x k convs in each Feat-D head between its two 1x1 convs. Default: 2.
+        feat_head_kernel (int): their (odd) kernel size k; a logit sees 1 + depth * (k - 1) map
+            positions a side. Default: 3.
         n_ctx (int): learnable context tokens per prompt. Default: 16.
         pos_words / neg_words (str): class words. Default: 'high quality photo.' / 'low quality photo.'.
         ctx_init (str | None): phrase initialising the contexts. Default: None (N(0, 0.02)).
@@ -111,6 +129,8 @@ class SFDDiscriminator(nn.Module):
         feat_layers: list[int] | None = None,
         feat_mid_channels: int = 256,
         feat_norm: str = "rms",
+        feat_head_depth: int = 2,
+        feat_head_kernel: int = 3,
         n_ctx: int = 16,
         pos_words: str = "high quality photo.",
         neg_words: str = "low quality photo.",
@@ -149,7 +169,15 @@ class SFDDiscriminator(nn.Module):
             )
             self.use_feat, self.use_text = bool(use_feat), bool(use_text)
             self.feat_disc = (
-                FeatDiscriminator(self.backbone.feat_channels, feat_mid_channels, feat_norm) if use_feat else None
+                FeatDiscriminator(
+                    self.backbone.feat_channels,
+                    feat_mid_channels,
+                    feat_norm,
+                    head_depth=feat_head_depth,
+                    head_kernel=feat_head_kernel,
+                )
+                if use_feat
+                else None
             )
             self.prompt_pair = (
                 LearnablePromptPair(self.backbone, n_ctx, pos_words, neg_words, ctx_init) if use_text else None
@@ -171,6 +199,8 @@ class SFDDiscriminator(nn.Module):
             "feat_layers": self.backbone.feat_layers,
             "feat_mid_channels": feat_mid_channels,
             "feat_norm": feat_norm,
+            "feat_head_depth": feat_head_depth,
+            "feat_head_kernel": feat_head_kernel,
             "n_ctx": self.prompt_pair.n_ctx if use_text else n_ctx,
             "pos_words": pos_words,
             "neg_words": neg_words,
@@ -258,14 +288,16 @@ class SFDDiscriminator(nn.Module):
         sims = embedding @ t.to(embedding.dtype).t()
         return self.backbone.logit_scale * (sims[:, 0] - sims[:, 1])
 
-    def logits(self, feats: CLIPFeatures, text_features: torch.Tensor | None = None) -> SFDLogits:
+    def logits(self, feats: CLIPFeatures, text_features: torch.Tensor | None = None, hidden: bool = False) -> SFDLogits:
         """Feat-D maps and TG-D logits of CLIP features; ``text_features`` (2, D): use these prompt
-        features (e.g. cached from the last D step) instead of running the text tower."""
-        feat = self.feat_disc(feats.middle) if self.use_feat else []
+        features (e.g. cached from the last D step) instead of running the text tower; ``hidden``:
+        also return the Feat-D heads' activations (``feat_hidden``, for feature matching)."""
+        acts = [] if hidden and self.use_feat else None
+        feat = self.feat_disc(feats.middle, acts) if self.use_feat else []
         if not self.use_text:
-            return SFDLogits(feat, None)
+            return SFDLogits(feat, None, None, acts)
         t = self.text_features() if text_features is None else text_features
-        return SFDLogits(feat, self.text_logit(feats.embedding, t), t)
+        return SFDLogits(feat, self.text_logit(feats.embedding, t), t, acts)
 
     def forward(self, x, mode: str = "image"):
         """mode 'image': x image batch -> one packed tensor (stock BasicSR models).
@@ -329,6 +361,8 @@ def decode_config(state) -> dict:
         raise ValueError(f"not an SFD discriminator checkpoint (format {meta.get('format')!r})")
     if meta.get("version", 0) > CHECKPOINT_VERSION:
         raise ValueError(f"SFD checkpoint version {meta['version']} is newer than this sfd-basicsr")
+    for key, value in LEGACY_VALUES.items():
+        meta.setdefault(key, value)
     return meta
 
 

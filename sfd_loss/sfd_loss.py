@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 
 import torch
+import torch.nn.functional as F
 from basicsr.losses.basic_loss import PerceptualLoss
 from basicsr.losses.gan_loss import GANLoss
 from basicsr.utils.registry import LOSS_REGISTRY
@@ -35,22 +36,37 @@ class SFDGANLoss(nn.Module):
             as in BasicSR). Default: 1.0.
         relativistic (bool): ESRGAN's relativistic average GAN: real and fake logits are judged
             relative to the mean of the other. Default: False.
+        feature_matching (bool): the generator term matches the discriminator's features instead of
+            fooling its logits: mean over the given activations of L1(fake, real), the pair being the
+            SR image and its own HR image (pix2pixHD's paired form); the discriminator term stays the
+            ``gan_type`` loss. Feat-D only (SFDModel passes the heads' activations); not with
+            ``relativistic``. Default: False.
 
     ``forward(real, fake, is_disc)``: real/fake are a tensor or list of tensors (same length);
-    ``real`` may be None for the non-relativistic generator term. Returns a scalar tensor.
+    ``real`` may be None for the non-relativistic, non-matching generator term. With
+    ``feature_matching`` the generator term takes activations, not logits. Returns a scalar tensor.
     """
 
-    def __init__(self, gan_type: str = "vanilla", loss_weight: float = 1.0, relativistic: bool = False) -> None:
+    def __init__(
+        self,
+        gan_type: str = "vanilla",
+        loss_weight: float = 1.0,
+        relativistic: bool = False,
+        feature_matching: bool = False,
+    ) -> None:
         super().__init__()
+        if relativistic and feature_matching:
+            raise ValueError("SFDGANLoss: relativistic and feature_matching are two generator terms; choose one")
         self.gan = GANLoss(gan_type, loss_weight=loss_weight)
         self.relativistic = relativistic
+        self.feature_matching = feature_matching
         self.loss_weight = loss_weight
 
     def forward(self, real, fake, is_disc: bool) -> torch.Tensor:
         reals, fakes = _as_list(real), _as_list(fake)
         if not fakes:
             raise ValueError("SFDGANLoss: no fake logits given")
-        if (self.relativistic or is_disc) and len(reals) != len(fakes):
+        if (self.relativistic or self.feature_matching or is_disc) and len(reals) != len(fakes):
             raise ValueError(f"SFDGANLoss: {len(reals)} real vs {len(fakes)} fake logit tensors")
         terms = []
         for i, f in enumerate(fakes):
@@ -60,6 +76,8 @@ class SFDGANLoss(nn.Module):
                 terms.append(t / 2)
             elif is_disc:
                 terms.append(self.gan(reals[i], True, is_disc=True) + self.gan(f, False, is_disc=True))
+            elif self.feature_matching:
+                terms.append(F.l1_loss(f, reals[i].detach()) * self.loss_weight)
             elif self.relativistic:
                 r = reals[i].detach()
                 t = self.gan(r - f.mean(), False, is_disc=False) + self.gan(f - r.mean(), True, is_disc=False)

@@ -157,6 +157,8 @@ def build_discriminator(
             feat_layers=config["feat_layers"],
             feat_mid_channels=config["feat_mid_channels"],
             feat_norm=config["feat_norm"],
+            feat_head_depth=config["feat_head_depth"],  # decode_config fills what older checkpoints lack
+            feat_head_kernel=config["feat_head_kernel"],
             n_ctx=config["n_ctx"],
             pos_words=config.get("pos_words", "high quality photo."),
             neg_words=config.get("neg_words", "low quality photo."),

@@ -126,6 +126,8 @@ class SFDModel(ResumableMixin, SRGANModel):
             return None
         if not opt:
             raise KeyError(f"train.{key} is required while network_d uses that discriminator (type: SFDGANLoss)")
+        if key == "text_gan_opt" and opt.get("feature_matching"):
+            raise ValueError("train.text_gan_opt.feature_matching: TG-D has one logit, no features to match")
         return build_loss(opt).to(self.device)
 
     def _autocast(self):
@@ -188,13 +190,15 @@ class SFDModel(ResumableMixin, SRGANModel):
                 feats_fake = disc.extract(self.output)  # CLIP forward 2 of 2: SR, with grad to it
                 # Bare module: no D gradient in this step, so DDP must not expect one.
                 text_feats = self._cached_text_features(disc)
-                fake = disc.logits(feats_fake, text_feats)
+                match = bool(getattr(self.cri_feat, "feature_matching", False))  # G term on the heads' activations
+                fake = disc.logits(feats_fake, text_feats, hidden=match)
                 real = None
-                if self._relativistic():
+                if self._relativistic() or match:
                     with torch.no_grad():
-                        real = disc.logits(feats_real, text_feats)
+                        real = disc.logits(feats_real, text_feats, hidden=match)
                 if self.cri_feat:
-                    loss_dict["l_g_feat"] = self.cri_feat(real.feat if real else None, fake.feat, is_disc=False)
+                    r, f = (real.feat_hidden, fake.feat_hidden) if match else (real.feat if real else None, fake.feat)
+                    loss_dict["l_g_feat"] = self.cri_feat(r, f, is_disc=False)
                     l_g_total = l_g_total + loss_dict["l_g_feat"]
                 if self.cri_text:
                     loss_dict["l_g_text"] = self.cri_text(real.text if real else None, fake.text, is_disc=False)

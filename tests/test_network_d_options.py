@@ -22,12 +22,14 @@ from sfd_arch.sfd_discriminator_arch import SFDDiscriminator, decode_config, opt
 OPTIONS_DOC = os.path.join(ROOT, "docs", "options.md")
 
 
-def documented_options() -> dict[str, str]:
-    """option -> default cell of the table in docs/options.md."""
-    rows = {}
+def documented_options(section: str = "# `network_d` options") -> dict[str, str]:
+    """option -> default cell of the table under the heading starting with ``section`` in docs/options.md."""
+    rows, inside = {}, False
     for line in open(OPTIONS_DOC, encoding="utf-8"):
+        if line.startswith("#"):
+            inside = line.startswith(section)
         m = re.match(r"\| `(\w+)` \| `([^`]*)` \|", line)
-        if m:
+        if m and inside:
             rows[m.group(1)] = m.group(2)
     return rows
 
@@ -47,6 +49,15 @@ def test_options_table_lists_exactly_the_constructor_parameters_with_their_defau
     assert "docs/options.md" in readme and "options.md" in trainner
 
 
+def test_sfd_gan_loss_table_is_its_constructor():
+    from sfd_loss.sfd_loss import SFDGANLoss
+
+    params = list(inspect.signature(SFDGANLoss).parameters.values())
+    rows = documented_options("## `train.feat_gan_opt` / `train.text_gan_opt`")
+    assert list(rows) == [p.name for p in params]
+    assert {k: yaml.safe_load(v) for k, v in rows.items()} == {p.name: p.default for p in params}
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
@@ -54,7 +65,10 @@ def test_options_table_lists_exactly_the_constructor_parameters_with_their_defau
         ({"feat_layer": [1]}, r"^network_d\.feat_layer \(did you mean feat_layers"),
         ({"n_ctxx": 4, "bogus": 1}, r"^network_d\.bogus, network_d\.n_ctxx \(did you mean n_ctx\?\): unknown options"),
         ({"use_text": "false"}, r"^network_d\.use_text: must be true or false, got 'false'$"),
-        ({"feat_norm": "RMS"}, r"^network_d\.feat_norm: must be 'rms' or 'none'"),
+        ({"feat_norm": "RMS"}, r"^network_d\.feat_norm: must be rms \| channel \| none, got 'RMS'$"),
+        ({"feat_head_depth": -1}, r"^network_d\.feat_head_depth: must be an integer >= 0, got -1$"),
+        ({"feat_head_kernel": 4}, r"^network_d\.feat_head_kernel: must be an odd positive integer"),
+        ({"feat_head_kernel": True}, r"^network_d\.feat_head_kernel: must be an odd positive integer"),
         ({"n_ctx": 0}, r"^network_d\.n_ctx: must be a positive integer, got 0$"),
         ({"feat_layers": 2}, r"^network_d\.feat_layers: must be null or a list"),
         ({"clip_dtype": "half"}, r"^network_d\.clip_dtype: must be auto \| fp32 \| bf16 \| fp16"),
