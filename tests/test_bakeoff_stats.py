@@ -45,6 +45,7 @@ def test_identical_images_are_exactly_indistinguishable(hr):
     assert r["accuracy"] == 0.5 and r["fold_accuracy"] == [0.5] * 3 and r["ci95"] == [0.5, 0.5]
     assert sorted(s for fold in r["folds"] for s in fold) == sorted(SCENES)  # every scene held out once
     assert set(r["per_scene"]) == set(SCENES) and r["n_patches"] == 2 * 6 * 36
+    assert r["per_image"] == {s: [0.5] for s in SCENES}
 
 
 def test_same_distribution_is_near_chance_and_degraded_hr_is_told_apart(hr):
@@ -70,6 +71,9 @@ def test_realism_test_is_deterministic_and_refuses_mismatched_inputs(hr):
     blur = _map(hr, lambda im: cv2.GaussianBlur(im, (0, 0), 1.0))
     small = {**FAST, "steps": 10}
     assert realism_test(hr, blur, **small) == realism_test(hr, blur, **small)
+    # two "seeds" pooled: the blurred one and an exact copy; the copy's pairs are exactly 50 %
+    pooled = realism_test({k: v * 2 for k, v in hr.items()}, {k: blur[k] + hr[k] for k in hr}, **small)
+    assert all(len(v) == 2 and v[1] == 0.5 for v in pooled["per_image"].values()), pooled["per_image"]
     with pytest.raises(ValueError, match="different scenes"):
         realism_test(hr, {k: v for k, v in blur.items() if k != "ihc"}, **small)
     with pytest.raises(ValueError, match="equal-sized"):

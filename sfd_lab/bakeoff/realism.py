@@ -123,20 +123,22 @@ def patch_cells(img: np.ndarray, patch: int, n: int, rng: np.random.Generator) -
 
 
 def _patches(hr: dict, sr: dict, scenes: list[str], patch: int, per_image: int, seed: int) -> dict:
-    """{scene: (HR (N, 3, P, P), SR (N, 3, P, P))} float tensors, the same cells for both."""
+    """{scene: (HR (N, 3, P, P), SR (N, 3, P, P), image index (N,))}: float patches, the same cells
+    for both, and which of the scene's images each pair comes from."""
     out = {}
     for k, scene in enumerate(scenes):
         rng = np.random.default_rng([seed, 3, k])
-        a, b = [], []
-        for hr_img, sr_img in zip(hr[scene], sr[scene]):
+        a, b, owner = [], [], []
+        for i, (hr_img, sr_img) in enumerate(zip(hr[scene], sr[scene])):
             for t, s in patch_cells(hr_img, patch, per_image, rng):
                 a.append(hr_img[t : t + patch, s : s + patch])
                 b.append(sr_img[t : t + patch, s : s + patch])
+                owner.append(i)
 
         def stack(xs: list) -> torch.Tensor:
             return torch.from_numpy(np.stack(xs)).permute(0, 3, 1, 2).float() / 255.0
 
-        out[scene] = (stack(a), stack(b))
+        out[scene] = (stack(a), stack(b), np.asarray(owner))
     return out
 
 
@@ -181,13 +183,13 @@ def _train_critic(hr: torch.Tensor, sr: torch.Tensor, o: dict, seed: int) -> tup
 
 
 @torch.no_grad()
-def _correct(critic: PatchCritic, hr: torch.Tensor, sr: torch.Tensor, chunk: int = 256) -> tuple[int, int]:
-    """(right answers, patches) of a critic on HR (should say 0) and SR (should say 1) patches."""
-    right = 0
+def _right_per_pair(critic: PatchCritic, hr: torch.Tensor, sr: torch.Tensor, chunk: int = 256) -> np.ndarray:
+    """(N,) right answers (0, 1 or 2) per HR/SR pair: HR should get logit < 0, SR > 0."""
+    right = np.zeros(hr.shape[0], dtype=np.int64)
     for x, label in ((hr, False), (sr, True)):
-        for i in range(0, x.shape[0], chunk):
-            right += int(((critic(x[i : i + chunk]) > 0) == label).sum())
-    return right, hr.shape[0] + sr.shape[0]
+        said = torch.cat([critic(x[i : i + chunk]) > 0 for i in range(0, x.shape[0], chunk)])
+        right += (said == label).numpy()
+    return right
 
 
 def realism_test(
@@ -219,7 +221,8 @@ def realism_test(
     Returns:
         ``accuracy`` (pooled over every held-out patch; 0.5 = indistinguishable), ``ci95`` (bootstrap
         over scenes), ``fold_accuracy`` (list), ``fold_mean`` / ``fold_std`` (ddof 1), ``per_scene``
-        {scene: {"accuracy", "n"}}, ``train_accuracy`` (per fold: the critic's fit on its own
+        {scene: {"accuracy", "n"}}, ``per_image`` {scene: [accuracy of each listed image]} (e.g. per
+        seed when seeds were pooled), ``train_accuracy`` (per fold: the critic's fit on its own
         training batches), ``folds`` (the scene groups), ``n_patches`` (HR + SR) and ``settings``.
 
     Raises:
@@ -233,7 +236,7 @@ def realism_test(
     scenes = _check_pairs(hr, sr)
     data = _patches(hr, sr, scenes, patch, patches_per_image, seed)
     groups = assign_folds(scenes, folds, seed)
-    per_scene, fold_acc, train_acc = {}, [], []
+    per_scene, per_image, fold_acc, train_acc = {}, {}, [], []
     for f, held in enumerate(groups):
         train = [s for s in scenes if s not in held]
         critic, fit = _train_critic(
@@ -241,8 +244,10 @@ def realism_test(
         )
         right_f, n_f = 0, 0
         for s in held:
-            right, n = _correct(critic, *data[s])
+            pair_right, owner = _right_per_pair(critic, data[s][0], data[s][1]), data[s][2]
+            right, n = int(pair_right.sum()), 2 * len(pair_right)
             per_scene[s] = {"accuracy": right / n, "n": n}
+            per_image[s] = [float(pair_right[owner == i].mean() / 2) for i in range(len(hr[s]))]
             right_f, n_f = right_f + right, n_f + n
         fold_acc.append(right_f / n_f)
         train_acc.append(round(fit, 4))
@@ -257,6 +262,7 @@ def realism_test(
         "fold_mean": float(np.mean(fold_acc)),
         "fold_std": float(np.std(fold_acc, ddof=1)) if len(fold_acc) > 1 else 0.0,
         "per_scene": {s: per_scene[s] for s in scenes},
+        "per_image": {s: per_image[s] for s in scenes},
         "train_accuracy": train_acc,
         "folds": groups,
         "n_patches": int(n.sum()),
