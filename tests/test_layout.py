@@ -19,7 +19,8 @@ HOSTS = {"sfd_trainner"}
 PRODUCT = COMPONENTS | HELPERS | PROGRAMS | HOSTS  # what the wheel installs
 # the lab (repository only): rooms inside sfd_lab
 BENCH = {"sfd_lab.bench", "sfd_lab.checks", "sfd_lab.timing"}  # benchmarks; learning checks; shared timing
-LAB = BENCH | {"sfd_lab.bakeoff", "sfd_lab.gpu_check", "sfd_lab"}
+PHOTOS = {"sfd_lab.photos"}  # the real photographs, split by scene
+LAB = BENCH | PHOTOS | {"sfd_lab.bakeoff", "sfd_lab.gpu_check", "sfd_lab"}
 PACKAGES = PRODUCT | {"sfd_lab"}
 # room -> the rooms of ours it may import (besides itself); no product room imports the lab
 ALLOWED = {
@@ -29,10 +30,11 @@ ALLOWED = {
     "sfd_trainner": COMPONENTS | HELPERS,
     "sfd_lab": set(),
     "sfd_lab.timing": set(),
-    "sfd_lab.bench": COMPONENTS | HELPERS | PROGRAMS | {"sfd_lab.timing"},
-    "sfd_lab.checks": COMPONENTS | HELPERS | PROGRAMS,
-    "sfd_lab.bakeoff": COMPONENTS | HELPERS | PROGRAMS | BENCH,
-    "sfd_lab.gpu_check": COMPONENTS | HELPERS | PROGRAMS | BENCH,
+    "sfd_lab.photos": HELPERS,
+    "sfd_lab.bench": COMPONENTS | HELPERS | PROGRAMS | PHOTOS | {"sfd_lab.timing"},
+    "sfd_lab.checks": COMPONENTS | HELPERS | PROGRAMS | PHOTOS,
+    "sfd_lab.bakeoff": COMPONENTS | HELPERS | PROGRAMS | BENCH | PHOTOS,
+    "sfd_lab.gpu_check": COMPONENTS | HELPERS | PROGRAMS | BENCH | PHOTOS,
 }
 
 
