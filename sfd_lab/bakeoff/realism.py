@@ -176,7 +176,7 @@ def _train_critic(hr: torch.Tensor, sr: torch.Tensor, o: dict, seed: int) -> tup
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        if step >= o["steps"] * 0.8:
+        if step >= o["steps"] - max(1, o["steps"] // 5):
             tail_right += int(((logits > 0).float() == labels).sum())
             tail_n += labels.numel()
     return critic.eval(), tail_right / max(1, tail_n)

@@ -1,377 +1,439 @@
-"""The bake-off's numbers and pictures: mean ± spread over seeds, paired differences against SFD, the
-perception-distortion plot (every method and seed), a montage (one column per method), the SFD-IQA
-ranking summary and the Markdown report (the runs themselves: sfd_lab.bakeoff.run)."""
+"""The bake-off's report: assembled from the task results (:func:`build_report`), rendered as Markdown
+(:func:`render_markdown`) and written with its pictures (:func:`write_report`).
+
+Every sentence of the form "A beats B on X" is generated from a paired interval that excludes zero
+(sfd_lab.bakeoff.stats); otherwise the sentence says "no difference shown". A perceptual measure that
+ranks a sanity row (bicubic + noise, unsharp masking) above a trained method is flagged, and its
+sentences say that they cannot stand alone.
+"""
 
 from __future__ import annotations
 
+import glob
+import json
 import math
 import os
+import shutil
+import statistics
 
 import numpy as np
 
-from sfd_lab.bakeoff.contestants import CONTESTANTS
+from sfd_lab.bakeoff import analysis
+from sfd_lab.bakeoff.contestants import CONTESTANTS, LEARNED_ACCURACY, ROOT
+from sfd_lab.bakeoff.data import SANITY_ROWS, USM
+from sfd_lab.bakeoff.evaluate import MEASURES
+from sfd_lab.bakeoff.figures import montage, plot_frontier
+from sfd_lab.bakeoff.realism import PatchCritic
 
-# measure -> (name in tables, which way is better)
-MEASURES = {
-    "psnr": ("PSNR-Y (dB)", "higher"),
-    "ssim": ("SSIM-Y", "higher"),
-    "niqe": ("NIQE", "lower"),
-    "judge": ("judge", "higher"),
-}
-REFERENCES = ("hr", "bicubic", "stage1")
-REFERENCE_LABELS = {
-    "hr": "HR (the ground truth itself)",
-    "bicubic": "Bicubic",
-    "stage1": "Stage 1 (L1, start of every run)",
-}
-# The committed fixed-bicubic discriminator numbers (pooled ranking SROCC, quality CLIP, 64² tiles)
-COMMITTED_FIXED = {
-    "file": "iqa_ranking-quality_clip-cpu-2026-11-30.md",
-    "q": {"downup": 0.952, "blur": 0.949, "noise": 0.414, "jpeg": 0.199},
-    "niqe": {"downup": 0.898, "blur": 0.877, "noise": 0.870, "jpeg": 0.288},
-}
+REF_LABELS = {"hr": "HR (the photos themselves)", **SANITY_ROWS, "stage1": "Stage 1 (L1, start of every run)"}
+DIGITS = {"psnr": 2, "ssim": 4, "niqe": 2, "realism": 3}
+DELTA_DIGITS = {"psnr": 3, "ssim": 4, "niqe": 3, "realism": 3}
+FEATD_GLOB = os.path.join(ROOT, "benchmarks", "results", "featd_study-*.md")
 
 
-def _stats(values: list[float]) -> dict:
-    v = np.asarray(values, dtype=np.float64)
-    return {
-        "mean": float(v.mean()),
-        "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
-        "min": float(v.min()),
-        "max": float(v.max()),
-        "n": len(v),
-    }
+def _runs_of(results: dict, s, key: str, w: float) -> list[tuple[dict, dict]]:
+    """[(training facts, test result)] per seed of one method."""
+    from sfd_lab.bakeoff.run import _lrsel_id, _run_id, reused_run
 
-
-def aggregate(evals: dict, settings) -> dict:
-    """Per contestant and measure: every seed's mean over the held-out images, and mean / std (over
-    seeds, ddof 1) / min / max; the references' means; each measure's order (best first); and per
-    contestant the per-seed difference to SFD (same seed = same data order), with how many seeds
-    SFD was better on."""
-    out = {"references": {}, "contestants": {}, "order": {}, "vs_sfd": {}}
-    for ref in REFERENCES:
-        out["references"][ref] = {m: evals[ref]["mean"].get(m) for m in MEASURES}
-    for key in settings.contestants:
-        per_seed = {str(s): {m: evals[(key, s)]["mean"][m] for m in MEASURES} for s in settings.seeds}
-        out["contestants"][key] = {
-            "label": CONTESTANTS[key].label,
-            "per_seed": per_seed,
-            **{m: _stats([per_seed[str(s)][m] for s in settings.seeds]) for m in MEASURES},
-        }
-    for m, (_, better) in MEASURES.items():
-        keys = sorted(out["contestants"], key=lambda k: out["contestants"][k][m]["mean"], reverse=better == "higher")
-        out["order"][m] = keys
-    if "sfd" in out["contestants"]:
-        sfd = out["contestants"]["sfd"]["per_seed"]
-        for key, c in out["contestants"].items():
-            if key == "sfd":
-                continue
-            row = {}
-            for m, (_, better) in MEASURES.items():
-                diffs = [sfd[s][m] - c["per_seed"][s][m] for s in sfd]
-                wins = sum((d > 0) if better == "higher" else (d < 0) for d in diffs)
-                row[m] = {**_stats(diffs), "sfd_better_seeds": wins}
-            out["vs_sfd"][key] = row
+    out = []
+    for seed in s.seeds:
+        rid = _run_id(key, w, seed)
+        if reused_run(s, key, w, seed):
+            lr = analysis.choose_lr({x: results[_lrsel_id(key, x)] for x in s.lr_grid})["chosen"]
+            train = results[_lrsel_id(key, lr)]
+        else:
+            train = results[f"train-{rid}"]
+        out.append((train, results[f"test-{rid}"]))
     return out
 
 
-# -- pictures ------------------------------------------------------------------------------------------------
-def plot_bakeoff_pd(summary: dict, path: str, quick: bool = False) -> str:
-    """Two perception-distortion panels (PSNR-Y against NIQE and against the judge): every contestant
-    and seed as a small marker, each contestant's mean over seeds as a large one with ±1 std bars,
-    bicubic and stage 1 as references and HR's value as a line. Writes a PNG; returns its path."""
-    import matplotlib
+def _costs(results: dict) -> list[dict]:
+    """Measured wall seconds per kind of task (median and total)."""
+    kinds: dict[str, list[float]] = {}
+    for tid, r in results.items():
+        parts = tid.split("-")
+        if parts[0] in ("lrsel", "train"):
+            kind = f"{parts[0]} {parts[1]}"
+        elif parts[0] == "realism":
+            ref = parts[1] in (*SANITY_ROWS, "stage1")
+            kind = "realism test (reference)" if ref else "realism test (seeds pooled)"
+        elif parts[0] in ("test", "ref", "capacity"):
+            kind = {"test": "held-out evaluation", "ref": "reference row", "capacity": "capacity"}[parts[0]]
+        else:
+            kind = parts[0]
+        kinds.setdefault(kind, []).append(r.get("task_wall_s", 0.0))
+    return [
+        {"kind": k, "n": len(v), "median_s": round(statistics.median(v), 1), "total_s": round(sum(v), 1)}
+        for k, v in sorted(kinds.items())
+    ]
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    colors = plt.get_cmap("tab10")
-    seed_markers = "osD^vP*X"
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.8), dpi=100)
-    refs = summary["references"]
-    for ax, y in zip(axes, ("niqe", "judge")):
-        for i, c in enumerate(summary["contestants"].values()):
-            color = colors(i % 10)
-            for j, vals in enumerate(c["per_seed"].values()):
-                ax.scatter(
-                    vals["psnr"], vals[y], s=22, color=color, alpha=0.55, marker=seed_markers[j % 8], linewidths=0
+def build_report(run: dict, results: dict, s) -> dict:
+    """The report dict from the run facts and every task result."""
+    prep = results["prepare"]
+    scenes = sorted({p["scene"] for p in prep["splits"]["test"]})
+    grids, methods, runs, labels = {}, {}, [], dict(REF_LABELS)
+    lr_choice = {
+        k: analysis.choose_lr({x: results[f"lrsel-{k}-lr{x:g}"] for x in s.lr_grid})
+        for k in s.contestants
+        if CONTESTANTS[k].has_d
+    }
+    for key in s.contestants:
+        c = CONTESTANTS[key]
+        for w in s.weights_of(key):
+            mid = analysis.method_id(key, w)
+            pairs = _runs_of(results, s, key, w)
+            realism = results[f"realism-{key}-w{w:g}"]
+            grids[mid] = analysis.measure_grid([t["per_image"] for _, t in pairs], realism["per_seed_image"], scenes)
+            labels[mid] = c.label + ("" if key == "l1" else f", GAN weight {w:g}")
+            methods[mid] = {
+                "key": key,
+                "gan_weight": w,
+                "label": c.label,
+                "d_lr": lr_choice[key]["chosen"] if c.has_d else None,
+                "learned": analysis.learned([f for f, _ in pairs]) if c.has_d else None,
+                "capacity": {k: v for k, v in results[f"capacity-{key}"].items() if not k.startswith("task_")}
+                if c.has_d
+                else None,
+                "s_per_iter": statistics.median(f["s_per_iter"] for f, _ in pairs),
+                "realism": {k: realism[k] for k in ("accuracy", "ci95", "fold_accuracy", "fold_mean", "fold_std")}
+                | {"train_accuracy": realism["train_accuracy"], "folds": realism["folds"]},
+            }
+            for j, (seed, (facts, test)) in enumerate(zip(s.seeds, pairs)):
+                per_image = {n: {**r, "realism": realism["per_seed_image"][j][n]} for n, r in test["per_image"].items()}
+                runs.append(
+                    {
+                        "method": mid,
+                        "contestant": key,
+                        "gan_weight": w,
+                        "d_lr": facts["d_lr"],
+                        "seed": seed,
+                        "seconds": facts["seconds"],
+                        "s_per_iter": facts["s_per_iter"],
+                        **{k: facts[k] for k in ("d_acc_final", "d_acc_max", "d_acc_last3") if k in facts},
+                        "generator_losses": facts["generator_losses"],
+                        "curve": facts["curve"],
+                        "per_image": per_image,
+                    }
                 )
-            ax.errorbar(
-                c["psnr"]["mean"], c[y]["mean"], xerr=c["psnr"]["std"], yerr=c[y]["std"], fmt="o", ms=9,
-                color=color, mec="black", mew=0.6, capsize=2, label=c["label"], zorder=3,
-            )  # fmt: skip
-        for ref, marker in (("bicubic", "x"), ("stage1", "P")):
-            ax.scatter(refs[ref]["psnr"], refs[ref][y], marker=marker, s=70, color="black", zorder=4,
-                       label=REFERENCE_LABELS[ref].split(" (")[0] if ref == "bicubic" else "Stage 1 (L1)")  # fmt: skip
-        if refs["hr"].get(y) is not None:
-            ax.axhline(refs["hr"][y], color="gray", ls="--", lw=1)
-            ax.annotate("HR", (ax.get_xlim()[0], refs["hr"][y]), xytext=(4, 3), textcoords="offset points", fontsize=8)
-        better = MEASURES[y][1]
-        ax.set_xlabel("PSNR-Y (dB), higher is better")
-        ax.set_ylabel(f"{MEASURES[y][0]}, {better} is better")
-        ax.grid(True, alpha=0.3)
-        ax.ticklabel_format(useOffset=False)
-        corner = (ax.get_xlim()[1], ax.get_ylim()[1 if better == "higher" else 0])
-        ax.scatter(*corner, marker="*", s=220, color="gold", edgecolor="black", zorder=5, clip_on=False)
-    axes[0].set_title("NIQE (BasicSR) vs PSNR")
-    axes[1].set_title("independent judge (zero-shot quality CLIP) vs PSNR")
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=5, fontsize=8, frameon=False)
-    seeds = ", ".join(
-        f"{seed_markers[j % 8]} seed {s}" for j, s in enumerate(next(iter(summary["contestants"].values()))["per_seed"])
-    )
-    fig.suptitle(
-        ("QUICK REHEARSAL (numbers mean nothing) — " if quick else "")
-        + f"Bake-off on held-out crops: large marker = mean ± 1 std over seeds; small: {seeds}; ★ better corner",
-        fontsize=9,
-    )
-    fig.tight_layout(rect=(0, 0.1, 1, 0.95))
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
-
-
-def _detail_window(img: np.ndarray, size: int) -> tuple[int, int]:
-    """Top-left of the ``size``² window with the most gradient energy (where SR detail shows)."""
-    gray = img.astype(np.float32).mean(-1)
-    energy = np.abs(np.diff(gray, axis=0))[:, :-1] + np.abs(np.diff(gray, axis=1))[:-1]
-    best, pos, step = -1.0, (0, 0), max(1, size // 4)
-    for t in range(0, energy.shape[0] - size + 1, step):
-        for s in range(0, energy.shape[1] - size + 1, step):
-            e = float(energy[t : t + size, s : s + size].sum())
-            if e > best:
-                best, pos = e, (t, s)
-    return pos
-
-
-def montage(ref_dirs: dict, contestant_dirs: dict, path: str, rows: int = 2, size: int = 96) -> str:
-    """One column per method (HR, bicubic, stage 1, each contestant's first seed), one row per
-    held-out image (the most detailed image of each photo, its most detailed ``size``² window).
-    Writes a PNG; returns its path."""
-    import cv2
-
-    names = sorted(f for f in os.listdir(ref_dirs["hr"]) if f.endswith("_out.png"))
-    by_photo: dict[str, list[str]] = {}
-    for n in names:
-        by_photo.setdefault(n.rsplit("_", 2)[0], []).append(n)
-    picks = []
-    for group in by_photo.values():
-        imgs = {n: cv2.imread(os.path.join(ref_dirs["hr"], n)) for n in group}
-        picks.append(max(group, key=lambda n: float(np.abs(np.diff(imgs[n].astype(np.float32), axis=1)).mean())))
-    picks = picks[:rows]
-    columns = [(REFERENCE_LABELS[r].split(" (")[0], ref_dirs[r]) for r in REFERENCES]
-    columns += [(CONTESTANTS[k].short, d) for k, d in contestant_dirs.items()]
-    head = np.full((16, len(columns) * (size + 2), 3), 255, np.uint8)
-    for i, (label, _) in enumerate(columns):
-        cv2.putText(
-            head, label[:16], (i * (size + 2) + 2, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.32, (0, 0, 0), 1, cv2.LINE_AA
-        )
-    out_rows = [head]
-    for name in picks:
-        t, s = _detail_window(cv2.imread(os.path.join(ref_dirs["hr"], name)), size)
-        tiles = []
-        for _, folder in columns:
-            img = cv2.imread(os.path.join(folder, name))
-            if img is None:
-                raise FileNotFoundError(f"montage: {os.path.join(folder, name)} is missing")
-            tiles += [img[t : t + size, s : s + size], np.full((size, 2, 3), 255, np.uint8)]
-        out_rows += [np.concatenate(tiles, 1), np.full((2, head.shape[1], 3), 255, np.uint8)]
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    cv2.imwrite(path, np.concatenate(out_rows, 0), [cv2.IMWRITE_PNG_COMPRESSION, 9])
-    return path
-
-
-# -- SFD-IQA ranking --------------------------------------------------------------------------------------
-def ranking_summary(reports: dict) -> dict:
-    """Pooled ranking SROCC per degradation: the SFD GAN runs' discriminators (every seed; mean, std),
-    the fixed-bicubic discriminator, NIQE and the zero-shot baseline of the contestants' CLIP."""
-    if not reports:
-        return {}
-    sfd = {k: r for k, r in reports.items() if k.startswith("sfd-")}
-    fixed = reports.get("fixed_bicubic")
-    first = next(iter(sfd.values()))
-    out = {
-        "degradations": {},
-        "reports": {k: {"checkpoint": r["checkpoint"], "tile": r["tile"]} for k, r in reports.items()},
-    }
-    for kind, entry in first["degradations"].items():
-        row = {
-            "trained_against_by_fixed_d": entry["trained_against"],
-            "levels": entry["levels"],
-            "parameter": entry["parameter"],
+    references = {}
+    for row in analysis.REFERENCES:
+        per_image = results[f"ref-{row}"]["per_image"]
+        realism = results.get(f"realism-{row}")
+        grids[row] = analysis.measure_grid([per_image], realism["per_seed_image"] if realism else None, scenes)
+        references[row] = {
+            "per_image": {
+                n: {**r, **({"realism": realism["per_seed_image"][0][n]} if realism else {})}
+                for n, r in per_image.items()
+            },  # fmt: skip
+            "realism": {k: realism[k] for k in ("accuracy", "ci95", "fold_mean", "fold_std")} if realism else None,
         }
-        for m in ("q", "q_feat", "q_text"):
-            vals = [r["degradations"][kind]["srocc"][m]["pooled"] for r in sfd.values()]
-            row[f"sfd_{m}"] = {**_stats(vals), "per_seed": vals}
-            if fixed:
-                row[f"fixed_{m}"] = fixed["degradations"][kind]["srocc"][m]["pooled"]
-        row["sfd_q_per_image"] = _stats([r["degradations"][kind]["srocc"]["q"]["per_image_mean"] for r in sfd.values()])
-        row["zero_shot"] = entry["srocc"]["zero_shot"]["pooled"]
-        if "niqe" in entry["srocc"]:
-            row["niqe"] = entry["srocc"]["niqe"]["pooled"]
-            row["niqe_per_image"] = entry["srocc"]["niqe"]["per_image_mean"]
-        out["degradations"][kind] = row
-    out["n_base_images"] = first["n_base_images"]
-    return out
+    summary = analysis.summarise(grids)
+    featd = sorted(glob.glob(FEATD_GLOB))
+    stage1 = results["stage1"]
+    return {
+        "title": "Bake-off: does SFD make better images than the discriminators users pick?",
+        **run,
+        "photos": {k: prep[k] for k in ("source", "manifest_sha256", "splits", "photos")},
+        "test_scenes": scenes,
+        "clips": {k: v for k, v in results["clips"].items() if not k.startswith("task_")},
+        "stage1": {k: v for k, v in stage1.items() if not k.startswith("task_")},
+        "labels": labels,
+        "lr_choice": {k: {"chosen": v["chosen"], "candidates": v["candidates"]} for k, v in lr_choice.items()},
+        "methods": methods,
+        "reference_rows": references,
+        "summary": summary,
+        "runs": runs,
+        "comparisons": analysis.comparisons(grids, s),
+        "frontier": {m: analysis.frontier(grids, s, m) for m in ("realism", "niqe")},
+        "sanity_flags": analysis.sanity_flags(summary, list(methods)),
+        "realism_critic": {"params_at_width_16": sum(p.numel() for p in PatchCritic(16).parameters())},
+        "costs": _costs(results),
+        "featd_study": os.path.basename(featd[-1]) if featd else None,
+        "measures": {k: list(v) for k, v in MEASURES.items()},
+    }
 
 
-# -- Markdown -------------------------------------------------------------------------------------------------
-def _f(v, digits: int = 3) -> str:
-    return "n/a" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.{digits}f}"
+# -- Markdown ----------------------------------------------------------------------------------------------
+def _f(v, d: int = 3) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.{d}f}"
 
 
-DIGITS = {"psnr": 2, "ssim": 4, "niqe": 2, "judge": 3}
-
-
-def _cell(st: dict, m: str) -> str:
+def _cell(st: dict | None, m: str) -> str:
+    if not st:
+        return "—"
     d = DIGITS[m]
-    return f"{st['mean']:.{d}f} ± {st['std']:.{d}f} ({st['min']:.{d}f}–{st['max']:.{d}f})"
+    return f"{st['mean']:.{d}f} [{st['ci'][0]:.{d}f}, {st['ci'][1]:.{d}f}]"
 
 
-def _results_tables(r: dict) -> list[str]:
-    s = r["summary"]
-    heads = " | ".join(f"{MEASURES[m][0]} {'↑' if MEASURES[m][1] == 'higher' else '↓'}" for m in MEASURES)
+def _delta(d: dict, m: str) -> str:
+    k = DELTA_DIGITS[m]
+    return f"Δ = {d['delta']:+.{k}f} [95 % CI {d['ci'][0]:+.{k}f}, {d['ci'][1]:+.{k}f}]"
+
+
+def _comparison_table(r: dict, comps: list[dict]) -> list[str]:
+    """A − B per measure with its interval; ▲ = A better, ▼ = B better (interval excludes zero), · = no
+    difference shown."""
+    ms = list(MEASURES)
     lines = [
-        f"| method | host | D params | s / iter | {heads} |",
-        "|---|---|---|---|" + "---|" * len(MEASURES),
+        "| A | B | " + " | ".join(f"{MEASURES[m][0]} ({MEASURES[m][1]} better)" for m in ms) + " |",
+        "|---|---|" + "---|" * len(ms),
     ]
-    for ref in REFERENCES:
-        vals = " | ".join(_f(s["references"][ref].get(m), DIGITS[m]) for m in MEASURES)
-        lines.append(f"| {REFERENCE_LABELS[ref]} | — | — | — | {vals} |")
-    for key, c in s["contestants"].items():
-        runs = r["contestants"][key]["runs"]
-        params = next(iter(runs.values()))["d_params"]
-        spi = np.median([run["s_per_iter"] for run in runs.values()])
-        lines.append(
-            f"| **{c['label']}** | {CONTESTANTS[key].host} | {params:,} | {spi:.2f} | "
-            + " | ".join(_cell(c[m], m) for m in MEASURES)
-            + " |"
-        )
-    lines += [
-        "",
-        "Every seed (mean over the held-out images):",
-        "",
-        f"| method | seed | {heads} |",
-        "|---|---|" + "---|" * len(MEASURES),
-    ]
-    for c in s["contestants"].values():
-        for seed, vals in c["per_seed"].items():
-            lines.append(f"| {c['label']} | {seed} | " + " | ".join(_f(vals[m], DIGITS[m]) for m in MEASURES) + " |")
-    if s["vs_sfd"]:
-        lines += [
-            "",
-            "Paired with SFD (same seed = same batches in the same order): SFD minus the other, mean ± std over "
-            "seeds, and on how many seeds SFD was better:",
-            "",
-            f"| SFD minus | {' | '.join(MEASURES[m][0] for m in MEASURES)} |",
-            "|---|" + "---|" * len(MEASURES),
-        ]
-        for key, row in s["vs_sfd"].items():
-            cells = [
-                f"{row[m]['mean']:+.{DIGITS[m]}f} ± {row[m]['std']:.{DIGITS[m]}f} "
-                f"({row[m]['sfd_better_seeds']}/{row[m]['n']})"
-                for m in MEASURES
-            ]
-            lines.append(f"| {CONTESTANTS[key].label} | " + " | ".join(cells) + " |")
+    mark = {"A better": "▲", "B better": "▼", "no difference shown": "·"}
+    for comp in comps:
+        cells = []
+        for m in ms:
+            d = comp["measures"].get(m)
+            cells.append("—" if d is None else f"{_delta(d, m)[4:]} {mark[d['verdict']]}")
+        lines.append(f"| {r['labels'][comp['a']]} | {r['labels'][comp['b']]} | " + " | ".join(cells) + " |")
     return lines
 
 
-def _ranking_table(rk: dict) -> list[str]:
-    if not rk:
-        return ["(no SFD contestant in this run)"]
+def sentence(r: dict, comp: dict, m: str) -> str:
+    """One comparison on one measure, as the report may state it."""
+    d = comp["measures"][m]
+    a, b, (title, better, _) = r["labels"][comp["a"]], r["labels"][comp["b"]], MEASURES[m]
+    nums = _delta(d, m)
+    p = f", Wilcoxon p = {d['p_wilcoxon']:.3f}" if d.get("p_wilcoxon") is not None else ""
+    flag = r["sanity_flags"][m]
+    note = (
+        " (this measure ranks a sanity row above a trained method: not a conclusion on its own)"
+        if (flag["flagged"] and flag["perceptual"])
+        else ""
+    )
+    if d["verdict"] == "A better":
+        return f"{a} beats {b} on {title} ({better} is better): {nums}{p}{note}."
+    if d["verdict"] == "B better":
+        return f"{b} beats {a} on {title} ({better} is better): {nums} (A − B){p}{note}."
+    return f"{a} vs {b} on {title}: no difference shown ({nums}{p})."
+
+
+def _method_rows(r: dict) -> list[str]:
+    ms = list(MEASURES)
+    heads = " | ".join(f"{MEASURES[m][0]} {'↑' if MEASURES[m][1] == 'higher' else '↓'}" for m in ms)
     lines = [
-        f"Pooled ranking SROCC = SROCC(quality, −level) over {rk['n_base_images']} held-out 256² crops × 6 levels "
-        "(1 = perfect order). In-loop: the discriminator of the SFD GAN run (mean ± std over seeds; Q / q_feat / "
-        "q_text). Fixed-bicubic: Feat-D + TG-D trained alone against bicubic ×4 down-up with the same CLIP "
-        f"(this run, and the committed `{COMMITTED_FIXED['file']}`). NIQE: BasicSR's, quality = −NIQE.",
-        "",
-        "| degradation | fixed D trained against | in-loop SFD D: Q | q_feat | q_text | Q per crop "
-        "| fixed-bicubic D: Q (q_feat / q_text), this run | fixed-bicubic Q, committed "
-        "| zero-shot (contestants' CLIP) | NIQE | NIQE committed |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| method | GAN weight | D lr | D accuracy (final; peak) | learned? | params trainable / frozen | "
+        f"GFLOPs | s / iter | {heads} |",
+        "|---|---|---|---|---|---|---|---|" + "---|" * len(ms),
     ]
-    for kind, row in rk["degradations"].items():
-        fixed = "n/a"
-        if "fixed_q" in row:
-            fixed = f"{_f(row['fixed_q'])} ({_f(row['fixed_q_feat'])} / {_f(row['fixed_q_text'])})"
+    for ref in r["references"]:
+        lines.append(f"| {REF_LABELS[ref]} | — | — | — | — | — | — | — | " + " | ".join(
+            _cell(r["summary"][ref].get(m), m) for m in ms) + " |")  # fmt: skip
+    for mid, row in r["methods"].items():
+        ln = row["learned"]
+        acc = "—" if not ln else f"{np.mean(ln['d_acc_final']):.2f}; {np.mean(ln['d_acc_max']):.2f}"
+        cap = row["capacity"]
+        cap_s = "0 / 0" if not cap else f"{cap['trainable']:,} / {cap['frozen']:,}"
         lines.append(
-            f"| {kind} | {row['trained_against_by_fixed_d']} | "
-            f"{_f(row['sfd_q']['mean'])} ± {_f(row['sfd_q']['std'])} | "
-            f"{_f(row['sfd_q_feat']['mean'])} ± {_f(row['sfd_q_feat']['std'])} | "
-            f"{_f(row['sfd_q_text']['mean'])} ± {_f(row['sfd_q_text']['std'])} | "
-            f"{_f(row['sfd_q_per_image']['mean'])} | "
-            f"{fixed} | {_f(COMMITTED_FIXED['q'].get(kind))} | {_f(row['zero_shot'])} | {_f(row.get('niqe'))} | "
-            f"{_f(COMMITTED_FIXED['niqe'].get(kind))} |"
+            f"| **{row['label']}** | {row['gan_weight']:g} | {_f(row['d_lr'], 4) if row['d_lr'] else '—'} | {acc} | "
+            f"{ln['label'] if ln else '—'} | {cap_s} | {cap['gflops'] if cap else 0} | {row['s_per_iter']:.2f} | "
+            + " | ".join(_cell(r["summary"][mid].get(m), m) for m in ms)
+            + " |"
         )
+    return lines
+
+
+def _lr_rows(r: dict) -> list[str]:
+    lines = [
+        "| contestant | D lr | val realism acc ↓ (fold std) | val PSNR-Y | val NIQE | D accuracy final; peak "
+        "| chosen |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for key, ch in r["lr_choice"].items():
+        for lr, v in ch["candidates"].items():
+            mark = "**✓**" if float(lr) == ch["chosen"] else ""
+            lines.append(
+                f"| {CONTESTANTS[key].label} | {lr} | {v['realism']:.3f} ({v['realism_fold_std']:.3f}) | "
+                f"{v['psnr']:.2f} | {v['niqe']:.2f} | {_f(v['d_acc_final'], 2)}; {_f(v['d_acc_max'], 2)} | {mark} |"
+            )
+    return lines
+
+
+def _frontier_lines(r: dict) -> list[str]:
+    lines = []
+    for m, fr in r["frontier"].items():
+        for row in fr["matched"]:
+            a, b = CONTESTANTS[row["a"]].label, CONTESTANTS[row["b"]].label
+            if row.get("overlap") is None:
+                lines.append(f"- {MEASURES[m][0]}: {a} and {b} share no PSNR range: not comparable at matched PSNR.")
+                continue
+            nums = _delta(row, m)
+            head = f"at PSNR-Y {row['psnr']:.2f} dB ({MEASURES[m][0]}, {MEASURES[m][1]} is better)"
+            if row["verdict"] == "A better":
+                lines.append(f"- {a} beats {b} {head}: {nums} (A − B).")
+            elif row["verdict"] == "B better":
+                lines.append(f"- {b} beats {a} {head}: {nums} (A − B).")
+            else:
+                lines.append(f"- {a} vs {b} {head}: no difference shown ({nums}; {row['verdict']}).")
+    return lines or ["(no frontier contestant ran at every GAN weight)"]
+
+
+def _flag_lines(r: dict) -> list[str]:
+    lines = []
+    for m, fl in r["sanity_flags"].items():
+        title = MEASURES[m][0]
+        if not fl["flagged"]:
+            lines.append(f"- {title}: ranks no sanity row above any trained method.")
+            continue
+        n = len(r["methods"])
+        parts = "; ".join(f"{SANITY_ROWS[row]} above {len(ts)} of {n}" for row, ts in fl["rows"].items())
+        kind = "**FLAGGED**: no conclusion rests on it alone" if fl["perceptual"] else (
+            "expected for a distortion measure (the perception–distortion trade-off), not a flag")  # fmt: skip
+        lines.append(f"- {title}: {parts} trained methods — {kind}.")
     return lines
 
 
 def render_markdown(r: dict, files: dict) -> str:
-    st, m = r["settings"], r["machine"]
-    contestants = ", ".join(f"{CONTESTANTS[k].label}" for k in st["contestants"])
+    st, m, ph = r["settings"], r["machine"], r["photos"]
     lines = [f"# {r['title']} ({r['date']})", ""]
     if r["quick"]:
-        lines += [
-            "**QUICK REHEARSAL** (`--quick`: toy sizes, the judge is the contestants' own CLIP): "
-            "the numbers mean nothing.",
-            "",
-        ]
+        lines += ["**QUICK REHEARSAL** (`--quick`: toy sizes on scikit-image's photos): the numbers mean nothing.", ""]
+    test = ph["splits"]["test"]
     lines += [
         f"Command: `{r['command']}`  ",
-        f"Machine: {m['cpu']}, {m['torch_threads']} torch threads, torch {m['torch']}; "
-        f"wall time {r['wall_s'] / 60:.1f} min; "
-        f"load average (1/5/15 min) {r['load_start']} at the start, {r['load_end']} at the end.",
+        f"Machine: {m['cpu']}, torch {m['torch']}, {m['jobs']} worker process(es) of one "
+        f"torch thread; wall time {r['wall_s'] / 60:.1f} min; load average (1/5/15 min) {r['load_start']} at the "
+        f"start, {r['load_end']} at the end; {r['tasks']['ran']} tasks ran, {r['tasks']['skipped']} were already "
+        "on disk.",
         "",
         "## Setup",
         "",
-        f"- Data: {r['data']['root']} — generators train on {r['stage1']['train_images']} crops of "
-        f"{', '.join(r['data']['train_photos'])}; everything is judged on the held-out 256² crops of "
-        f"{', '.join(r['eval_photos'])} (no shared scene).",
+        f"- Photos: **{ph['source']}**; manifest SHA-256 `{ph['manifest_sha256']}`. Split by scene: "
+        + "; ".join(f"{k} {len(v)} photos / {len({p['scene'] for p in v})} scenes" for k, v in ph["splits"].items())
+        + ". Held-out (test) photos, evaluated whole: "
+        + ", ".join(f"{p['name']} ({p['hr_size'][1]}×{p['hr_size'][0]})" for p in test)
+        + ". LR = MATLAB-style bicubic ÷4.",
         f"- One stage-1 generator: `{r['stage1']['recipe']}` (L1, {r['stage1']['iters']} iterations, "
-        f"{r['stage1']['gt_size']}² crops, batch {r['stage1']['batch']}, seed {r['stage1']['seed']}).",
-        f"- Every contestant × seed {tuple(st['seeds'])}: fine-tuned from it for {st['iters']} iterations, batch "
-        f"{st['batch']}, {st['gt_size']}² crops, the same batches in the same order per seed; generator loss "
-        f"L1 (weight 1) + adversarial terms of total weight {st['gan_weight']} "
-        f"(SFD: {st['gan_weight'] / 2:g} per head; "
-        "no perceptual loss: the demo has none, and VGG19 weights are not on this machine); optimisers, EMA "
-        f"(0.99, evaluated) and G learning rate from `{r['stage2_recipe']}`; every discriminator Adam lr "
-        f"{st['d_lr'] or 'as the recipe'}; stock discriminators at base width {st['d_width']}; SFD heads: "
-        f"{st['n_ctx']} context tokens, Feat-D width {st['feat_mid']}, CLIP `quality-tiny-rn` at the crop size.",
-        f"- Contestants: {contestants}.",
-        f'- Judge: {r["clips"]["judge_description"]}; zero-shot p("a high quality photo.") vs "a low quality '
-        'photo.", mean over 64² tiles.',
+        f"{r['stage1']['gt_size']}² crops of the training photos, batch {r['stage1']['batch']}).",
+        f"- Every run: fine-tuned from it for {st['iters']} iterations, batch {st['batch']}, {st['gt_size']}² crops, "
+        f"the same batches in the same order per seed; seeds {tuple(st['seeds'])}; generator loss L1 (weight 1) + "
+        "GAN terms (stock discriminators: one term of weight w; SFD and its ablations: w/2 per head, so Feat-D only "
+        "and TG-D only keep SFD's per-head weight); no perceptual loss; optimisers, EMA (evaluated) and G "
+        "learning rate from `options/demo_SFD_cpu.yml`; stock discriminators at base width "
+        f"{st['d_width']}; SFD heads: {st['n_ctx']} context tokens, Feat-D width {st['feat_mid']}, CLIP "
+        f"`quality-tiny-rn` (sha256 {r['clips']['quality_sha256'][:12]}…).",
+        f"- GAN weights {tuple(st['gan_weights'])} for {', '.join(CONTESTANTS[k].label for k in st['frontier'])} "
+        f"(the frontier); the others at {st['gan_weights'][(len(st['gan_weights']) - 1) // 2]:g}. The L1-only control "
+        "is the same fine-tuning with GAN weight 0.",
+        f"- Discriminator learning rate: per contestant from {tuple(st['lr_grid'])}, chosen on the **validation** "
+        "photos (lowest realism-test accuracy of the first seed's run at the middle weight; that run is reused as "
+        f"its seed-{st['seeds'][0]} run). D accuracy: on {16} fixed validation crops (real HR vs the generator's "
+        f"output, every output position), 10 times per run; **did not learn** = never above {LEARNED_ACCURACY} "
+        "on any seed.",
+        "- Measures on the whole held-out photos: PSNR/SSIM on Y (4-pixel border), NIQE on Y (BasicSR's), and the "
+        "**realism test** — a small CNN trained from scratch (no CLIP, statistics-pooling head unlike every "
+        f"contestant; {r['realism_critic']['params_at_width_16']:,} parameters) to tell HR from SR patches "
+        f"({dict(st['realism'])}), cross-validated across held-out scenes: 50 % = indistinguishable. "
+        "The zero-shot CLIP judge of the earlier bake-off is dropped (not independent of SFD's CLIP).",
+        f"- Sanity rows: {', '.join(SANITY_ROWS.values())} (unsharp mask σ {USM['sigma']}, amount {USM['amount']}).",
+        "- Intervals: 95 %, two-way bootstrap over held-out scenes × seeds (sfd_lab/bakeoff/stats.py); paired where "
+        "two methods are compared; Wilcoxon signed-rank p over scenes.",
+        "",
+        "## Learning-rate choice (validation photos)",
+        "",
+        *_lr_rows(r),
+        "",
+        "## Results on the whole held-out photos",
+        "",
+        "Mean [95 % interval] over scenes × seeds. Realism-test accuracy: lower = harder to tell from HR.",
+        "",
+        *_method_rows(r),
+        "",
+        "Realism test per method (cross-validation over held-out scenes): accuracy, spread over folds (mean ± std), "
+        "critic's fit on its training patches:",
+        "",
+        "| method | accuracy [95 % CI, scenes] | folds mean ± std | critic train accuracy |",
+        "|---|---|---|---|",
+        *[
+            f"| {r['labels'][k]} | {v['accuracy']:.3f} [{v['ci95'][0]:.3f}, {v['ci95'][1]:.3f}] | "
+            f"{v['fold_mean']:.3f} ± {v['fold_std']:.3f} | {np.mean(v.get('train_accuracy', [float('nan')])):.3f} |"
+            for k, v in [(k, x["realism"]) for k, x in r["methods"].items()]
+            + [(k, x["realism"]) for k, x in r["reference_rows"].items() if x["realism"]]
+        ],
+        "",
+        "## Sanity checks of the measures",
+        "",
+        *_flag_lines(r),
+        "",
+        "## Paired comparisons",
+        "",
+        "A − B over the same scenes and seeds (same seed = same batches in the same order).",
+        "",
     ]
-    z = r.get("judge_zero_shot_heldout")
-    if z:
-        kinds = ", ".join(f"{k} {v['auc']:.2f}" for k, v in z["per_kind"].items())
-        lines.append(
-            f"  Its zero-shot AUC on {z['n_crops']} held-out {z['crop']}² crops, sharp vs degraded: {z['auc']:.3f} "
-            f"({kinds})."
-        )
+    sfd_side = [c for c in r["comparisons"] if c["question"] in ("SFD vs a stock discriminator", "ablation")]
+    rest = [c for c in r["comparisons"] if c not in sfd_side]
+    lines += ["### SFD against the other discriminators and its ablations (middle GAN weight)", ""]
+    lines += [f"- {sentence(r, comp, mm)}" for comp in sfd_side for mm in comp["measures"]] or ["(no SFD run)"]
     lines += [
         "",
-        "## Results on the held-out crops",
+        "### Each GAN term against the L1-only control, and SFD against its start",
         "",
-        "Mean ± std over seeds (min–max). PSNR/SSIM on Y with a 4-pixel border crop, NIQE on Y (BasicSR's), "
-        "judge = the independent zero-shot quality CLIP (higher = more like a high-quality photo).",
+        "▲: A better, ▼: B better (95 % interval of A − B excludes zero), ·: no difference shown.",
         "",
-        *_results_tables(r),
+        *_comparison_table(r, rest),
+    ]
+    lines += [
         "",
-        f"![perception-distortion]({files['pd_plot']})",
+        "## Frontier: realism and NIQE at matched PSNR",
         "",
-        f"Montage (first seed of each contestant; the most detailed 96² window of the most detailed crop per photo): "
-        f"![montage]({files['montage']})",
+        "Each curve: L1 control (weight 0), then the GAN weights; values interpolated linearly in PSNR.",
         "",
-        "## SFD-IQA from the discriminator that came out of the SFD GAN run",
+        *_frontier_lines(r),
         "",
-        *_ranking_table(r["ranking"]),
+        f"![perception-distortion frontier]({files['pd_plot']})",
         "",
-        "## Time per phase",
+        f"Montage (first seed, middle GAN weight; the most detailed 128² window of the three most detailed "
+        f"held-out photos): ![montage]({files['montage']})",
         "",
-        "| phase | seconds | load before → after |",
-        "|---|---|---|",
-        *[f"| {p['phase']} | {p['seconds']} | {p['load_before']} → {p['load_after']} |" for p in r["phases"]],
+        "## Feat-D design study",
         "",
     ]
-    return "\n".join(lines)
+    if r["featd_study"]:
+        lines.append(f"From `benchmarks/results/{r['featd_study']}` (the Feat-D study on the validation split):")
+        lines.append("")
+        with open(os.path.join(ROOT, "benchmarks", "results", r["featd_study"]), encoding="utf-8") as f:
+            lines += [("###" + x[1:]) if x.startswith("#") else x for x in f.read().splitlines()]
+    else:
+        lines.append("(no `benchmarks/results/featd_study-*.md` in this checkout)")
+    lines += ["", "## Measured cost per task", "", "| task | n | median s | total s |", "|---|---|---|---|"]
+    lines += [f"| {c['kind']} | {c['n']} | {c['median_s']} | {c['total_s']} |" for c in r["costs"]]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(report: dict, out_dir: str, results_dir: str | None) -> dict:
+    """``report.{md,json}``, ``pd.png`` and ``montage.png`` under ``out_dir``; with ``results_dir`` also
+    ``bakeoff-<date>[-quick].{md,json}`` and the PNGs there."""
+    from sfd_lab.bakeoff.jobs import pairs_of
+
+    pd_path = plot_frontier(report, os.path.join(out_dir, "pd.png"))
+    pairs = pairs_of(report["photos_spec"], "test", os.path.join(out_dir, "lr_cache"))
+    mid = report["settings"]["gan_weights"][(len(report["settings"]["gan_weights"]) - 1) // 2]
+    seed0 = report["settings"]["seeds"][0]
+    columns = [("HR", "HR"), ("Bicubic", os.path.join(out_dir, "sr", "bicubic"))]
+    columns += [("Bic.+USM+noise4", os.path.join(out_dir, "sr", "bicubic_usm_noise4"))]
+    columns += [("Stage 1", os.path.join(out_dir, "sr", "stage1"))]
+    for key in report["settings"]["contestants"]:
+        w = 0.0 if key == "l1" else mid
+        columns.append((CONTESTANTS[key].short, os.path.join(out_dir, "sr", f"{key}-w{w:g}", f"seed{seed0}")))
+    mont = montage({p.name: p.hr for p in pairs}, columns, os.path.join(out_dir, "montage.png"))
+    report["files"] = {"pd_plot": pd_path, "montage": mont}
+    names = {"pd_plot": "pd.png", "montage": "montage.png"}
+    json_path, md_path = os.path.join(out_dir, "report.json"), os.path.join(out_dir, "report.md")
+    if results_dir:
+        stem = f"bakeoff-{report['date']}" + ("-quick" if report["quick"] else "")
+        os.makedirs(results_dir, exist_ok=True)
+        pub = {"pd_plot": f"{stem}-pd.png", "montage": f"{stem}-montage.png"}
+        for k, name in pub.items():
+            shutil.copyfile(report["files"][k], os.path.join(results_dir, name))
+        report["files"]["results"] = {"md": f"{stem}.md", "json": f"{stem}.json", **pub}
+    with open(json_path, "w", encoding="utf-8") as f:
+        json.dump(report, f, indent=1, default=str)
+    with open(md_path, "w", encoding="utf-8") as f:
+        f.write(render_markdown(report, names))
+    if results_dir:
+        res = report["files"]["results"]
+        shutil.copyfile(json_path, os.path.join(results_dir, res["json"]))
+        with open(os.path.join(results_dir, res["md"]), "w", encoding="utf-8") as f:
+            f.write(render_markdown(report, {"pd_plot": res["pd_plot"], "montage": res["montage"]}))
+    report["files"].update({"report_md": md_path, "report_json": json_path})
+    return report

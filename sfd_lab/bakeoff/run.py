@@ -1,59 +1,158 @@
-"""``scripts/bakeoff.py``: does SFD beat the discriminators users pick today? A bake-off at CPU scale.
+"""``scripts/bakeoff.py``: does SFD make better images than the discriminators users pick today?
 
-1. Data: the demo's (``datasets/demo_sr``: 128² crops of six training photos, 256² crops of the two
-   held-out photos, no shared scene); ``--quick`` writes a tiny copy under ``--out``.
-2. CLIPs: the quality-aware tiny CLIP the SFD contestants use (sfd_lab.checks.quality_clip, trained once
-   and cached), random weights of the same architecture (BatchNorm calibrated), and the *judge*: a
-   quality-aware tiny CLIP trained with another seed on other photos (the six colour training photos
-   only; never the evaluation photos), used zero-shot.
-3. One stage-1 L1 generator (the demo's recipe), then every contestant x seed fine-tuned from it with
-   identical generator losses, budget and data order (sfd_lab.bakeoff.contestants).
-4. Held-out evaluation of every run and of HR / bicubic / stage 1: PSNR/SSIM-Y and NIQE (BasicSR's,
-   through sfd_tools.sr.evaluation) and the judge (fixed prompts "a high quality photo." vs "a low
-   quality photo.", mean over 64² tiles), none of which any contestant trained on.
-5. SFD-IQA ranking (sfd_tools.iqa.ranking) of the discriminators that came out of the SFD GAN runs,
-   next to NIQE and to a discriminator trained against a fixed bicubic generator with the same CLIP.
-6. Report: ``report.md`` / ``report.json``, the perception-distortion plot (every method and seed)
-   and a montage (one column per method); ``--results-dir`` copies them as ``bakeoff-<date>.*``.
+1. Photos (sfd_lab.photos): real photographs split by scene into train / val / test (or scikit-image's
+   photos as a labelled fallback; ``--quick`` always uses those); LR = bicubic ÷4.
+2. CLIPs: the quality-aware tiny CLIP of the SFD contestants and random weights of its architecture.
+3. One stage-1 L1 generator on the training photos; every contestant fine-tuned from it
+   (sfd_lab.bakeoff.contestants): the L1-only control, the stock discriminators and SFD with its
+   ablations; the frontier contestants at every GAN weight, the others at the middle one; every
+   discriminator's learning rate chosen on the *validation* photos first; several seeds.
+4. Held-out evaluation on the whole test photos: PSNR/SSIM-Y and NIQE (sfd_lab.bakeoff.evaluate),
+   and the realism test (sfd_lab.bakeoff.realism: a from-scratch CNN telling HR from SR patches,
+   cross-validated across scenes), for every run, for HR, stage 1 and the sanity rows.
+5. Analysis (sfd_lab.bakeoff.analysis) and report (sfd_lab.bakeoff.report): paired intervals over
+   scenes × seeds, the matched-PSNR frontier, sanity flags, who learned; ``--results-dir`` copies
+   the report as ``bakeoff-<date>.*``.
+
+Every task's result is kept on disk as it finishes (sfd_lab.bakeoff.plan): rerunning the same
+command after an interruption continues where it stopped.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-import shutil
+import sys
 import time
 
-import numpy as np
-
 from sfd_lab.bakeoff import contestants as bo
-from sfd_lab.bakeoff.report import (
-    MEASURES,
-    REFERENCES,
-    aggregate,
-    montage,
-    plot_bakeoff_pd,
-    ranking_summary,
-    render_markdown,
-)
-from sfd_utils.downloads import sha256_file
+from sfd_lab.bakeoff import jobs
+from sfd_lab.bakeoff.analysis import REFERENCES, choose_lr
+from sfd_lab.bakeoff.data import SANITY_ROWS
+from sfd_lab.bakeoff.plan import BakeoffInterrupted, Store, Task, check_plan, load_average, run_tasks
 
-# --quick: every phase at toy size (the `make test` rehearsal); the numbers mean nothing
+# --quick: every phase at toy size on scikit-image's photos (the `make test` rehearsal); the numbers mean nothing
 QUICK = {
-    "settings": {"seeds": (0, 1), "iters": 2, "batch": 2, "d_width": 8, "n_ctx": 4, "feat_mid": 8, "stage1_iters": 2},
-    "data": {"max_per_photo": 2, "val_stride": 256},
-    "fixed_d_iters": 2,
-    "ranking_stride": 256,
+    "seeds": (0, 1),
+    "iters": 2,
+    "batch": 2,
+    "d_width": 8,
+    "n_ctx": 4,
+    "feat_mid": 8,
+    "stage1_iters": 2,
+    "lr_grid": (1e-4, 1e-3),
+    "realism": (("patch", 32), ("patches_per_image", 8), ("folds", 2), ("steps", 4), ("width", 8)),
 }
-FIXED_D = {"iters": 300, "batch": 16, "crop": 64}  # the fixed-bicubic discriminator of the ranking check
+QUICK_PHOTOS = {"fallback": "--quick rehearses on scikit-image's small photos, never the prepared ones"}
+# rough CPU seconds per fine-tuning iteration at a 128² crop, batch 4, width 16, one thread (measured
+# 2026-12-07): only the order in which tasks start depends on them
+S_PER_ITER = {"none": 0.22, "unet": 0.8, "vgg": 0.45, "patchgan": 0.34, "sfd": 0.37}
 
 
-def judge_settings():
-    """The judge's training settings: the quality CLIP's trainer with another seed on other photos."""
-    from sfd_lab.checks.quality_clip import QualityCLIPSettings
+def _run_id(key: str, w: float, seed: int) -> str:
+    return f"{key}-w{w:g}-s{seed}"
 
-    return QualityCLIPSettings(seed=bo.JUDGE_SEED, photos=bo.JUDGE_PHOTOS)
+
+def _lrsel_id(key: str, lr: float) -> str:
+    return f"lrsel-{key}-lr{lr:g}"
+
+
+def reused_run(s: bo.BakeoffSettings, key: str, w: float, seed: int) -> bool:
+    """The run of the chosen learning rate at the middle weight and first seed is the lr-choice run
+    itself (trained identically): it is not trained twice."""
+    return bo.CONTESTANTS[key].has_d and w == s.mid_weight and seed == s.seeds[0]
+
+
+def build_tasks(
+    s: bo.BakeoffSettings, photos: dict, out_dir: str, clip_pretrained: str | None, realism: dict
+) -> list[Task]:
+    """The whole bake-off as tasks (see sfd_lab.bakeoff.plan)."""
+    cache = os.path.join(out_dir, "lr_cache")
+    where = {"photos": photos, "cache_dir": cache}
+    tasks = [
+        Task("prepare", jobs.job_prepare, dict(where), cost=30),
+        Task("clips", jobs.job_clips, {"out_dir": out_dir, "clip_pretrained": clip_pretrained, **where}, ("prepare",)),
+        Task(
+            "stage1",
+            jobs.job_stage1,
+            {**where, "out_dir": out_dir, "iters": s.stage1_iters, "seed": s.stage1_seed},
+            ("prepare",),
+            cost=150,
+        ),
+    ]
+    for row in ("hr", *SANITY_ROWS):
+        kwargs = {"row": row, **where, "out_dir": out_dir}
+        tasks.append(Task(f"ref-{row}", jobs.job_reference, kwargs, ("prepare",), 20))
+    tasks.append(
+        Task(
+            "ref-stage1",
+            jobs.job_reference,
+            lambda r: {"row": "stage1", **where, "out_dir": out_dir, "checkpoint": r["stage1"]["checkpoint"]},
+            ("stage1",),
+            40,
+        )
+    )
+
+    def train_kwargs(key, w, seed, lr_from=None, lr=None, validate=False):
+        def make(r: dict) -> dict:
+            d_lr = lr
+            if lr_from:
+                d_lr = choose_lr({x: r[_lrsel_id(key, x)] for x in s.lr_grid})["chosen"]
+            clips = {k: r["clips"][k] for k in ("quality", "random")}
+            return {
+                "key": key, "gan_weight": w, "d_lr": d_lr, "seed": seed, "settings": s, "clips": clips,
+                "stage1": r["stage1"]["checkpoint"], **where, "out_dir": out_dir, "validate": validate,
+            }  # fmt: skip
+
+        return make
+
+    for key in s.contestants:
+        c = bo.CONTESTANTS[key]
+        cost = S_PER_ITER[c.kind if c.kind in S_PER_ITER else "sfd"] * s.iters
+        lrsel = [_lrsel_id(key, lr) for lr in s.lr_grid] if c.has_d else []
+        for lr in s.lr_grid if c.has_d else ():
+            kwargs = train_kwargs(key, s.mid_weight, s.seeds[0], lr=lr, validate=True)
+            tasks.append(Task(_lrsel_id(key, lr), jobs.job_train, kwargs, ("clips", "stage1"), cost + 60))
+        for w in s.weights_of(key):
+            for seed in s.seeds:
+                rid = _run_id(key, w, seed)
+                if reused_run(s, key, w, seed):
+                    train_dep = tuple(lrsel)
+
+                    def net_g(r, key=key):
+                        return r[_lrsel_id(key, choose_lr({x: r[_lrsel_id(key, x)] for x in s.lr_grid})["chosen"])]
+                else:
+                    kwargs = train_kwargs(key, w, seed, lr_from=bool(lrsel))
+                    tasks.append(Task(f"train-{rid}", jobs.job_train, kwargs, ("clips", "stage1", *lrsel), cost))
+                    train_dep = (f"train-{rid}",)
+
+                    def net_g(r, rid=rid):
+                        return r[f"train-{rid}"]
+
+                def test_kwargs(r, net_g=net_g, key=key, w=w, seed=seed):
+                    method = f"{key}-w{w:g}/seed{seed}"
+                    return {"method": method, "net_g": net_g(r)["net_g"], **where, "out_dir": out_dir}
+
+                tasks.append(Task(f"test-{rid}", jobs.job_test, test_kwargs, train_dep, 60))
+            deps = tuple(f"test-{_run_id(key, w, seed)}" for seed in s.seeds)
+
+            def realism_kwargs(r, deps=deps, key=key, w=w):
+                dirs = [r[d]["sr_dir"] for d in deps]
+                return {"method": f"{key}@{w:g}", "sr_dirs": dirs, **where, "settings": realism}
+
+            tasks.append(Task(f"realism-{key}-w{w:g}", jobs.job_realism, realism_kwargs, deps, 60))
+        if c.has_d:
+            kwargs = {"key": key, "settings": s, "clips": None}
+            tasks.append(
+                Task(f"capacity-{key}", jobs.job_capacity, lambda r, kw=kwargs: {**kw, "clips": r["clips"]}, ("clips",))
+            )
+    for row in (*SANITY_ROWS, "stage1"):
+
+        def ref_realism(r, row=row):
+            return {"method": row, "sr_dirs": [r[f"ref-{row}"]["sr_dir"]], **where, "settings": realism}
+
+        tasks.append(Task(f"realism-{row}", jobs.job_realism, ref_realism, (f"ref-{row}",), 40))
+    return tasks
 
 
 def _machine() -> dict:
@@ -65,330 +164,87 @@ def _machine() -> dict:
 
     return {
         "cpu": device_name(torch.device("cpu")),
-        "torch_threads": torch.get_num_threads(),
+        "cpus": os.cpu_count(),
         "torch": torch.__version__,
         "python": platform.python_version(),
     }
-
-
-def _load() -> list[float] | None:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return None
-
-
-class _Phases:
-    """Wall time and load average per phase, printed as the run goes."""
-
-    def __init__(self, quiet: bool) -> None:
-        self.rows, self.quiet, self.start = [], quiet, time.perf_counter()
-
-    def run(self, name: str, fn, *args, **kwargs):
-        if not self.quiet:
-            print(f"[bakeoff] {name} ...", flush=True)
-        load0, t0 = _load(), time.perf_counter()
-        out = fn(*args, **kwargs)
-        row = {
-            "phase": name,
-            "seconds": round(time.perf_counter() - t0, 1),
-            "load_before": load0,
-            "load_after": _load(),
-        }
-        self.rows.append(row)
-        if not self.quiet:
-            print(f"[bakeoff] {name}: {row['seconds']} s (load {row['load_after']})", flush=True)
-        return out
-
-
-def _worker_init() -> None:
-    """A fine-tuning worker: one torch thread, the plugin registered, BasicSR's INFO log off."""
-    import logging
-
-    import torch
-
-    from sfd_utils.compat import install
-
-    install()
-    torch.set_num_threads(1)
-    from basicsr.utils import get_root_logger
-
-    from sfd_arch.clip_backbone import TINY_CLIP_CONFIGS, register_clip_config
-
-    get_root_logger().setLevel(logging.WARNING)
-    register_clip_config(TINY_CLIP_CONFIGS)
-
-
-def _finetune_parallel(jobs_args: dict, jobs: int, quiet: bool) -> dict:
-    """Every (contestant, seed) run of ``jobs_args`` in ``jobs`` spawned worker processes."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    runs = {}
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_worker_init) as pool:
-        futures = {pool.submit(bo.finetune, *args): k for k, args in jobs_args.items()}
-        for done in as_completed(futures):
-            key, seed = futures[done]
-            runs[(key, seed)] = done.result()
-            if not quiet:
-                print(f"[bakeoff] {key} seed {seed}: {runs[(key, seed)]['seconds']} s (load {_load()})", flush=True)
-    return {k: runs[k] for k in jobs_args}
-
-
-def _evaluate(sr_dir: str, gt_dir: str, columns, label: str) -> dict:
-    from sfd_tools.sr.evaluation import evaluate_pairs, match_pairs
-
-    result = evaluate_pairs(match_pairs(sr_dir, gt_dir, "_out"), columns, progress=False, label=label)
-    if result["count"] == 0 or any(result["problems"].values()):
-        raise ValueError(f"{sr_dir}: evaluation left images out: {result['problems']}")
-    return result
-
-
-def _columns(judge_file: str, with_reference: bool = True):
-    """PSNR/SSIM-Y and NIQE (crop border = scale, as evaluate_sr.py) and the judge (zero-shot, 64² tiles)."""
-    from sfd_arch.clip_backbone import FrozenCLIP
-    from sfd_metric.zero_shot_iqa import ZeroShotQuality
-    from sfd_tools.sr.evaluation import niqe_column, psnr_column, ssim_column
-
-    judge = ZeroShotQuality(FrozenCLIP(bo.QUALITY_CLIP_MODEL, judge_file), tile=64)
-
-    def judge_column(sr: np.ndarray, gt: np.ndarray) -> dict:
-        return {"judge": judge.score(np.ascontiguousarray(sr[:, :, ::-1]))}  # BGR -> RGB
-
-    cols = [(("psnr",), psnr_column(4)), (("ssim",), ssim_column(4))] if with_reference else []
-    return cols + [(("niqe",), niqe_column(4)), (("judge",), judge_column)]
-
-
-def _hr_as_output(gt_dir: str, out_dir: str) -> str:
-    """The HR crops named like outputs, so HR is scored (NIQE, judge) exactly as the methods are."""
-    os.makedirs(out_dir, exist_ok=True)
-    for name in sorted(os.listdir(gt_dir)):
-        shutil.copyfile(os.path.join(gt_dir, name), os.path.join(out_dir, f"{os.path.splitext(name)[0]}_out.png"))
-    return out_dir
-
-
-def _clips(out_dir: str, clip_pretrained: str | None, judge_pretrained: str | None, quick: bool) -> dict:
-    """{"quality", "random", "judge"} weight files and what the judge is."""
-    from sfd_arch.clip_backbone import TINY_CLIP_CONFIGS, register_clip_config
-    from sfd_arch.clip_provenance import prepare_tiny_clip
-    from sfd_lab.checks.quality_clip import cached_quality_clip
-    from sfd_utils.photos import photo_crops
-
-    register_clip_config(TINY_CLIP_CONFIGS)
-    quality = clip_pretrained or cached_quality_clip()
-    calibration = photo_crops(bo.GENERATOR_TRAIN_PHOTOS, 64, 96)[:64]
-    random_file = prepare_tiny_clip(out_dir, bo.QUALITY_CLIP_MODEL, calibration)
-    if judge_pretrained:
-        judge, what = judge_pretrained, f"given file {judge_pretrained}"
-    elif quick:
-        judge, what = quality, "QUICK REHEARSAL: the contestants' own quality CLIP (not independent)"
-    else:
-        s = judge_settings()
-        judge = cached_quality_clip(s)
-        what = (
-            f"quality-aware tiny CLIP trained with seed {s.seed} on {', '.join(s.photos)} "
-            f"({s.steps} steps; the contestants' CLIP: seed 0 on those and the six grey photos)"
-        )
-    return {"quality": quality, "random": random_file, "judge": judge, "judge_description": what}
-
-
-def _ranking(runs: dict, clips: dict, out_dir: str, quick: bool) -> dict:
-    """SFD-IQA ranking reports: the SFD GAN runs' discriminators (every seed) and one trained against
-    a fixed bicubic generator with the same CLIP; NIQE scored once (the same images every time)."""
-    from sfd_tools.iqa.ranking import run_ranking_report, train_ranking_discriminator
-
-    stride = QUICK["ranking_stride"] if quick else 128
-    reports = {}
-    for i, (seed, run) in enumerate(sorted(runs.items())):
-        training = {"run": f"SFD GAN run (contestant sfd, seed {seed})", "iters": run["iters"], "tile": run["gt_size"]}
-        path = run_ranking_report(
-            run["net_d"], None, os.path.join(out_dir, "ranking", f"sfd-seed{seed}"), crop_stride=stride,
-            niqe=i == 0, speed=False, training=training, progress=False,
-        )  # fmt: skip
-        reports[f"sfd-seed{seed}"] = path
-    fixed = dict(FIXED_D, iters=QUICK["fixed_d_iters"]) if quick else dict(FIXED_D)
-    folder = os.path.join(out_dir, "ranking", "fixed_bicubic")
-    facts = train_ranking_discriminator(
-        folder, fixed["iters"], fixed["batch"], fixed["crop"], bo.QUALITY_CLIP_MODEL, clips["quality"]
-    )
-    reports["fixed_bicubic"] = run_ranking_report(
-        facts["checkpoint"], None, folder, tile=fixed["crop"], crop_stride=stride, niqe=False, speed=False,
-        training=facts, progress=False,
-    )  # fmt: skip
-    out = {}
-    for name, path in reports.items():
-        with open(os.path.join(os.path.dirname(path), "report.json"), encoding="utf-8") as f:
-            out[name] = json.load(f)
-    return out
 
 
 def run_bakeoff(
     out_dir: str = "results/bakeoff",
     settings: bo.BakeoffSettings | None = None,
     quick: bool = False,
-    data_root: str = "datasets/demo_sr",
+    photos_root: str = "datasets/photos",
     clip_pretrained: str | None = None,
-    judge_pretrained: str | None = None,
     results_dir: str | None = None,
     command: str | None = None,
     quiet: bool = False,
-    jobs: int = 1,
+    jobs_n: int = 1,
+    stop_after: int | None = None,
 ) -> dict:
-    """The whole bake-off; writes ``out_dir/report.{md,json}``, ``pd.png`` and ``montage.png`` (and, with
-    ``results_dir``, copies named ``bakeoff-<date>``); returns the report dict. ``jobs`` > 1 runs the
-    fine-tunings in that many worker processes with one torch thread each (every run is seeded on its
-    own, so the order does not matter)."""
-    from sfd_lab.bench.core import quiet_basicsr
-    from sfd_tools.demo.data import DEMO_SETTINGS, demo_data_ready, prepare_demo_sr
+    """The whole bake-off; writes ``out_dir/report.{md,json}``, the plot and the montage (and, with
+    ``results_dir``, copies named ``bakeoff-<date>``); returns the report dict. Raises
+    :class:`BakeoffInterrupted` when stopped (every finished result stays on disk)."""
+    from sfd_lab.bakeoff.report import build_report, write_report
 
-    if jobs < 1:
-        raise ValueError(f"--jobs must be at least 1, got {jobs}")
+    if jobs_n < 1:
+        raise ValueError(f"--jobs must be at least 1, got {jobs_n}")
     if settings is None:
-        settings = bo.BakeoffSettings(**QUICK["settings"]) if quick else bo.BakeoffSettings()
-    os.makedirs(out_dir, exist_ok=True)
-    phases = _Phases(quiet)
-    started, load_start = time.time(), _load()
-    data_settings = dict(DEMO_SETTINGS, **(QUICK["data"] if quick else {}))
-    if quick:
-        data_root = os.path.join(out_dir, "data")
-    if not demo_data_ready(data_root, data_settings):
-        phases.run("data", prepare_demo_sr, data_root, **data_settings)
-    gt_dir = os.path.join(data_root, "val", "hr")
-    with quiet_basicsr():
-        clips = phases.run("CLIPs", _clips, out_dir, clip_pretrained, judge_pretrained, quick)
-        judge_facts = None
-        if not quick:
-            from sfd_lab.checks.quality_clip import evaluate_zero_shot
+        settings = bo.BakeoffSettings(**QUICK) if quick else bo.BakeoffSettings()
+    photos = QUICK_PHOTOS if quick else {"root": os.path.abspath(photos_root)}
+    realism = dict(settings.realism)
+    plan = {"version": 1, "settings": dataclasses.asdict(settings), "photos": photos, "clip": clip_pretrained}
+    check_plan(out_dir, plan)
+    started, load_start = time.time(), load_average()
+    tasks = build_tasks(settings, photos, out_dir, clip_pretrained, realism)
 
-            judge_facts = phases.run("judge zero-shot check", evaluate_zero_shot, clips["judge"], bo.QUALITY_CLIP_MODEL)
-        stage1 = phases.run("stage 1 (L1)", bo.train_stage1, data_root, out_dir, settings.stage1_iters)
-        sr_dirs = bo.stage1_outputs(stage1["checkpoint"], data_root, os.path.join(out_dir, "sr"))
-        sr_dirs["hr"] = _hr_as_output(gt_dir, os.path.join(out_dir, "sr", "hr"))
-        jobs_args = {
-            (key, seed): (key, seed, settings, clips, stage1["checkpoint"], data_root, out_dir)
-            for seed in settings.seeds
-            for key in settings.contestants
-        }
-        if jobs > 1:
-            label = f"fine-tuning ({len(jobs_args)} runs, {jobs} worker processes of 1 thread)"
-            runs = phases.run(label, _finetune_parallel, jobs_args, jobs, quiet)
-        else:
-            runs = {k: phases.run(f"{k[0]} seed {k[1]}", bo.finetune, *args) for k, args in jobs_args.items()}
+    def log(msg: str) -> None:
+        if not quiet:
+            print(f"[bakeoff] {msg} (load {load_average()})", flush=True)
 
-        def evaluate_all() -> dict:
-            columns = _columns(clips["judge"])
-            evals = {
-                ref: _evaluate(sr_dirs[ref], gt_dir, columns if ref != "hr" else columns[2:], ref) for ref in REFERENCES
-            }
-            for (key, seed), run in runs.items():
-                evals[(key, seed)] = _evaluate(run["sr_dir"], gt_dir, columns, f"{key}-seed{seed}")
-            return evals
-
-        evals = phases.run("evaluation", evaluate_all)
-        sfd_runs = {
-            seed: {**runs[("sfd", seed)], "iters": settings.iters, "gt_size": settings.gt_size}
-            for seed in settings.seeds
-            if ("sfd", seed) in runs
-        }
-        ranking = phases.run("SFD-IQA ranking", _ranking, sfd_runs, clips, out_dir, quick) if sfd_runs else {}
-
-    summary = aggregate(evals, settings)
-    plot = plot_bakeoff_pd(summary, os.path.join(out_dir, "pd.png"), quick)
-    picture = montage(
-        {ref: sr_dirs[ref] for ref in REFERENCES},
-        {key: runs[(key, settings.seeds[0])]["sr_dir"] for key in settings.contestants},
-        os.path.join(out_dir, "montage.png"),
+    results, task_stats = run_tasks(
+        tasks, Store(os.path.join(out_dir, "tasks")), jobs_n, jobs.worker_init, log, stop_after=stop_after
     )
-    report = {
-        "title": "Bake-off: one stage-1 generator fine-tuned against seven discriminators",
+    run = {
         "quick": quick,
         "date": time.strftime("%Y-%m-%d"),
         "command": command or "python scripts/bakeoff.py" + (" --quick" if quick else ""),
-        "machine": {**_machine(), "jobs": jobs, **({"worker_torch_threads": 1} if jobs > 1 else {})},
+        "machine": {**_machine(), "jobs": jobs_n, "torch_threads_per_task": 1},
         "load_start": load_start,
-        "load_end": _load(),
+        "load_end": load_average(),
         "wall_s": round(time.time() - started, 1),
-        "phases": phases.rows,
+        "tasks": {"total": len(tasks), **{k: v for k, v in task_stats.items() if k != "seconds"}},
         "settings": dataclasses.asdict(settings),
-        "stage2_recipe": os.path.relpath(bo.STAGE2_RECIPE, bo.ROOT),
-        "data": {"root": data_root, **data_settings, "train_photos": list(bo.GENERATOR_TRAIN_PHOTOS)},
-        "eval_photos": list(bo.EVAL_PHOTOS),
-        "clips": {**clips, **{f"{k}_sha256": sha256_file(clips[k]) for k in ("quality", "random", "judge")}},
-        "judge_zero_shot_heldout": judge_facts,
-        "stage1": stage1,
-        "contestants": {
-            key: {
-                **dataclasses.asdict(bo.CONTESTANTS[key]),
-                "runs": {
-                    str(seed): {k: v for k, v in runs[(key, seed)].items() if k not in ("curve", "contestant")}
-                    | {"final_log": runs[(key, seed)]["curve"][-1]}
-                    for seed in settings.seeds
-                },
-            }
-            for key in settings.contestants
-        },
-        "summary": summary,
-        "ranking": ranking_summary(ranking),
-        "files": {"pd_plot": plot, "montage": picture},
-        "measures": MEASURES,
+        "references": list(REFERENCES),
+        "photos_spec": photos,
     }
-    return _write(report, out_dir, results_dir)
-
-
-def _write(report: dict, out_dir: str, results_dir: str | None) -> dict:
-    json_path, md_path = os.path.join(out_dir, "report.json"), os.path.join(out_dir, "report.md")
-    names = {"pd_plot": "pd.png", "montage": "montage.png"}
-    if results_dir:
-        stem = f"bakeoff-{report['date']}" + ("-quick" if report["quick"] else "")
-        os.makedirs(results_dir, exist_ok=True)
-        for key, suffix in (("pd_plot", "-pd.png"), ("montage", "-montage.png")):
-            shutil.copyfile(report["files"][key], os.path.join(results_dir, stem + suffix))
-            names[key] = stem + suffix
-        report["files"]["results"] = {"md": f"{stem}.md", "json": f"{stem}.json", **{k: names[k] for k in names}}
-    with open(json_path, "w", encoding="utf-8") as f:
-        json.dump(report, f, indent=1, default=str)
-    with open(md_path, "w", encoding="utf-8") as f:
-        f.write(render_markdown(report, {"pd_plot": "pd.png", "montage": "montage.png"}))
-    if results_dir:
-        files = report["files"]["results"]
-        shutil.copyfile(json_path, os.path.join(results_dir, files["json"]))
-        with open(os.path.join(results_dir, files["md"]), "w", encoding="utf-8") as f:
-            f.write(render_markdown(report, names))
-    report["files"].update({"report_md": md_path, "report_json": json_path})
-    return report
+    report = build_report(run, results, settings)
+    return write_report(report, out_dir, results_dir)
 
 
 def run_bakeoff_cli(a) -> int:
-    """``scripts/bakeoff.py``: the namespace of :func:`sfd_tools.sr.cli.bakeoff_parser`."""
-    import torch
+    """``scripts/bakeoff.py``: the namespace of :func:`sfd_lab.bakeoff.cli.bakeoff_parser`."""
+    from sfd_lab.bakeoff.cli import bakeoff_command
 
-    if a.threads:
-        torch.set_num_threads(a.threads)
-    base = dict(QUICK["settings"]) if a.quick else {}
+    base = dict(QUICK) if a.quick else {}
     given = {
         "seeds": tuple(a.seeds) if a.seeds else None,
         "iters": a.iters,
         "batch": a.batch,
-        "gan_weight": a.gan_weight,
-        "d_lr": a.d_lr,
+        "gan_weights": tuple(a.gan_weights) if a.gan_weights else None,
+        "lr_grid": tuple(a.lr_grid) if a.lr_grid else None,
         "d_width": a.d_width,
         "contestants": tuple(a.contestants) if a.contestants else None,
+        "frontier": tuple(a.frontier) if a.frontier else None,
     }
-    settings = bo.BakeoffSettings(**{**base, **{k: v for k, v in given.items() if v is not None}})
-    from sfd_lab.bakeoff.cli import bakeoff_command
-
-    report = run_bakeoff(
-        a.out,
-        settings,
-        a.quick,
-        a.data,
-        a.clip_pretrained,
-        a.judge_pretrained,
-        a.results_dir,
-        bakeoff_command(a),
-        jobs=a.jobs,
-    )
+    try:
+        settings = bo.BakeoffSettings(**{**base, **{k: v for k, v in given.items() if v is not None}})
+        report = run_bakeoff(
+            a.out, settings, a.quick, a.photos, a.clip_pretrained, a.results_dir, bakeoff_command(a), jobs_n=a.jobs
+        )
+    except BakeoffInterrupted as e:
+        print(f"interrupted: {e}", file=sys.stderr)
+        return 3
     with open(report["files"]["report_md"], encoding="utf-8") as f:
         print(f.read())
     print(f"report: {report['files']['report_md']} ; plot: {report['files']['pd_plot']}")

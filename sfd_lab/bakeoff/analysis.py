@@ -1,0 +1,207 @@
+"""The bake-off's numbers from its task results: per-method measures with intervals, the learning-rate
+choice, who learned, paired comparisons, the matched-PSNR frontier and the sanity flags.
+
+Methods are named ``<contestant>@<GAN weight>`` (``sfd@0.1``, ``l1@0``) or by their reference row
+(``hr``, ``bicubic``, ``bicubic_noise4``, ..., ``stage1``). Every measure of a method is a matrix
+(held-out scenes × seeds) — references have one column — and every interval comes from
+sfd_lab.bakeoff.stats (two-way bootstrap over scenes and seeds, paired where two methods are compared).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sfd_lab.bakeoff import stats
+from sfd_lab.bakeoff.contestants import CONTESTANTS, LEARNED_ACCURACY
+from sfd_lab.bakeoff.data import SANITY_ROWS
+from sfd_lab.bakeoff.evaluate import MEASURES, PERCEPTUAL, per_scene
+
+REFERENCES = ("hr", *SANITY_ROWS, "stage1")
+
+
+def method_id(key: str, weight: float) -> str:
+    return f"{key}@{weight:g}"
+
+
+def choose_lr(val_runs: dict[float, dict]) -> dict:
+    """The learning rate whose run looks most real on the validation photos: lowest realism-test
+    accuracy (ties: higher validation PSNR). ``val_runs``: {lr: job_train result with "val"}."""
+    rows = {}
+    for lr, run in val_runs.items():
+        per = run["val"]["per_image"].values()
+        rows[lr] = {
+            "realism": run["val"]["realism"]["accuracy"],
+            "realism_fold_std": run["val"]["realism"]["fold_std"],
+            "psnr": float(np.mean([r["psnr"] for r in per])),
+            "niqe": float(np.mean([r["niqe"] for r in per])),
+            "d_acc_max": run.get("d_acc_max"),
+            "d_acc_final": run.get("d_acc_final"),
+        }
+    chosen = min(rows, key=lambda lr: (round(rows[lr]["realism"], 6), -rows[lr]["psnr"]))
+    return {"chosen": chosen, "candidates": {f"{lr:g}": v for lr, v in rows.items()}}
+
+
+def learned(runs: list[dict]) -> dict:
+    """Did the discriminator learn? Per seed: its highest accuracy on the validation probe during
+    training; "did not learn" when no seed ever exceeds LEARNED_ACCURACY."""
+    peaks = [r["d_acc_max"] for r in runs]
+    n = sum(p > LEARNED_ACCURACY for p in peaks)
+    label = "did not learn" if n == 0 else ("learned" if n == len(peaks) else f"learned on {n}/{len(peaks)} seeds")
+    return {
+        "label": label,
+        "seeds_learned": n,
+        "d_acc_max": peaks,
+        "d_acc_final": [r["d_acc_final"] for r in runs],
+        "d_acc_real_final": [r["curve"][-1]["d_acc_real"] for r in runs],
+        "d_acc_fake_final": [r["curve"][-1]["d_acc_fake"] for r in runs],
+    }
+
+
+def measure_grid(per_seed_images: list[dict], realism_per_seed: list[dict] | None, scenes: list[str]) -> dict:
+    """{measure: (n_scenes, n_seeds) matrix} of one method (``per_seed_images``: per seed the
+    per-image measures; ``realism_per_seed``: per seed {photo: accuracy})."""
+    out = {}
+    first = per_seed_images[0]
+    for m in ("psnr", "ssim", "niqe"):
+        if m in next(iter(first.values())):
+            out[m] = np.stack([per_scene(p, m, scenes) for p in per_seed_images], axis=1)
+    if realism_per_seed is not None:
+        cols = []
+        for p, acc in zip(per_seed_images, realism_per_seed):
+            rows = {n: {"scene": r["scene"], "realism": acc[n]} for n, r in p.items()}
+            cols.append(per_scene(rows, "realism", scenes))
+        out["realism"] = np.stack(cols, axis=1)
+    return out
+
+
+def summarise(grids: dict[str, dict]) -> dict:
+    """Per method and measure: mean, 95 % interval, per-seed means."""
+    out = {}
+    for method, grid in grids.items():
+        out[method] = {}
+        for m, g in grid.items():
+            out[method][m] = {**stats.mean_ci(g), "per_seed": [float(x) for x in g.mean(axis=0)]}
+    return out
+
+
+def compare(grids: dict, a: str, b: str, measures=tuple(MEASURES)) -> dict:
+    """A − B per measure, paired by scene and seed (stats.paired_difference)."""
+    out = {}
+    for m in measures:
+        if m in grids.get(a, {}) and m in grids.get(b, {}):
+            out[m] = stats.paired_difference(grids[a][m], grids[b][m], MEASURES[m][1])
+    return {"a": a, "b": b, "measures": out}
+
+
+def comparisons(grids: dict, s) -> list[dict]:
+    """The report's "A beats B" questions: each GAN method against the L1 control (did the GAN term
+    do anything beyond L1 steps?), SFD against every other discriminator at the middle weight, and
+    SFD against its ablations."""
+    mid = s.mid_weight
+    out = []
+    control = method_id("l1", 0.0)
+    for key in s.contestants:
+        if key == "l1":
+            continue
+        for w in s.weights_of(key):
+            if control in grids:
+                out.append({"question": "GAN term vs L1 steps alone", **compare(grids, method_id(key, w), control)})
+    sfd = method_id("sfd", mid)
+    if sfd in grids:
+        for key in s.contestants:
+            if key not in ("sfd", "l1"):
+                kind = "ablation" if CONTESTANTS[key].kind == "sfd" else "SFD vs a stock discriminator"
+                out.append({"question": kind, **compare(grids, sfd, method_id(key, mid))})
+        if "stage1" in grids:
+            out.append({"question": "fine-tuning vs its start", **compare(grids, sfd, "stage1")})
+    return out
+
+
+# -- frontier ----------------------------------------------------------------------------------------------
+def _curve(points: list[tuple[float, float]]) -> tuple[np.ndarray, np.ndarray]:
+    pts = sorted(points)
+    return np.array([p[0] for p in pts]), np.array([p[1] for p in pts])
+
+
+def _interp(points: list[tuple[float, float]], x: float) -> float:
+    """Piecewise-linear value at PSNR ``x`` of (PSNR, y) points; NaN outside their PSNR range."""
+    xs, ys = _curve(points)
+    if x < xs[0] - 1e-12 or x > xs[-1] + 1e-12:
+        return float("nan")
+    return float(np.interp(x, xs, ys))
+
+
+def frontier(grids: dict, s, measure: str, n_boot: int = stats.N_BOOT) -> dict:
+    """Each frontier contestant's perception–distortion curve (PSNR, ``measure``) over its GAN weights,
+    the L1 control as the common weight-0 end, and SFD against each other curve at matched PSNR: the
+    difference of the interpolated ``measure`` at PSNRs inside both curves' ranges (SFD's own points
+    where they fall inside the other's range, else the middle of the overlap), with a two-way
+    bootstrap interval (the same scene/seed draws for every curve)."""
+    keys = [k for k in s.frontier if all(method_id(k, w) in grids for w in s.gan_weights)]
+    anchor = method_id("l1", 0.0) if method_id("l1", 0.0) in grids else None
+    members = {k: ([anchor] if anchor else []) + [method_id(k, w) for w in s.gan_weights] for k in keys}
+    if not keys:
+        return {"measure": measure, "curves": {}, "matched": []}
+    any_grid = grids[members[keys[0]][-1]]["psnr"]
+    draws = stats.resample_weights(*any_grid.shape, n_boot, seed=1)
+
+    def points(k: str, boot: bool):
+        if boot:
+            return [(stats.boot_means(grids[m]["psnr"], draws), stats.boot_means(grids[m][measure], draws)) for m in
+                    members[k]]  # fmt: skip
+        return [(float(grids[m]["psnr"].mean()), float(grids[m][measure].mean())) for m in members[k]]
+
+    curves = {k: {"methods": members[k], "points": points(k, False)} for k in keys}
+    matched = []
+    first = "sfd" if "sfd" in keys else keys[0]
+    for a, b in ((first, k) for k in keys if k != first):
+        pa, pb = curves[a]["points"], curves[b]["points"]
+        lo = max(min(p[0] for p in pa), min(p[0] for p in pb))
+        hi = min(max(p[0] for p in pa), max(p[0] for p in pb))
+        if lo > hi:
+            matched.append({"a": a, "b": b, "overlap": None})
+            continue
+        targets = sorted({round(p[0], 4) for p in pa[1 if anchor else 0 :] if lo <= p[0] <= hi}) or [(lo + hi) / 2]
+        ba, bb = points(a, True), points(b, True)
+        for x in targets:
+            diffs = []
+            for i in range(n_boot):
+                ya = _interp([(p[0][i], p[1][i]) for p in ba], x)
+                yb = _interp([(p[0][i], p[1][i]) for p in bb], x)
+                diffs.append(ya - yb)
+            diffs = np.array(diffs)
+            ok = np.isfinite(diffs)
+            d = _interp(pa, x) - _interp(pb, x)
+            ci = stats.percentile_ci(diffs[ok]) if ok.sum() >= 100 else (float("nan"), float("nan"))
+            matched.append(
+                {
+                    "a": a,
+                    "b": b,
+                    "psnr": x,
+                    "overlap": [lo, hi],
+                    "delta": d,
+                    "ci": list(ci),
+                    "boot_inside": float(ok.mean()),
+                    "verdict": stats.verdict(*ci, MEASURES[measure][1]) if ok.sum() >= 100 else "not comparable",
+                }
+            )
+    return {"measure": measure, "curves": curves, "matched": matched}
+
+
+# -- sanity flags -------------------------------------------------------------------------------------------
+def sanity_flags(summary: dict, trained: list[str]) -> dict:
+    """Per measure: the sanity rows it ranks above at least one trained method (by mean), and those
+    methods. A flagged perceptual measure cannot carry a conclusion on its own; for PSNR/SSIM (full-
+    reference distortion measures) a flag is expected (the perception–distortion trade-off)."""
+    out = {}
+    for m, (_, better, _) in MEASURES.items():
+        rows = {}
+        for row in SANITY_ROWS:
+            if m not in summary.get(row, {}):
+                continue
+            v = summary[row][m]["mean"]
+            beaten = [t for t in trained if m in summary[t] and (v > summary[t][m]["mean"]) == (better == "higher")]
+            if beaten:
+                rows[row] = beaten
+        out[m] = {"flagged": bool(rows), "rows": rows, "perceptual": m in PERCEPTUAL}
+    return out
