@@ -5,14 +5,12 @@ the scikit-image fallback photos (validation split only)."""
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pytest
 
 from sfd_lab.bakeoff import featd_cli
 from sfd_lab.bakeoff import featd_study as fs
-from sfd_lab.photos import fallback_set
 
 
 def test_cli_lists_are_the_modules():
@@ -31,7 +29,8 @@ def test_command_line_reproduces_the_options_given():
         ({"variants": ("norm_none",)}, "must include 'default'"),
         ({"variants": ("default", "bogus")}, r"unknown variant/config \['bogus'\]"),
         ({"seeds": (0, 0)}, "distinct"),
-        ({"gt_size": 130}, "multiples of 4"),
+        ({"gt_size": 130}, "multiple of 4"),
+        ({"head_weight": 0.0}, "head_weight > 0"),
     ],
 )
 def test_bad_settings_are_refused(kwargs, message):
@@ -80,27 +79,6 @@ def test_every_variant_builds_a_discriminator(tiny_clip_files, tmp_path):
         SFDGANLoss(**{k: v for k, v in opt["train"]["feat_gan_opt"].items() if k != "type"})
 
 
-def test_training_tiles_spread_over_each_photo():
-    photos = fallback_set("test").train[:2]
-    hr, lr, scenes = fs.training_tiles(photos, 64, 3)
-    assert hr.shape == (6, 3, 64, 64) and lr.shape == (6, 3, 16, 16) and len(scenes) == 6
-    first = photos[0].rgb()
-    np.testing.assert_array_equal((hr[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8), first[:64, :64])
-    with pytest.raises(ValueError, match="no 4096² tile"):
-        fs.training_tiles(photos, 4096, 3)
-
-
-def test_a_stored_run_is_reused_and_one_of_other_settings_refused(tmp_path):
-    s = fs.StudySettings()
-    fs._write_json(str(tmp_path / "runs" / "default-feat-seed0.json"), {"settings": s.training_key(), "x": 1})
-    assert fs.load_run(str(tmp_path), "default-feat-seed0", s)["x"] == 1
-    assert fs.load_run(str(tmp_path), "default-sfd-seed0", s) is None
-    more_seeds = fs.StudySettings(seeds=(0, 1, 2), variants=("default", "norm_none"))
-    assert fs.load_run(str(tmp_path), "default-feat-seed0", more_seeds)["x"] == 1  # the lists may grow
-    with pytest.raises(ValueError, match="made with other settings"):
-        fs.load_run(str(tmp_path), "default-feat-seed0", fs.StudySettings(iters=200))
-
-
 def _row(psnr: float, niqe: float, realism: float, verdicts: dict) -> dict:
     vs = {
         "psnr": {"delta": psnr, "verdict": verdicts.get("psnr", "no difference shown")},
@@ -147,30 +125,30 @@ def test_decision_rule_as_written():
 
 def test_quick_study_runs_end_to_end_and_resumes(tmp_path, monkeypatch):
     """--quick on the scikit-image fallback photos: every run, the references, the realism tests and the
-    report; a rerun trains nothing and gives the same table."""
+    report, on the validation split; a rerun runs no task and gives the same table."""
     from conftest import photo_tensor
 
     from sfd_arch.clip_provenance import prepare_tiny_clip
     from sfd_lab.bakeoff import featd_run
 
     clip = prepare_tiny_clip(str(tmp_path), "quality-tiny-rn", photo_tensor("astronaut", 64, batch=8))
-    monkeypatch.setattr("sfd_lab.photos.photo_set", lambda **kw: fallback_set("test: not prepared"))
     out, results = str(tmp_path / "study"), str(tmp_path / "results")
-    report = featd_run.run_study(out, quick=True, jobs=1, clip_pretrained=clip, results_dir=results, log=lambda m: None)
+    report = featd_run.run_study(out, quick=True, jobs_n=1, clip_pretrained=clip, results_dir=results, log=print)
     s = fs.StudySettings(**featd_run.QUICK)
-    assert report["runs_done_now"] == len(s.seeds) * len(s.variants) * len(s.configs) == 12
+    assert len(report["runs"]) == len(s.seeds) * len(s.variants) * len(s.configs) == 12
     assert report["photos"]["source"].startswith("scikit-image fallback")
     assert [v["name"] for v in report["photos"]["val"]] == ["camera", "coins"]  # the validation split, not test
     assert set(report["table"]) == {"feat", "sfd"}
     row = report["table"]["sfd"]["norm_channel"]
     assert set(row["vs_default"]) == {"psnr", "niqe", "realism"} and row["mean"]["niqe"]["n_seeds"] == 2
     assert np.array(report["grids"]["feat"]["default"]["realism"]).shape == (2, 2)  # scenes x seeds
-    assert set(report["references"]) == {"hr", "bicubic", "stage1"} and "realism" in report["references"]["stage1"]
+    assert set(report["references"]) == set(fs.REFERENCES) and "realism" in report["references"]["stage1"]
     assert "QUICK REHEARSAL" in open(report["files"]["results_md"], encoding="utf-8").read()
-    with open(os.path.join(out, "runs", "norm_channel-feat-seed1.json"), encoding="utf-8") as f:
-        run = json.load(f)
-    assert run["network_d"]["feat_norm"] == "channel" and [i["name"] for i in run["images"]] == ["camera", "coins"]
-    monkeypatch.setattr(fs, "finetune", lambda *a: pytest.fail("a stored run was trained again"))
-    monkeypatch.setattr("sfd_lab.bakeoff.realism.realism_test", lambda *a, **k: pytest.fail("realism test again"))
-    again = featd_run.run_study(out, quick=True, jobs=1, clip_pretrained=clip, log=lambda m: None)
-    assert again["runs_done_now"] == 0 and again["table"] == json.loads(json.dumps(report["table"]))
+    run = report["runs"]["norm_channel-feat-s1"]
+    assert run["network_d"]["feat_norm"] == "channel" and set(run["per_image"]) == {"camera", "coins"}
+    assert run["generator_losses"]["text_gan_opt"] is None and run["network_d"]["use_text"] is False
+    monkeypatch.setattr(fs, "job_run", lambda **k: pytest.fail("a stored run was trained again"))
+    again = featd_run.run_study(out, quick=True, jobs_n=1, clip_pretrained=clip, log=print)
+    assert again["tasks_ran"] == 0 and again["table"] == json.loads(json.dumps(report["table"]))
+    with pytest.raises(ValueError, match="other settings"):
+        featd_run.run_study(out, fs.StudySettings(**{**featd_run.QUICK, "iters": 3}), quick=True, jobs_n=1)

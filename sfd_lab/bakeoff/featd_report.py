@@ -19,20 +19,20 @@ import shutil
 import numpy as np
 
 from sfd_lab.bakeoff import featd_study as fs
+from sfd_lab.bakeoff.evaluate import per_scene
 
 PSNR_MARGIN = 0.10  # dB: the most PSNR-Y a winning variant may cost on average
 MEASURES = {"psnr": "higher", "niqe": "lower", "realism": "lower"}
 
 
-def _image_grid(records: list[dict], measure: str, scenes: list[str]) -> np.ndarray:
-    """(scenes, seeds) matrix of PSNR-Y or NIQE from the runs of one variant (one record per seed)."""
-    per = [{im["scene"]: im[measure] for im in r["images"]} for r in records]
-    return np.array([[p[s] for p in per] for s in scenes], dtype=np.float64)
+def _image_grid(results: dict, task_ids: list[str], measure: str, scenes: list[str]) -> np.ndarray:
+    """(scenes, seeds) matrix of PSNR-Y or NIQE from one variant's runs (one task per seed)."""
+    return np.stack([per_scene(results[t]["per_image"], measure, scenes) for t in task_ids], axis=1)
 
 
 def _realism_grid(result: dict, scenes: list[str]) -> np.ndarray:
-    """(scenes, seeds) matrix of realism-test accuracies: per scene, one per pooled run (seed)."""
-    return np.array([result["per_image"][s] for s in scenes], dtype=np.float64)
+    """(scenes, seeds) matrix of realism-test accuracies (the seeds pooled in one test)."""
+    return np.array([[seed[s] for seed in result["per_seed"]] for s in scenes], dtype=np.float64)
 
 
 def _without_grids(row: dict) -> dict:
@@ -43,53 +43,75 @@ def _grids_as_lists(row: dict) -> dict:
     return {m: g.tolist() for m, g in row["grids"].items()}
 
 
-def build_report(settings, runs: dict, references: dict, realism: dict, photos: dict, facts: dict) -> dict:
-    """The report dict: references, per config and variant the means with intervals and the paired
-    differences from the default, the decision, and the stored per-run facts."""
+def _run_summary(r: dict) -> dict:
+    keep = ("network_d", "generator_losses", "train_seconds", "eval_seconds", "cpu_seconds", "task_wall_s")
+    return {
+        **{k: r[k] for k in keep if k in r},
+        **{k: r[k] for k in r if k.startswith("d_acc")},
+        "per_image": r["per_image"],
+    }
+
+
+def build_report(settings, results: dict, facts: dict) -> dict:
+    """The report dict from the study's task results: references, per config and variant the means with
+    intervals and the paired differences from the default, the decision, and the per-run facts."""
     from sfd_lab.bakeoff.stats import mean_ci, paired_difference
 
-    scenes = [v["scene"] for v in photos["val"]]
+    prep = results["prepare"]
+    val = prep["splits"]["val"]
+    scenes = list(dict.fromkeys(v["scene"] for v in val))
     refs = {}
-    for name, rows in references.items():
-        refs[name] = {m: float(np.mean([r[m] for r in rows])) for m in ("psnr", "niqe")}
-        if name in realism:
-            refs[name].update(realism=realism[name]["accuracy"], realism_ci=realism[name]["ci95"])
+    for row in fs.REFERENCES:
+        per = results[f"ref-{row}"]["per_image"]
+        refs[row] = {
+            m: float(np.mean([x[m] for x in per.values()])) for m in ("psnr", "niqe") if m in next(iter(per.values()))
+        }
+        if f"realism-{row}" in results:
+            rr = results[f"realism-{row}"]
+            refs[row].update(realism=rr["accuracy"], realism_ci=rr["ci95"])
     table = {}
     for config in settings.configs:
         per_variant = {}
         for variant in settings.variants:
-            records = [runs[fs.run_key(variant, config, seed)] for seed in settings.seeds]
-            grids = {m: _image_grid(records, m, scenes) for m in ("psnr", "niqe")}
-            grids["realism"] = _realism_grid(realism[f"{variant}-{config}"], scenes)
+            ids = [f"run-{fs.run_key(variant, config, seed)}" for seed in settings.seeds]
+            grids = {m: _image_grid(results, ids, m, scenes) for m in ("psnr", "niqe")}
+            grids["realism"] = _realism_grid(results[f"realism-{variant}-{config}"], scenes)
+            runs = [results[t] for t in ids]
             row = {"factor": fs.VARIANTS[variant][0], "what": fs.VARIANTS[variant][1], "grids": grids}
             row["mean"] = {m: mean_ci(g) for m, g in grids.items()}
-            row["d_accuracy_feat"] = float(np.mean([r["d_accuracy_feat_late"] for r in records]))
-            text = [r["d_accuracy_text_late"] for r in records if r["d_accuracy_text_late"] is not None]
-            row["d_accuracy_text"] = float(np.mean(text)) if text else None
-            row["train_seconds"] = float(np.mean([r["train_seconds"] for r in records]))
-            row["cpu_seconds"] = float(np.mean([r["cpu_seconds"] for r in records]))
+            row["d_acc_last3"] = float(np.mean([r["d_acc_last3"] for r in runs]))
+            row["cpu_seconds"] = float(np.mean([r["cpu_seconds"] for r in runs]))
+            row["realism_pooled"] = {k: results[f"realism-{variant}-{config}"][k] for k in ("accuracy", "ci95")}
             per_variant[variant] = row
         base = per_variant["default"]["grids"]
         for variant, row in per_variant.items():
-            row["vs_default"] = (
-                {}
-                if variant == "default"
-                else {m: paired_difference(row["grids"][m], base[m], b) for m, b in MEASURES.items()}
-            )
+            if variant != "default":
+                row["vs_default"] = {m: paired_difference(row["grids"][m], base[m], b) for m, b in MEASURES.items()}
+            else:
+                row["vs_default"] = {}
         table[config] = per_variant
     report = {
         "title": "Feat-D design study on the validation photos",
         **facts,
-        "photos": photos,
+        "photos": {
+            "source": prep["source"],
+            "manifest_sha256": prep["manifest_sha256"],
+            "train": [p["name"] for p in prep["splits"]["train"]],
+            "val": val,
+        },
+        "clip": {"file": os.path.basename(results["clip"]["quality"]), "sha256": results["clip"]["sha256"]},
+        "stage1": {k: v for k, v in results["stage1"].items() if k != "curve"},
         "decision_rule": __doc__.split("Decision rule (fixed before the runs): ")[1].split("\n\n")[0],
         "psnr_margin_db": PSNR_MARGIN,
         "references": refs,
         "table": {c: {v: _without_grids(row) for v, row in t.items()} for c, t in table.items()},
         "grids": {c: {v: _grids_as_lists(row) for v, row in t.items()} for c, t in table.items()},
         "scenes": scenes,
-        "runs": {k: {x: y for x, y in r.items() if x != "settings"} for k, r in sorted(runs.items())},
-        "realism_runs": {
-            k: {x: y for x, y in v.items() if x not in ("per_scene", "per_image")} for k, v in realism.items()
+        "runs": {t[4:]: _run_summary(r) for t, r in sorted(results.items()) if t.startswith("run-")},
+        "realism_tests": {
+            t[8:]: {k: x for k, x in r.items() if k not in ("per_scene", "per_image")}
+            for t, r in sorted(results.items())
+            if t.startswith("realism-")
         },
     }
     report["decision"] = decide(report)
@@ -139,40 +161,46 @@ def _delta(d: dict | None, fmt: str) -> str:
 
 
 def render_markdown(r: dict) -> str:
-    p = r["photos"]
-    val = ", ".join(f"{v['name']} ({v['scene']}, {v['size'][0]}×{v['size'][1]})" for v in p["val"])
+    p, st, s1 = r["photos"], r["settings"], r["stage1"]
+    val = ", ".join(f"{v['name']} ({v['scene']}, {v['hr_size'][1]}×{v['hr_size'][0]})" for v in p["val"])
+    realism = ", ".join(f"{k} {v}" for k, v in st["realism"])
     lines = [
         f"# {r['title']} ({r['date']})" + (" — QUICK REHEARSAL, numbers mean nothing" if r["quick"] else ""),
         "",
         f"Command: `{r['command']}`  ",
-        f"Machine: {r['machine']['cpu']}, {r['machine']['jobs']} worker processes of one torch thread; runs done now "
-        f"{r['runs_done_now']} in {r['runs_wall_s'] / 60:.1f} min, whole command {r['wall_s'] / 60:.1f} min; load "
-        f"average {r['load_start']} at the start, {r['load_end']} at the end (the machine is shared).",
+        f"Machine: {r['machine']['cpu']}, {r['machine']['jobs']} worker processes of one torch thread; this command "
+        f"ran {r['tasks_ran']} tasks ({r['tasks_skipped']} were on disk) in {r['wall_s'] / 60:.1f} min; the tasks' "
+        f"CPU time {r['task_cpu_s'] / 60:.1f} min; load average {r['load_start']} at the start, {r['load_end']} at "
+        "the end (the machine is shared with other work).",
         "",
-        f"- Photos: {p['source']} (manifest sha256 {p['manifest_sha256']}). Generators train on {p['training_tiles']} "
-        f"tiles of the train split ({', '.join(p['train'])}); everything below is measured on the whole images of "
-        f"the **validation** split: {val}. "
-        "The held-out test photos are not read.",
-        f"- One stage-1 L1 generator ({r['stage1']['iters']} iterations, {r['stage1']['gt_size']}² crops), then per "
-        f"variant, configuration and seed ({', '.join(map(str, r['settings']['seeds']))}): {r['settings']['iters']} "
-        f"iterations, batch {r['settings']['batch']}, {r['settings']['gt_size']}² crops, L1 + each head at weight "
-        f"{r['settings']['head_weight']} (Feat-D only and Feat-D + TG-D alike), D lr {r['settings']['d_lr']}, Feat-D "
-        f"width {r['settings']['feat_mid']}, {r['settings']['n_ctx']} TG-D context tokens, CLIP `quality-tiny-rn` "
-        f"({r['clip']}); the bake-off's optimisers, EMA and per-seed batch order.",
-        "- Measures per validation image: PSNR-Y (border 4, ↑), NIQE (BasicSR's, Y, whole image, ↓), realism: "
-        "held-out accuracy of a classifier two-sample test of HR against SR patches, cross-validated across the "
-        "validation scenes (sfd_lab.bakeoff.realism; 0.5 = indistinguishable, ↓).",
+        f"- Photos: {p['source']} (manifest sha256 {p['manifest_sha256']}). Generators train on random crops of the "
+        f"train split ({', '.join(p['train'])}); everything below is measured on the whole photos of the "
+        f"**validation** split: {val}. The held-out test photos are not read.",
+        f"- The bake-off's stage-1 L1 generator ({s1['iters']} iterations, {s1['gt_size']}² crops, seed {s1['seed']}), "
+        f"then per variant, configuration and seed ({', '.join(map(str, st['seeds']))}): {st['iters']} iterations, "
+        f"batch {st['batch']}, {st['gt_size']}² crops, L1 (weight 1) + each head at weight {st['head_weight']} (Feat-D "
+        f"only and Feat-D + TG-D alike, as inside SFD), D Adam lr {st['d_lr']}, Feat-D width {st['feat_mid']}, "
+        f"{st['n_ctx']} TG-D context tokens, CLIP `quality-tiny-rn` ({r['clip']['file']}, sha256 "
+        f"{r['clip']['sha256'][:12]}); the bake-off's optimisers, EMA (evaluated) and per-seed batch order.",
+        "- Measures per validation photo: PSNR-Y (border 4, ↑), NIQE (BasicSR's, Y, whole image, ↓), realism: "
+        "held-out accuracy of the bake-off's classifier two-sample test of HR against SR patches, cross-validated "
+        f"across the validation scenes, a variant's seeds pooled ({realism}; 0.5 = indistinguishable, ↓). "
+        "D acc.: the Feat-D head's accuracy on 16 validation crops, mean of its last three probes.",
         "- Intervals: 95 % two-way bootstrap over scenes × seeds (sfd_lab.bakeoff.stats); Δ = variant − default, "
         "paired by scene and seed; ✓ = shown better than the default, ✗ = shown worse.",
         "",
-        "## References (validation images)",
+        "## References (validation photos)",
         "",
-        "| | PSNR-Y | NIQE | realism |",
+        "| | PSNR-Y | NIQE | realism [95 % CI over scenes] |",
         "|---|---|---|---|",
     ]
     for name, ref in r["references"].items():
         psnr = "n/a" if name == "hr" else f"{ref['psnr']:.2f}"
-        real = "—" if ref.get("realism") is None else f"{ref['realism']:.3f}"
+        real = (
+            "—"
+            if ref.get("realism") is None
+            else f"{ref['realism']:.3f} [{ref['realism_ci'][0]:.3f}, {ref['realism_ci'][1]:.3f}]"
+        )
         lines.append(f"| {name} | {psnr} | {ref['niqe']:.2f} | {real} |")
     for config, rows in r["table"].items():
         lines += [
@@ -187,7 +215,7 @@ def render_markdown(r: dict) -> str:
             lines.append(
                 f"| {variant} | {row['what']} | {_ci(m['psnr'], '.2f')} | {_ci(m['niqe'], '.2f')} | "
                 f"{_ci(m['realism'], '.3f')} | {_delta(vs.get('psnr'), '.2f')} | {_delta(vs.get('niqe'), '.2f')} | "
-                f"{_delta(vs.get('realism'), '.3f')} | {row['d_accuracy_feat']:.2f} | {row['cpu_seconds']:.0f} |"
+                f"{_delta(vs.get('realism'), '.3f')} | {row['d_acc_last3']:.2f} | {row['cpu_seconds']:.0f} |"
             )
     d = r["decision"]
     lines += ["", "## Decision", "", f"Rule: {r['decision_rule']}", ""]

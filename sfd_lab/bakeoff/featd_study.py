@@ -11,29 +11,29 @@ scale, one factor at a time from today's default:
 - the generator's term: the default vanilla (non-saturating BCE), relativistic average (ESRGAN), paired
   feature matching on the heads' activations (pix2pixHD).
 
-Every variant fine-tunes the same stage-1 L1 generator against SFD with Feat-D only and with Feat-D +
-TG-D, at the same per-head weight (as inside SFD), for every seed, with the bake-off's fine-tuning
-(sfd_lab.bakeoff.contestants: optimisers, EMA, per-seed batches in the same order). Generators train on
-tiles of the photo set's **train** split; everything is judged on the whole images of its **validation**
-split (never the held-out test photos): PSNR-Y, NIQE (BasicSR's, whole image) and the realism test
-(sfd_lab.bakeoff.realism, a classifier two-sample test cross-validated across scenes). The report
-(sfd_lab.bakeoff.featd_report) pairs each variant with the default by image and seed.
-
-Resumable: the stage-1 generator and every variant x config x seed result are kept under ``--out``
-and a rerun skips what is there (a changed setting is refused rather than mixed in).
+Every variant fine-tunes the bake-off's stage-1 L1 generator against SFD with Feat-D only and with
+Feat-D + TG-D, at the same per-head weight (as inside SFD), for every seed, exactly as the bake-off
+fine-tunes its SFD contestants (sfd_lab.bakeoff.contestants: the demo's optimisers and EMA, random crops
+of the photo set's **train** split, per seed the same batches in the same order, the discriminator's
+accuracy probed on validation crops). Everything is judged on the whole images of the **validation**
+split, never on the held-out test photos: PSNR-Y, NIQE (BasicSR's, whole image) and the realism test
+(sfd_lab.bakeoff.realism, a classifier two-sample test cross-validated across scenes, the seeds of a
+variant pooled as the bake-off pools them). The program (sfd_lab.bakeoff.featd_run) runs these jobs as
+tasks kept on disk (sfd_lab.bakeoff.plan); the report (sfd_lab.bakeoff.featd_report) pairs each variant
+with the default by scene and seed.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-import time
 
 import numpy as np
-import torch
 
 from sfd_lab.bakeoff import contestants as bo
+from sfd_lab.bakeoff.data import SANITY_ROWS, SCALE, data_order, probe_crops, read_png, sanity_output, write_png
+from sfd_lab.bakeoff.evaluate import measure_outputs, upscale
+from sfd_lab.bakeoff.jobs import _realism, pairs_of
 
 # variant -> (factor, what it changes, network_d options, feat_gan_opt options); one factor at a time
 VARIANTS = {
@@ -48,6 +48,8 @@ VARIANTS = {
     "g_feature_matching": ("G loss", "paired feature matching (G), vanilla D", {}, {"feature_matching": True}),
 }
 CONFIGS = {"feat": "Feat-D only", "sfd": "Feat-D + TG-D"}
+CONTESTANT_OF = {"feat": "feat_d", "sfd": "sfd"}  # the bake-off contestant each configuration starts from
+REFERENCES = ("hr", "bicubic", "bicubic_noise4", "stage1")  # validation rows next to the variants
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,10 +57,11 @@ class StudySettings:
     """Everything that decides the results (a rerun with other settings into the same ``--out`` is refused).
 
     seeds: fine-tuning runs per variant and config; iters / batch / gt_size: fine-tuning iterations,
-    batch and HR crop; head_weight: adversarial weight of each head (Feat-D, and TG-D where on) next to
-    L1 weight 1; d_lr: the heads' Adam learning rate; feat_mid / n_ctx: head width and TG-D context
-    tokens (the bake-off's); tile / tiles_per_photo: the HR training tiles cut from each training photo;
-    stage1_iters: L1 iterations of the one stage-1 generator (None: the demo recipe's).
+    batch and HR crop (the bake-off's); head_weight: adversarial weight of each head (Feat-D, and TG-D
+    where on) next to L1 weight 1 (the bake-off's middle GAN weight 0.1, halved per head); d_lr: the
+    heads' Adam learning rate; feat_mid / n_ctx: head width and TG-D context tokens (the bake-off's);
+    stage1_iters / stage1_seed: the stage-1 generator (None: the demo recipe's iterations); realism:
+    keyword arguments of sfd_lab.bakeoff.realism.realism_test (the bake-off's).
     """
 
     seeds: tuple[int, ...] = (0, 1)
@@ -69,9 +72,9 @@ class StudySettings:
     d_lr: float = 1e-3
     feat_mid: int = 32
     n_ctx: int = 8
-    tile: int = 256
-    tiles_per_photo: int = 16
     stage1_iters: int | None = None
+    stage1_seed: int = 0
+    realism: tuple[tuple[str, int], ...] = bo.BakeoffSettings().realism
     variants: tuple[str, ...] = tuple(VARIANTS)
     configs: tuple[str, ...] = tuple(CONFIGS)
 
@@ -83,249 +86,119 @@ class StudySettings:
             raise ValueError("variants must include 'default': every variant is compared with it")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be distinct and at least one, got {list(self.seeds)}")
-        if self.gt_size % 4 or self.tile % 4 or self.gt_size > self.tile or min(self.iters, self.batch) < 1:
-            raise ValueError("gt_size and tile must be multiples of 4 with gt_size <= tile; iters, batch >= 1")
+        if self.gt_size % SCALE or min(self.iters, self.batch) < 1 or self.head_weight <= 0:
+            raise ValueError("gt_size must be a multiple of 4, iters and batch >= 1, head_weight > 0")
 
-    def training_key(self) -> dict:
-        """The settings every stored run must share (the lists of variants, configs and seeds may grow)."""
-        out = dataclasses.asdict(self)
-        for k in ("seeds", "variants", "configs"):
-            out.pop(k)
-        return out
+    def bakeoff(self, seed: int) -> bo.BakeoffSettings:
+        """The bake-off settings of one run (its fine-tuning, with this study's sizes)."""
+        return bo.BakeoffSettings(
+            seeds=(seed,), iters=self.iters, batch=self.batch, gt_size=self.gt_size, n_ctx=self.n_ctx,
+            feat_mid=self.feat_mid, gan_weights=(2 * self.head_weight,), frontier=(), contestants=("sfd", "feat_d"),
+        )  # fmt: skip
 
 
 def run_key(variant: str, config: str, seed: int) -> str:
-    return f"{variant}-{config}-seed{seed}"
-
-
-# -- data ------------------------------------------------------------------------------------------------
-def _to_tensor(imgs: list[np.ndarray]) -> torch.Tensor:
-    return torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).float() / 255.0
-
-
-def training_tiles(photos, tile: int, per_photo: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """HR (N, 3, tile, tile) and MATLAB-bicubic x4 LR tiles of the training photos, at most ``per_photo``
-    non-overlapping tiles each, evenly spread over the photo; and each tile's scene."""
-    from sfd_utils.photos import bicubic_down, tiles
-
-    hr, lr, scenes = [], [], []
-    for p in photos:
-        found = tiles(p.rgb(), tile, tile)
-        if len(found) > per_photo:
-            found = [found[i] for i in np.linspace(0, len(found) - 1, per_photo).round().astype(int)]
-        for t in found:
-            hr.append(np.ascontiguousarray(t))
-            lr.append(bicubic_down(t, 4))
-            scenes.append(p.scene)
-    if not hr:
-        raise ValueError(f"no {tile}² tile in the training photos")
-    return _to_tensor(hr), _to_tensor(lr), scenes
-
-
-def validation_images(photos) -> list[dict]:
-    """{name, scene, hr (H, W, 3) uint8, lr (H/4, W/4, 3) uint8} of every validation photo, cropped to a
-    multiple of 4 (whole images: NIQE and the realism test see all of them)."""
-    from sfd_utils.photos import bicubic_down
-
-    out = []
-    for p in photos:
-        img = p.rgb()
-        h, w = (img.shape[0] // 4) * 4, (img.shape[1] // 4) * 4
-        hr = np.ascontiguousarray(img[:h, :w])
-        out.append({"name": p.name, "scene": p.scene, "hr": hr, "lr": bicubic_down(hr, 4)})
-    return out
-
-
-# -- metrics -------------------------------------------------------------------------------------------------
-def image_metrics(sr: np.ndarray, hr: np.ndarray) -> dict:
-    """PSNR-Y (border 4) against HR and BasicSR's NIQE (Y, border 4) of the whole image; uint8 RGB in."""
-    from basicsr.metrics import calculate_niqe, calculate_psnr
-
-    bgr_sr, bgr_hr = np.ascontiguousarray(sr[..., ::-1]), np.ascontiguousarray(hr[..., ::-1])
-    return {
-        "psnr": float(calculate_psnr(bgr_sr, bgr_hr, 4, "HWC", test_y_channel=True)),
-        "niqe": float(calculate_niqe(bgr_sr, 4, "HWC", convert_to="y")),
-    }
-
-
-@torch.no_grad()
-def upscale_images(net: torch.nn.Module, val: list[dict]) -> list[np.ndarray]:
-    """Every validation LR image through ``net`` (one at a time: the sizes differ) -> uint8 RGB."""
-    return [bo.upscale(net, _to_tensor([v["lr"]]))[0] for v in val]
-
-
-def write_png(img: np.ndarray, path: str) -> None:
-    import cv2
-
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    if not cv2.imwrite(path, np.ascontiguousarray(img[..., ::-1])):
-        raise OSError(f"could not write {path}")
-
-
-def read_png(path: str) -> np.ndarray:
-    import cv2
-
-    img = cv2.imread(path, cv2.IMREAD_COLOR)
-    if img is None:
-        raise FileNotFoundError(f"unreadable image {path}")
-    return np.ascontiguousarray(img[..., ::-1])
-
-
-# -- training ------------------------------------------------------------------------------------------------
-class StudyData:
-    """The study's images, prepared once per process: training tiles and validation images."""
-
-    def __init__(self, s: StudySettings) -> None:
-        from sfd_lab.photos import photo_set
-
-        self.photos = photo_set()
-        self.hr, self.lr, self.scenes = training_tiles(self.photos.train, s.tile, s.tiles_per_photo)
-        self.val = validation_images(self.photos.val)
-
-
-def train_stage1(data: StudyData, out_dir: str, s: StudySettings, seed: int = 0) -> dict:
-    """The one stage-1 generator: the demo's L1 recipe on the training tiles (kept; reused on rerun)."""
-    from basicsr.models import build_model
-
-    facts_path = os.path.join(out_dir, "stage1.json")
-    if os.path.isfile(facts_path):
-        with open(facts_path, encoding="utf-8") as f:
-            return json.load(f)
-    opt = bo.stage1_options(os.path.join(out_dir, "stage1"), s.stage1_iters)
-    recipe = bo.read_recipe(bo.STAGE1_RECIPE)["datasets"]["train"]
-    gt, batch, total = int(recipe["gt_size"]), int(recipe["batch_size_per_gpu"]), opt["train"]["total_iter"]
-    torch.manual_seed(seed)
-    model = build_model(opt)
-    order = bo.data_order(len(data.hr), total, batch, seed, data.lr.shape[-1], gt // 4)
-    curve, seconds = bo._train(model, order, data.hr, data.lr, gt // 4)
-    model.save_network([model.net_g, model.net_g_ema], "net_g", total, param_key=["params", "params_ema"])
-    facts = {
-        "checkpoint": os.path.join(opt["path"]["models"], f"net_g_{total}.pth"),
-        "iters": total,
-        "batch": batch,
-        "gt_size": gt,
-        "seed": seed,
-        "seconds": round(seconds, 1),
-        "final_l1": curve[-1].get("l_pix"),
-    }
-    with open(facts_path, "w", encoding="utf-8") as f:
-        json.dump(facts, f, indent=1)
-    return facts
+    return f"{variant}-{config}-s{seed}"
 
 
 def stage2_options(variant: str, config: str, seed: int, s: StudySettings, clip: str, stage1: str, exp: str) -> dict:
-    """BasicSR options of one run: the bake-off's SFD fine-tuning with this variant's Feat-D and loss."""
-    c = bo.Contestant(f"{variant}-{config}", CONFIGS[config], variant, "SFDModel", "sfd", "quality")
-    c = dataclasses.replace(c, use_text=config == "sfd")
-    bs = bo.BakeoffSettings(
-        seeds=(seed,), iters=s.iters, batch=s.batch, gt_size=s.gt_size, gan_weight=s.head_weight, d_lr=s.d_lr,
-        n_ctx=s.n_ctx, feat_mid=s.feat_mid, contestants=("sfd",),
-    )  # fmt: skip
-    opt = bo.stage2_options(c, bs, {"quality": clip}, stage1, exp)
+    """BasicSR options of one run: the bake-off's SFD (Feat-D + TG-D) or Feat-D-only fine-tuning at GAN
+    weight ``2 * head_weight`` (each head ``head_weight``), with this variant's Feat-D and generator term."""
+    c = bo.CONTESTANTS[CONTESTANT_OF[config]]
+    opt = bo.stage2_options(c, s.bakeoff(seed), {"quality": clip}, stage1, exp, 2 * s.head_weight, s.d_lr)
     _, _, net_d, loss = VARIANTS[variant]
     opt["network_d"].update(net_d)
-    term = {"type": "SFDGANLoss", "gan_type": "vanilla", "loss_weight": s.head_weight}
-    opt["train"]["feat_gan_opt"] = {**term, **loss}
-    if config == "sfd":
-        opt["train"]["text_gan_opt"] = dict(term)  # the same per-head weight as Feat-D
+    opt["train"]["feat_gan_opt"].update(loss)
     return opt
 
 
-def finetune(variant: str, config: str, seed: int, s: StudySettings, clip: str, stage1: str, out_dir: str) -> dict:
-    """One variant x config x seed: fine-tune, upscale the validation images (EMA generator), write them
-    and the per-image PSNR-Y / NIQE. Returns the run's record (also written as ``runs/<key>.json``)."""
+def job_run(
+    variant: str, config: str, seed: int, settings: StudySettings, clip: str, stage1: str, photos: dict,
+    cache_dir: str, out_dir: str,
+) -> dict:  # fmt: skip
+    """One variant x config x seed: fine-tune (the discriminator's accuracy probed on validation crops),
+    then the EMA generator on the whole validation photos: per-photo PSNR/SSIM-Y and NIQE, outputs as PNGs."""
+    import time
+
+    import torch
     from basicsr.models import build_model
 
-    data = _data(s)
     key = run_key(variant, config, seed)
+    train, val = pairs_of(photos, "train", cache_dir), pairs_of(photos, "val", cache_dir)
     exp = os.path.join(out_dir, "runs", key)
-    opt = stage2_options(variant, config, seed, s, clip, stage1, exp)
-    lr_crop = s.gt_size // 4
-    order = bo.data_order(len(data.hr), s.iters, s.batch, seed, data.lr.shape[-1], lr_crop)
-    torch.manual_seed(seed)
+    opt = stage2_options(variant, config, seed, settings, clip, stage1, exp)
+    lr_crop = settings.gt_size // SCALE
+    order = data_order([p.lr.shape[:2] for p in train], settings.iters, settings.batch, seed, lr_crop)
+    probe = probe_crops(val, bo.PROBE_CROPS, lr_crop)
     cpu0 = time.process_time()
+    torch.manual_seed(seed)
     model = build_model(opt)
-    curve, seconds = bo._train(model, order, data.hr, data.lr, lr_crop)
-    net_g = model.net_g_ema if getattr(model, "net_g_ema", None) is not None else model.net_g
+    curve, seconds = bo._train(model, order, train, lr_crop, probe)
+    model.save_network([model.net_g, model.net_g_ema], "net_g", settings.iters, param_key=["params", "params_ema"])
+    model.save_network(model.net_d, "net_d", settings.iters)
     t0 = time.perf_counter()
-    srs = upscale_images(net_g, data.val)
-    images = []
-    for v, sr in zip(data.val, srs):
-        write_png(sr, os.path.join(out_dir, "sr", key, f"{v['name']}.png"))
-        images.append({"name": v["name"], "scene": v["scene"], **image_metrics(sr, v["hr"])})
-    tail = [row for row in curve if row["iter"] > s.iters // 2]
-    record = {
+    outputs = [upscale(model.net_g_ema, p.lr) for p in val]
+    folder = os.path.join(out_dir, "sr", key)
+    for p, img in zip(val, outputs):
+        write_png(img, os.path.join(folder, f"{p.name}.png"))
+    accs = [row["d_acc"] for row in curve]
+    return {
         "key": key,
         "variant": variant,
         "config": config,
         "seed": seed,
-        "settings": s.training_key(),
         "network_d": {k: v for k, v in opt["network_d"].items() if k != "clip_pretrained"},
-        "feat_gan_opt": opt["train"]["feat_gan_opt"],
-        "text_gan_opt": opt["train"].get("text_gan_opt"),
+        "generator_losses": {k: opt["train"].get(k) for k in ("pixel_opt", "feat_gan_opt", "text_gan_opt")},
+        "d_lr": settings.d_lr,
         "train_seconds": round(seconds, 1),
         "eval_seconds": round(time.perf_counter() - t0, 1),
         "cpu_seconds": round(time.process_time() - cpu0, 1),
-        "d_accuracy_feat_late": float(np.mean([r["acc_d_feat"] for r in tail])) if tail else None,
-        "d_accuracy_text_late": (
-            float(np.mean([r["acc_d_text"] for r in tail])) if tail and "acc_d_text" in tail[0] else None
-        ),
+        "d_acc_final": accs[-1],
+        "d_acc_max": max(accs),
+        "d_acc_last3": float(np.mean(accs[-3:])),
         "final_log": curve[-1],
-        "images": images,
+        "curve": curve,
+        "per_image": measure_outputs(val, outputs),
+        "sr_dir": folder,
     }
-    _write_json(os.path.join(out_dir, "runs", f"{key}.json"), record)
-    return record
 
 
-def realism_of(out_dir: str, name: str, outputs: list[str], s: StudySettings, options: dict) -> dict:
-    """The realism test (sfd_lab.bakeoff.realism) of the validation outputs in ``sr/<output>/`` for each
-    of ``outputs`` (a method's runs, one per seed, pooled as the bake-off pools them: every HR image once
-    per run) against HR; its ``per_image`` holds one accuracy per run and scene. Kept as
-    ``realism/<name>.json`` and reused while the outputs and options are the same."""
-    from sfd_lab.bakeoff.realism import realism_test
+def job_reference(row: str, photos: dict, cache_dir: str, out_dir: str, checkpoint: str | None = None) -> dict:
+    """A reference row on the whole validation photos: ``hr`` (NIQE only), a sanity row of the bake-off
+    (sfd_lab.bakeoff.data.SANITY_ROWS) or ``stage1`` (the generator every run starts from)."""
+    val = pairs_of(photos, "val", cache_dir)
+    if row == "hr":
+        outputs = [p.hr for p in val]
+    elif row == "stage1":
+        net = bo.load_generator(checkpoint)
+        outputs = [upscale(net, p.lr) for p in val]
+    elif row in SANITY_ROWS:
+        outputs = [sanity_output(row, p) for p in val]
+    else:
+        raise ValueError(f"unknown reference row {row!r}")
+    folder = os.path.join(out_dir, "sr", row)
+    if row != "hr":
+        for p, img in zip(val, outputs):
+            write_png(img, os.path.join(folder, f"{p.name}.png"))
+    return {"row": row, "per_image": measure_outputs(val, outputs, reference=row != "hr"), "sr_dir": folder}
 
-    path = os.path.join(out_dir, "realism", f"{name}.json")
-    if os.path.isfile(path):
-        with open(path, encoding="utf-8") as f:
-            stored = json.load(f)
-        if stored.get("options") == options and stored.get("outputs") == outputs:
-            return stored
-    val = _data(s).val
-    hr = {v["scene"]: [v["hr"]] * len(outputs) for v in val}
-    sr = {v["scene"]: [read_png(os.path.join(out_dir, "sr", o, f"{v['name']}.png")) for o in outputs] for v in val}
+
+def job_realism(name: str, sr_dirs: list[str], photos: dict, cache_dir: str, settings: dict) -> dict:
+    """The realism test of one variant (or reference) on the whole validation photos, its seeds pooled
+    (``sr_dirs``: one folder per seed); ``per_seed`` holds each seed's accuracy per scene."""
+    import time
+
+    val = pairs_of(photos, "val", cache_dir)
+    outputs = [[read_png(os.path.join(d, f"{p.name}.png")) for p in val] for d in sr_dirs]
     t0, cpu0 = time.perf_counter(), time.process_time()
-    result = {**realism_test(hr, sr, seed=0, **options), "options": options, "outputs": outputs}
-    result["seconds"], result["cpu_seconds"] = round(time.perf_counter() - t0, 1), round(time.process_time() - cpu0, 1)
-    _write_json(path, result)
-    return result
-
-
-_DATA: dict = {}
-
-
-def _data(s: StudySettings) -> StudyData:
-    """The study's images, made once per process (each worker makes its own)."""
-    key = json.dumps(s.training_key(), sort_keys=True)
-    if key not in _DATA:
-        _DATA.clear()
-        _DATA[key] = StudyData(s)
-    return _DATA[key]
-
-
-def _write_json(path: str, data: dict) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path + ".part", "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=1, default=str)
-    os.replace(path + ".part", path)
-
-
-def load_run(out_dir: str, key: str, s: StudySettings) -> dict | None:
-    """A stored run's record, or None; a record made with other settings is refused (one line)."""
-    path = os.path.join(out_dir, "runs", f"{key}.json")
-    if not os.path.isfile(path):
-        return None
-    with open(path, encoding="utf-8") as f:
-        record = json.load(f)
-    if record.get("settings") != s.training_key():
-        raise ValueError(f"{path} was made with other settings; use another --out or delete it")
-    return record
+    result = _realism(val, outputs, settings, seed=0)
+    counts: dict[str, int] = {}
+    for p in val:
+        counts[p.scene] = counts.get(p.scene, 0) + 1
+    per_seed: list[dict] = [{} for _ in sr_dirs]
+    for scene, accs in result["per_image"].items():  # seed-major: a scene's images of seed k follow seed k - 1's
+        n = counts[scene]
+        for k, row in enumerate(per_seed):
+            row[scene] = float(np.mean(accs[k * n : (k + 1) * n]))
+    seconds, cpu = round(time.perf_counter() - t0, 1), round(time.process_time() - cpu0, 1)
+    return {**result, "name": name, "per_seed": per_seed, "seconds": seconds, "cpu_seconds": cpu}
