@@ -1,6 +1,6 @@
-"""The quality-aware tiny CLIP on the lab's real photographs: the default settings follow the photo set
-(its train split where prepared, scikit-image's photos otherwise), training reads the train split only,
-and the zero-shot evaluation takes any held-out photos."""
+"""The quality-aware tiny CLIP on the lab's real photographs: its settings follow the photo set (its train
+split where prepared, scikit-image's photos otherwise), training reads the train split only, the zero-shot
+evaluation takes any held-out photos, and the bake-off's default stays the scikit-image CLIP."""
 
 from __future__ import annotations
 
@@ -29,9 +29,9 @@ def fake_set(tmp_path, sha: str = "ab" * 32) -> PhotoSet:
     return PhotoSet("debian", sha, split["train"], split["val"], split["test"])
 
 
-def test_default_settings_follow_the_photo_set(tmp_path):
-    assert qc.default_settings(fallback_set("not prepared")) == qc.QualityCLIPSettings()
-    s = qc.default_settings(fake_set(tmp_path))
+def test_photo_set_settings_follow_the_photo_set(tmp_path):
+    assert qc.photo_set_settings(fallback_set("not prepared")) == qc.QualityCLIPSettings()
+    s = qc.photo_set_settings(fake_set(tmp_path))
     assert s.photos == ("lake", "moss") and s.photo_source == "debian:" + "ab" * 6
     assert s.key() != qc.QualityCLIPSettings().key()
     assert s.key() != dataclasses.replace(s, photo_source="debian:" + "cd" * 6).key()
@@ -50,7 +50,7 @@ def test_training_reads_the_train_split_only(tmp_path, monkeypatch):
     read = []
     rgb = Photo.rgb
     monkeypatch.setattr(Photo, "rgb", lambda self: read.append(self.name) or rgb(self))
-    s = dataclasses.replace(qc.default_settings(ps), steps=2, batch=8, warmup=1)
+    s = dataclasses.replace(qc.photo_set_settings(ps), steps=2, batch=8, warmup=1)
     facts = qc.train_quality_clip(str(tmp_path / "q.pt"), s, evaluate=False)
     assert set(read) == {"lake", "moss"} and facts["photo_source"] == s.photo_source
     pool = qc._photo_pool(s, 64)
@@ -72,3 +72,22 @@ def test_heldout_crops_of_any_photos_spread_evenly(tmp_path):
     full, _ = qc.heldout_eval_set(64, ps.test)
     assert capped.shape[0] == 2
     assert np.array_equal(capped[0].numpy(), full[0].numpy()) and np.array_equal(capped[1].numpy(), full[-1].numpy())
+
+
+def test_the_default_clip_is_the_scikit_image_one(tmp_path, monkeypatch):
+    """cached_quality_clip() without settings: the scikit-image recipe (it beat the photo-set CLIP on the
+    validation crops), whatever photos are prepared."""
+    monkeypatch.setattr("sfd_lab.photos.photo_set", lambda **kw: fake_set(tmp_path))
+    trained = []
+    monkeypatch.setattr(qc, "train_quality_clip", lambda path, s, evaluate: trained.append(s))
+    qc.cached_quality_clip(cache_dir=str(tmp_path / "cache"), reuse=())
+    assert trained == [qc.QualityCLIPSettings()]
+
+
+def test_comparison_needs_the_photo_set_clip(capsys):
+    from sfd_lab.checks.cli import quality_clip_parser
+    from sfd_lab.checks.quality_clip_heldout import run_train_quality_clip
+
+    a = quality_clip_parser().parse_args(["--results-dir", "x"])
+    with pytest.raises(ValueError, match="give --photos photo-set"):
+        run_train_quality_clip(a)

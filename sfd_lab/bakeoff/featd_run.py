@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 import time
 
 from sfd_lab.bakeoff import featd_study as fs
 from sfd_lab.bakeoff import jobs
-from sfd_lab.bakeoff.plan import Store, Task, check_plan, load_average, run_tasks
+from sfd_lab.bakeoff.plan import BakeoffInterrupted, Store, Task, check_plan, load_average, run_tasks
 
 # --quick: every phase at toy size on scikit-image's photos (a rehearsal; the numbers mean nothing)
 QUICK = {
@@ -138,7 +139,11 @@ def run_featd_study_cli(a) -> int:
         "configs": tuple(a.configs) if a.configs else None,
     }
     settings = fs.StudySettings(**{**base, **{k: v for k, v in given.items() if v is not None}})
-    report = run_study(a.out, settings, a.quick, a.jobs, a.clip_pretrained, a.results_dir, featd_command(a))
+    try:
+        report = run_study(a.out, settings, a.quick, a.jobs, a.clip_pretrained, a.results_dir, featd_command(a))
+    except BakeoffInterrupted as e:
+        print(f"interrupted: {e}", file=sys.stderr)
+        return 3
     with open(report["files"]["report_md"], encoding="utf-8") as f:
         print(f.read())
     return 0

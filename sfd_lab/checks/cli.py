@@ -6,11 +6,11 @@ import argparse
 
 LEARNING_CHECK_DOC = """SFD learning check on CPU: train Feat-D + TG-D against bicubic upsampling, test on held-out
 photos, then train a tiny generator against the frozen discriminator. Writes report.md / report.json."""
-QUALITY_CLIP_DOC = """Train the quality-aware tiny CLIP (open_clip `quality-tiny-rn`) on CPU from the training photos
-(the train split of the lab's real photographs where scripts/prepare_photos.py prepared them, else scikit-image's),
-then report its zero-shot quality accuracy on held-out photos. Writes an ordinary open_clip state_dict (use it as
-`clip_model: quality-tiny-rn`, `clip_pretrained: <file>`) and a JSON sidecar. With --results-dir, also compares it
-with the same recipe trained on scikit-image's photos, zero-shot on held-out crops of both photo sources."""
+QUALITY_CLIP_DOC = """Train the quality-aware tiny CLIP (open_clip `quality-tiny-rn`) on CPU from scikit-image's
+training photos (or, --photos photo-set, the train split of the lab's photographs that scripts/prepare_photos.py
+prepared), then report its zero-shot quality accuracy on held-out photos. Writes an ordinary open_clip
+state_dict (use it as `clip_model: quality-tiny-rn`, `clip_pretrained: <file>`) and a JSON sidecar. With
+--photos photo-set --results-dir DIR, also compares it with the scikit-image one, zero-shot on held-out crops."""
 
 
 def learning_check_parser() -> argparse.ArgumentParser:
@@ -46,9 +46,9 @@ def quality_clip_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument(
         "--photos",
-        choices=("auto", "scikit-image"),
-        default="auto",
-        help="training photos: auto = the photo set's train split where prepared, else scikit-image's (default)",
+        choices=("scikit-image", "photo-set"),
+        default="scikit-image",
+        help="training photos: scikit-image's (default; the bake-off's CLIP) or the photo set's train split",
     )
     p.add_argument(
         "--results-dir",

@@ -5,12 +5,12 @@ blurred crop to nearly the same final embedding, so TG-D and SFD-IQA cannot show
 claims. This module trains a tiny open_clip model (``quality-tiny-rn``, sfd_arch/clip_configs)
 contrastively on CPU in a few minutes:
 
-- images: random 64² crops of the *training* photos: the train split of the lab's real photographs
-  (sfd_lab.photos, Debian's wallpaper photos) where they are prepared, else scikit-image's
-  (sfd_utils.photos TRAIN_PHOTOS and the gray TRAIN_GRAY_PHOTOS); each batch half sharp and half the
-  same crops degraded by one of bicubic
-  down-up, Gaussian blur, Gaussian noise or JPEG at a random strength (every degradation a web-
-  trained CLIP has seen; a degradation absent from the captions does not transfer);
+- images: random 64² crops of the *training* photos: scikit-image's (sfd_utils.photos TRAIN_PHOTOS
+  and the gray TRAIN_GRAY_PHOTOS), or the train split of the lab's real photographs (sfd_lab.photos,
+  Debian's wallpaper photos: :func:`photo_set_settings`); each batch half sharp and half the same
+  crops degraded by one of bicubic down-up, Gaussian blur, Gaussian noise or JPEG at a random
+  strength (every degradation a web-trained CLIP has seen; a degradation absent from the captions
+  does not transfer);
 - captions: plain words for the condition (sharp / clean / high quality ... vs blurry / noisy /
   pixelated / compressed / low quality ...), several templates, the scene named half the time;
 - loss: multi-positive contrastive: a caption is a positive for every crop of the batch it fits
@@ -20,7 +20,11 @@ contrastively on CPU in a few minutes:
 Validation and held-out photos (the photo set's val/test splits, scikit-image's HELDOUT_PHOTOS) are
 never read while training; the zero-shot evaluation (CLIP-IQA style fixed prompts,
 :mod:`sfd_metric.zero_shot_iqa`) is measured on them. :func:`cached_quality_clip` is the one entry the
-bake-off and the design studies use: it picks the training photos (:func:`default_settings`).
+bake-off and the design studies use; by default it is the CLIP trained on scikit-image's photos, which
+beats the one trained on the photo set's train split zero-shot on the photo set's *validation* crops
+(AUC 0.707 vs 0.680 at 64², 0.731 vs 0.687 at 96²; benchmarks/results/quality_clip_photos-2026-12-07.md):
+the wallpaper photos are smooth, and 41 % of their 64² crops change by less than one grey level under
+the Gaussian blur the captions call "blurry" (6 % of scikit-image's), so those captions are noise.
 The result is an ordinary open_clip state_dict file, loaded like a user's real weights with
 ``clip_model: quality-tiny-rn, clip_pretrained: <file>``, plus a JSON sidecar of training facts.
 """
@@ -108,10 +112,10 @@ class QualityCLIPSettings:
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-def default_settings(photos=None) -> QualityCLIPSettings:
-    """The bake-off's quality CLIP: trained on the train split of the lab's photographs where they are
-    prepared (``photos``: a :class:`sfd_lab.photos.PhotoSet`; None: :func:`sfd_lab.photos.photo_set`),
-    else on scikit-image's training photos (the fallback, e.g. in CI)."""
+def photo_set_settings(photos=None) -> QualityCLIPSettings:
+    """The quality CLIP trained on the train split of the lab's photographs where they are prepared
+    (``photos``: a :class:`sfd_lab.photos.PhotoSet`; None: :func:`sfd_lab.photos.photo_set`), else on
+    scikit-image's training photos (the fallback, e.g. in CI). Not the default (see the module doc)."""
     if photos is None:
         from sfd_lab.photos import photo_set
 
@@ -455,11 +459,11 @@ def evaluate_zero_shot(
 def cached_quality_clip(
     settings: QualityCLIPSettings | None = None, cache_dir: str = CACHE_DIR, reuse: tuple[str, ...] = (DEFAULT_FILE,)
 ) -> str:
-    """Path of a quality CLIP trained with ``settings`` (default: :func:`default_settings`, the photo
-    set's train split where it is prepared), trained once and then reused: a file in ``reuse`` (e.g.
-    the one scripts/train_quality_clip.py wrote) or in ``cache_dir`` (outside git) whose sidecar records
-    the same settings hash; otherwise trained into ``cache_dir``."""
-    s = settings or default_settings()
+    """Path of a quality CLIP trained with ``settings`` (default: scikit-image's training photos, see the
+    module doc), trained once and then reused: a file in ``reuse`` (e.g. the one
+    scripts/train_quality_clip.py wrote) or in ``cache_dir`` (outside git) whose sidecar records the same
+    settings hash; otherwise trained into ``cache_dir``."""
+    s = settings or QualityCLIPSettings()
     path = os.path.join(cache_dir, f"{s.clip_model}-{s.key()}.pt")
     for candidate in (path, *reuse):
         side = sidecar_path(candidate)

@@ -20,8 +20,8 @@ from sfd_lab.checks.quality_clip import (
     SCIKIT_IMAGE,
     QualityCLIPSettings,
     cached_quality_clip,
-    default_settings,
     evaluate_zero_shot,
+    photo_set_settings,
     sidecar_path,
     train_quality_clip,
 )
@@ -52,7 +52,7 @@ def heldout_sets(ps) -> dict[str, dict]:
 
 def compare_quality_clips(new_file: str, new_settings: QualityCLIPSettings, crops: tuple[int, ...] = (64, 96)) -> dict:
     """Zero-shot AUC of the scikit-image CLIP (same recipe, scikit-image's training photos; trained once and
-    cached) and of ``new_file`` on every held-out set at every crop size."""
+    cached) and of ``new_file`` (trained on the photo set's train split) on every held-out set and crop size."""
     from sfd_lab.photos import photo_set
 
     ps = photo_set()
@@ -125,9 +125,11 @@ def run_train_quality_clip(a) -> int:
 
     from sfd_lab.checks.cli import quality_clip_command
 
+    if a.results_dir and a.photos != "photo-set":
+        raise ValueError("--results-dir compares the photo-set CLIP with the scikit-image one: give --photos photo-set")
     if a.threads:
         torch.set_num_threads(a.threads)
-    photos = default_settings() if a.photos == "auto" else QualityCLIPSettings()
+    photos = photo_set_settings() if a.photos == "photo-set" else QualityCLIPSettings()
     settings = dataclasses.replace(photos, steps=a.steps, batch=a.batch, lr=a.lr, seed=a.seed)
     print(f"training photos: {', '.join(settings.photos)} ({settings.photo_source})", flush=True)
     facts = train_quality_clip(a.out, settings)
