@@ -216,10 +216,9 @@ def run_bakeoff(
         "tasks": {"total": len(tasks), **{k: v for k, v in task_stats.items() if k != "seconds"}},
         "settings": dataclasses.asdict(settings),
         "references": list(REFERENCES),
-        "photos_spec": photos,
     }
     report = build_report(run, results, settings)
-    return write_report(report, out_dir, results_dir)
+    return write_report(report, out_dir, results_dir, photos)
 
 
 def run_bakeoff_cli(a) -> int:
