@@ -12,7 +12,7 @@ state_dict (use it as `clip_model: quality-tiny-rn`, `clip_pretrained: <file>`) 
 
 
 def learning_check_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=LEARNING_CHECK_DOC)
+    p = argparse.ArgumentParser(allow_abbrev=False, description=LEARNING_CHECK_DOC)
     p.add_argument("--out", default="results/learning_check", help="output folder (default: %(default)s)")
     p.add_argument("--d-iters", type=int, default=1000, help="discriminator iterations (default: %(default)s)")
     p.add_argument("--g-iters", type=int, default=60, help="generator iterations (default: %(default)s)")
@@ -31,7 +31,7 @@ def learning_check_parser() -> argparse.ArgumentParser:
 
 
 def quality_clip_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=QUALITY_CLIP_DOC)
+    p = argparse.ArgumentParser(allow_abbrev=False, description=QUALITY_CLIP_DOC)
     p.add_argument(
         "--out",
         default="experiments/pretrained_models/quality_clip_tiny.pt",

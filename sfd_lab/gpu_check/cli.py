@@ -11,7 +11,7 @@ CSUD, full-size CLIP, inside a time budget; writes <out>/gpu-<date>.json and .md
 
 
 def gpu_check_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=GPU_CHECK_DOC)
+    p = argparse.ArgumentParser(allow_abbrev=False, description=GPU_CHECK_DOC)
     sub = p.add_subparsers(dest="action", required=True)
     run = sub.add_parser("run", help="all steps")
     run.add_argument("--mode", choices=("gpu", "cpu"), default="gpu", help="cpu: the rehearsal at tiny sizes")
