@@ -14,6 +14,7 @@ import errno
 import json
 import os
 import stat
+import tempfile
 
 TEXT_LIMIT = 64 << 20  # result JSONs, score tables: far above any real one
 JSON_DEPTH = 64  # nesting our JSON files never approach; deeper text is refused before parsing
@@ -143,8 +144,11 @@ def output_dir(path: str, option: str) -> str:
         os.makedirs(path, exist_ok=True)
     except OSError as err:  # a parent is a file, permission denied, read-only file system
         raise InputFileError(f"{option} {display(path)}: cannot create the folder ({err.strerror or err})") from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise InputFileError(f"{option} {display(path)}: the folder is not writable")
+    try:  # a real write: access() says yes to root on read-only or special file systems
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as err:
+        raise InputFileError(f"{option} {display(path)}: the folder is not writable ({err.strerror or err})") from None
     return path
 
 

@@ -47,4 +47,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from sfd_utils.cli import run_cli
+
+    raise SystemExit(run_cli(main))

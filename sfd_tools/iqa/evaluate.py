@@ -104,14 +104,14 @@ def run_eval(
     if limit:
         items = items[:limit]
     baselines = {name: baseline_fn(name) for name in dict.fromkeys(compare)}
+    if out_dir is None:
+        stem = os.path.splitext(os.path.basename(os.path.normpath(source)))[0] or "input"
+        out_dir = os.path.join("results", "sfd_iqa", stem)
+    output_dir(out_dir, "-o/--out")  # before the scorer is loaded: a bad output folder costs nothing
     if scorer is None:
         if not checkpoint:
             raise InputError("give an SFD discriminator checkpoint (--checkpoint)")
         scorer = SFDIQA.from_checkpoint(checkpoint, clip_pretrained, device, tile, stride, alpha, batch_size, bf16)
-    if out_dir is None:
-        stem = os.path.splitext(os.path.basename(os.path.normpath(source)))[0] or "input"
-        out_dir = os.path.join("results", "sfd_iqa", stem)
-    output_dir(out_dir, "-o/--out")
     has_mos = any(it.mos is not None for it in items)
 
     rows, skipped, seconds = [], [], {"sfd_iqa": 0.0, **{b: 0.0 for b in baselines}}

@@ -26,6 +26,7 @@ LIVEC_MOS = os.path.join("Data", "AllMOS_release.mat")
 LIVEC_IMAGES = "Images"
 LIVEC_N_TRAIN = 7  # t1.bmp ... t7.bmp, the training images of the release; excluded by default
 TABLE_EXTS = (".csv", ".tsv", ".txt")
+IMAGE_NAME_ENDS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm")
 NAME_COLUMNS = ("image_name", "image", "img_name", "name", "filename", "file_name", "file", "path", "img")
 MOS_COLUMNS = ("MOS", "mos", "Mos", "mos_score", "score", "Score", "mean_opinion_score")
 
@@ -73,12 +74,15 @@ def list_folder(folder: str, recursive: bool = False) -> list[Item]:
     """Every regular, non-hidden file of ``folder`` (sorted; subfolders with ``recursive``) as an Item.
 
     All files are listed, not only known image extensions: a file that is not an image is then
-    reported and skipped by name instead of silently ignored. Raises InputError when there is none.
+    reported and skipped by name instead of silently ignored; so is a subfolder named like an image
+    (``x.png/``) that ``recursive`` would not enter. Raises InputError when there is none.
     """
     if not os.path.isdir(folder):
         raise InputError(f"{folder!r} is not a folder")
     items = []
     for root, dirs, files in os.walk(folder):
+        if not recursive:
+            files = [*files, *(d for d in dirs if d.lower().endswith(IMAGE_NAME_ENDS))]
         dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if recursive else []
         for f in sorted(files):
             if not f.startswith("."):

@@ -31,6 +31,10 @@ EXPORT_FORMAT_VERSION = 1
 OPTIONS_DEPTH = 8  # network options are a flat table, with lists (SwinIR's depths) at most
 
 
+class ExportMetadataError(CheckpointError):
+    """A file with sfd-basicsr export metadata that cannot be used (damaged, too deep, too new)."""
+
+
 def exported_network_options(path: str) -> dict | None:
     """``{'type': ..., **options}`` recorded by ``scripts/export.py`` in a safetensors file; None for any
     other file. CheckpointError for a file of a newer format version, or metadata that is damaged,
@@ -42,16 +46,16 @@ def exported_network_options(path: str) -> dict | None:
         return None
     version = meta.get("format_version", "0")
     if not version.isdigit():
-        raise CheckpointError(f"{path}: damaged sfd-basicsr metadata (format_version {version[:40]!r})")
+        raise ExportMetadataError(f"{path}: damaged sfd-basicsr metadata (format_version {version[:40]!r})")
     if int(version) > EXPORT_FORMAT_VERSION:
-        raise CheckpointError(f"{path}: format version {version} is newer than this sfd-basicsr")
+        raise ExportMetadataError(f"{path}: format version {version} is newer than this sfd-basicsr")
     try:
         options = loads_json(meta["network_options"], f"{path}: network_options", max_depth=OPTIONS_DEPTH)
         arch = meta["architecture"]
     except (KeyError, ValueError) as err:
-        raise CheckpointError(f"{path}: damaged sfd-basicsr metadata ({type(err).__name__}: {err})") from None
+        raise ExportMetadataError(f"{path}: damaged sfd-basicsr metadata ({type(err).__name__}: {err})") from None
     if not isinstance(options, dict) or "type" in options:
-        raise CheckpointError(f"{path}: damaged sfd-basicsr metadata (network_options is not a table of options)")
+        raise ExportMetadataError(f"{path}: damaged sfd-basicsr metadata (network_options is not a table of options)")
     return {"type": arch, **options}
 
 

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from sfd_tools.sr.generator_files import ExportMetadataError, exported_network_options
 from sfd_utils.checkpoint import (
     EXTRA_VALUES,
     CheckpointError,
@@ -70,8 +71,6 @@ def network_options(
 
         return {**network_section(opt_file), **(arch_opt or {})}  # read as data (sfd_utils.recipe)
     if checkpoint:
-        from sfd_tools.sr.generator_files import exported_network_options
-
         exported = exported_network_options(checkpoint)
         if exported is not None:
             return {**exported, **(arch_opt or {})}
@@ -112,7 +111,8 @@ def build_generator(
         max_values = EXTRA_VALUES + (stored_values(checkpoint) if checkpoint else 0)
     cls = arch_class(name)
     try:
-        net = build_bounded(lambda: cls(**opts), max_values, f"{name} with {str(opts)[:200]}")
+        what = f"{checkpoint + ': ' if checkpoint else ''}{name} with {str(opts)[:200]}"
+        net = build_bounded(lambda: cls(**opts), max_values, what)
     except TypeError as err:  # missing/unknown constructor arguments
         raise ValueError(f"cannot build {name} with {opts}: {err} (set them with --arch-opt KEY=VALUE)") from err
     if checkpoint:
@@ -390,9 +390,9 @@ def load_upscaler(
         raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
     try:
         net_opt = network_options(arch, arch_opt, opt_file, checkpoint)
-    except CheckpointError:
-        if arch or opt_file or not checkpoint:
-            raise
+    except CheckpointError as err:
+        if arch or opt_file or not checkpoint or isinstance(err, ExportMetadataError):
+            raise  # spandrel is asked only about files that say nothing of their network
         return _spandrel_upscaler(checkpoint, arch_opt, param_key, scale, **upscaler_kwargs)
     named = net_opt.get("scale", net_opt.get("upscale"))
     if scale is not None and named is not None and int(named) != int(scale):

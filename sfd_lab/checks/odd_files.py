@@ -66,6 +66,12 @@ def folder_named(path) -> str:
     return str(path)
 
 
+def text_file(path, text: str = "not an image") -> str:
+    with open(path, "w") as f:
+        f.write(text)
+    return str(path)
+
+
 def sparse_file(path, size: int = 8 << 30) -> str:
     """A file of ``size`` bytes (default 8 GB) with no block written (``truncate``)."""
     with open(path, "wb") as f:
