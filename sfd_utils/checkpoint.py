@@ -327,31 +327,25 @@ def build_bounded(factory, max_values: int, what: str) -> torch.nn.Module:
     constructor refuses, raise CheckpointError naming ``what``. Only then is it built for real (still
     counted, for constructors that cannot run on the meta device).
     """
-    try:
-        with _values_at_most(max_values), torch.device("meta"):
-            factory()
-    except _TooManyValues as big:
-        raise CheckpointError(
-            f"{what}: the network has more than {big.args[0]:,} parameter values, more than the "
-            f"{max_values:,} its weights file can fill: the options do not describe this file"
-        ) from None
-    except (TypeError, ValueError, KeyError):
-        raise
-    except Exception:  # constructors that need real tensors (.item(), numpy): counted while built below
-        pass
-    try:
-        with _values_at_most(max_values):
-            return factory()
-    except _TooManyValues as big:
-        raise CheckpointError(
-            f"{what}: the network has more than {big.args[0]:,} parameter values, more than the "
-            f"{max_values:,} its weights file can fill"
-        ) from None
-    except (TypeError, ValueError, KeyError):
-        raise
-    except Exception as err:  # options a constructor cannot use (a negative size, a zero divisor)
-        first = str(err).splitlines()[0] if str(err) else ""
-        raise CheckpointError(f"{what}: the network cannot be built ({type(err).__name__}: {first})") from None
+    for device in ("meta", "real"):
+        try:
+            with _values_at_most(max_values), torch.device("meta") if device == "meta" else contextlib.nullcontext():
+                net = factory()
+        except _TooManyValues as big:
+            raise CheckpointError(
+                f"{what}: the network has more than {big.args[0]:,} parameter values, more than the "
+                f"{max_values:,} its weights file can fill: the options do not describe this file"
+            ) from None
+        except (TypeError, ValueError, KeyError):
+            raise
+        except Exception as err:  # options a constructor cannot use (a negative size, a zero divisor)
+            if device == "meta":
+                continue  # a constructor that needs real tensors (.item(), numpy): counted while built for real
+            first = str(err).splitlines()[0] if str(err) else ""
+            raise CheckpointError(f"{what}: the network cannot be built ({type(err).__name__}: {first})") from None
+        if device == "real":
+            return net
+    raise AssertionError("unreachable")
 
 
 def match_to_network(state_dict: Mapping[str, torch.Tensor], net: torch.nn.Module) -> OrderedDict:
