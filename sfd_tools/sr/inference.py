@@ -474,7 +474,8 @@ def check_name_options(suffix: str, ext: str) -> None:
     if suffix:
         plain_name(suffix, "--suffix")
     if ext != "auto":
-        plain_name(ext, "--ext")
+        if not (ext.lstrip(".").isascii() and ext.lstrip(".").isalnum()):
+            raise ValueError(f"--ext {display(ext)!r}: an image extension such as png, jpg, webp, tif")
         if not cv2.haveImageWriter(f"x.{ext.lower().lstrip('.')}"):
             raise ValueError(f"--ext {ext}: OpenCV cannot write this format (use png, jpg, webp, tif, bmp...)")
 
