@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from sfd_tools.sr.inference import IMAGE_EXTS, pick_device
-from sfd_utils.files import display, output_dir, output_file
+from sfd_utils.files import display, output_dir, output_file, plain_name
 from sfd_utils.images import read_image
 
 # Which way is better, per column; used for the summary and the perception-distortion plot.
@@ -345,6 +345,7 @@ def result_paths(out_dir: str, name: str) -> dict:
     """The three result files of :func:`write_results`; InputFileError when ``name`` is not a plain
     file name or a target is a folder or a link."""
     option = "--name (default: the label)"
+    plain_name(name, option)
     return {
         "json": output_file(out_dir, f"{name}.json", option),
         "per_image_csv": output_file(out_dir, f"{name}_per_image.csv", option),

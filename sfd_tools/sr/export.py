@@ -49,7 +49,7 @@ from sfd_utils.checkpoint import (
     stored_values,
 )
 from sfd_utils.downloads import sha256_file
-from sfd_utils.files import output_dir, output_file
+from sfd_utils.files import output_dir, output_file, plain_name
 
 FORMAT = EXPORT_FORMAT  # safetensors metadata "format" (inference_sr.py and derain.py read it back)
 FORMAT_VERSION = EXPORT_FORMAT_VERSION
@@ -404,6 +404,7 @@ def photo_crop(in_channels: int, height: int, width: int) -> torch.Tensor:
 def export_targets(out_dir: str, name: str, formats: Sequence[str], fp16: bool, overwrite: bool) -> list[str]:
     """The files an export writes, all inside ``out_dir`` (created): ``name`` must be a plain file name,
     no target a folder or a link, and none may exist unless ``overwrite`` (ExportError / InputFileError)."""
+    plain_name(name, "--name")
     output_dir(out_dir, "-o/--output")
     stems = []
     if "safetensors" in formats:
