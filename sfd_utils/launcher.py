@@ -353,8 +353,11 @@ def train_pipeline(root_path: str) -> None:
 
 
 def main() -> None:
-    """Console script ``sfd-train``: like ``python basicsr/train.py`` with the current folder as root."""
-    train_pipeline(os.getcwd())
+    """Console script ``sfd-train``: like ``python basicsr/train.py`` with the current folder as root,
+    under the exit-status contract's top-level handler (sfd_utils.cli.run_entry)."""
+    from sfd_utils.cli import run_entry
+
+    run_entry(lambda: train_pipeline(os.getcwd()))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,9 @@ BAKEOFF_CONTESTANTS = ("unet", "vgg", "patchgan", "sfd", "sfd_random", "feat_d",
 
 
 def bakeoff_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=BAKEOFF_DOC, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        allow_abbrev=False, description=BAKEOFF_DOC, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--out", default="results/bakeoff", help="output folder (default: %(default)s)")
     p.add_argument("--quick", action="store_true", help="toy sizes (seeds 0 1, 2 iterations): a rehearsal")
     p.add_argument("--results-dir", help="also write bakeoff-<date>.{md,json} and the PNGs here")

@@ -430,7 +430,7 @@ def components_root() -> str:
 def child_main(argv: list[str]) -> int:
     import argparse
 
-    p = argparse.ArgumentParser()
+    p = argparse.ArgumentParser(allow_abbrev=False)
     p.add_argument("--profile", required=True)
     p.add_argument("--label", required=True)
     p.add_argument("--json", required=True)

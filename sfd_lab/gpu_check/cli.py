@@ -11,9 +11,9 @@ CSUD, full-size CLIP, inside a time budget; writes <out>/gpu-<date>.json and .md
 
 
 def gpu_check_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=GPU_CHECK_DOC)
+    p = argparse.ArgumentParser(allow_abbrev=False, description=GPU_CHECK_DOC)
     sub = p.add_subparsers(dest="action", required=True)
-    run = sub.add_parser("run", help="all steps")
+    run = sub.add_parser("run", allow_abbrev=False, help="all steps")
     run.add_argument("--mode", choices=("gpu", "cpu"), default="gpu", help="cpu: the rehearsal at tiny sizes")
     run.add_argument("--out", default="benchmarks/results", help="folder for gpu-<date>.json/.md and the step logs")
     run.add_argument(
@@ -29,14 +29,16 @@ def gpu_check_parser() -> argparse.ArgumentParser:
     run.add_argument("--setup", default="not run", help="what the shell script's setup did (recorded)")
     run.add_argument("--setup-seconds", type=float, default=0.0, help="how long the setup took (recorded)")
     run.add_argument("--command", default=None, help="the command line to record")
-    clip = sub.add_parser("clip", help="frozen CLIP forward+backward to the input, per model")
+    clip = sub.add_parser("clip", allow_abbrev=False, help="frozen CLIP forward+backward to the input, per model")
     clip.add_argument("--models", required=True, help="comma list of open_clip names, e.g. RN50,ViT-B-16,ViT-L-14")
     clip.add_argument("--size", type=int, default=256)
     clip.add_argument("--batch", type=int, default=16)
     clip.add_argument("--repeats", type=int, default=5)
     clip.add_argument("--amp", choices=("bf16", "fp16", "none"), default="bf16")
     clip.add_argument("--json", required=True, help="where to write the result")
-    csud = sub.add_parser("csud", help="CSUDModel iterations under autocast, then tiled derain inference")
+    csud = sub.add_parser(
+        "csud", allow_abbrev=False, help="CSUDModel iterations under autocast, then tiled derain inference"
+    )
     csud.add_argument("--networks", choices=("tiny", "authors"), default="authors")
     csud.add_argument("--size", type=int, default=256, help="training crop")
     csud.add_argument("--batch", type=int, default=2, help="images per domain (at most 4)")
