@@ -5,12 +5,11 @@ state saved by a foreach optimizer resumes into a fused one."""
 
 from __future__ import annotations
 
-import logging
-
 import pytest
 import torch
 from basicsr.models import build_model
 from conftest import lr_hr_batch, sfd_opt
+from test_faults import Records, nan_loss, weights
 
 from sfd_lab.timing import count_dispatched_ops
 from sfd_model.step_guard import DeferredLog, steps_on_device, with_fused_default
@@ -22,30 +21,6 @@ def build(clip_file, tmp_path, print_freq: int = 1, **train):
     opt["logger"]["print_freq"] = print_freq
     torch.manual_seed(0)
     return build_model(opt)
-
-
-def weights(net) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in net.named_parameters()}
-
-
-class Records(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.WARNING)
-        self.text = ""
-
-    def emit(self, record):
-        self.text += record.getMessage() + "\n"
-
-    def __enter__(self):
-        logging.getLogger("basicsr").addHandler(self)
-        return self
-
-    def __exit__(self, *exc):
-        logging.getLogger("basicsr").removeHandler(self)
-
-
-def nan_loss(*args, **kwargs):
-    return torch.tensor(float("nan"), requires_grad=True)
 
 
 def test_no_host_read_outside_logged_iterations(tiny_clip_files, tmp_path):
