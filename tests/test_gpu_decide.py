@@ -146,7 +146,7 @@ def test_the_gradient_comparison_fails_on_a_wrong_gradient(monkeypatch):
     assert not bad["passed"] and not case["passed"]
     assert case["worst"]["gradient"]["rel_l2"] == pytest.approx(0.01, rel=0.05)
     assert "above 0.001" in case["problems"][0] and "sr_image_grad" in case["errors_last"]
-    assert torch.are_deterministic_algorithms_enabled() is False  # the settings were restored
+    assert torch.backends.cudnn.deterministic is False  # the settings were restored
 
 
 def test_the_loss_curve_comparison():

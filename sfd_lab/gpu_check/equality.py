@@ -57,29 +57,22 @@ REGIONS = ("image tower", "prompt pair text path", "Feat-D spectral norms")
 
 @contextlib.contextmanager
 def deterministic(device: torch.device) -> Iterator[dict]:
-    """Inside: cuDNN deterministic and without autotuning, deterministic algorithms where torch has
-    them (warn elsewhere), cuBLAS with a fixed workspace (effective when set before the process's
-    first cuBLAS call: the step programs set it first). Yields what was set; restores the rest after."""
+    """Inside: cuDNN deterministic and without autotuning; cuBLAS with a fixed workspace (effective when
+    set before the process's first cuBLAS call: the step programs set it first). Not
+    ``torch.use_deterministic_algorithms``: it adds fills and fallbacks inside the captured regions that
+    the hosts do not run. Yields what was set; restores cuDNN's settings after."""
     if device.type == "cuda":
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    saved = (
-        torch.backends.cudnn.deterministic,
-        torch.backends.cudnn.benchmark,
-        torch.are_deterministic_algorithms_enabled(),
-        torch.is_deterministic_algorithms_warn_only_enabled(),
-    )
+    saved = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
     torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
-    torch.use_deterministic_algorithms(True, warn_only=True)
     try:
         yield {
             "cudnn_deterministic": True,
             "cudnn_benchmark": False,
-            "deterministic_algorithms": "on (warn only where torch has none)",
             "CUBLAS_WORKSPACE_CONFIG": os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
         }
     finally:
-        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[:2]
-        torch.use_deterministic_algorithms(saved[2], warn_only=saved[3])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved
 
 
 def rel_l2(a: torch.Tensor, b: torch.Tensor) -> float:
