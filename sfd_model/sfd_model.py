@@ -273,7 +273,8 @@ class SFDModel(StepGuardMixin, ResumableMixin, SRGANModel):
                 self.model_ema(decay=self.ema_decay)
             else:
                 self.masked_ema(self.ema_decay, ok)
-        self.resolve_checks(force=logged)
+        if logged or not self.opt.get("dist"):  # ranks stop at one iteration: under DDP only where all log
+            self.resolve_checks(force=logged)
         self.stop_if_limit(current_iter)
 
     def _d_statistics(self, logits, b: int) -> dict:

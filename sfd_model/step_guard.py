@@ -10,7 +10,9 @@ none outside the iterations it logs (``logger.print_freq``):
   step count as they were when it is set (as under a GradScaler); the EMA and the cached prompt
   features are updated through the same flag. The host learns of a skipped step from an asynchronous
   copy (:class:`~sfd_utils.host_copy.HostCopy`) one iteration or more later, when it has arrived,
-  or at the next logged iteration: the warning names the iteration, the step and the terms, and
+  or at the next logged iteration (under DDP only there, so every rank stops at the same iteration;
+  the flags include the all-reduced gradients', so the ranks agree on every skip): the warning names
+  the iteration, the step and the terms, and
   ``train.nonfinite_max_skips`` skips in a row stop the training (state saved, exit status 4) as
   before. An optimizer that cannot skip on the device (``fused: false``, ``foreach: true``) gets
   the decision from one read of both flags per iteration instead;
