@@ -30,10 +30,11 @@ verdict GPU-bound / launch-bound, and the issue's targets. See sfd_lab.bench/d_i
 
     python scripts/bench_d_iteration.py                       # auto: gpu profile with CUDA, else cpu
     python scripts/bench_d_iteration.py --profile cpu --before-root /tmp/before
+    python scripts/bench_d_iteration.py --profile decide --clip-models RN50    # eager beside auto (GPU)
 
-Writes <out>/d_iteration-<device>-<date>.json and .md."""
+Writes <out>/d_iteration-<device>-<date>.json and .md; SIGTERM stops it with what it measured written."""
 # Kept equal to sfd_lab.bench.d_iteration.D_PROFILES (tests check it).
-D_PROFILE_NAMES = ("smoke", "cpu", "gpu")
+D_PROFILE_NAMES = ("smoke", "cpu", "gpu", "decide")
 # Kept equal to sfd_lab.bench.profiles.PROFILES / ROWS and sfd_lab.bench.csud.PROFILES (tests check it).
 PROFILE_NAMES = ("smoke", "cpu", "cpu-real", "gpu")
 ROW_NAMES = ("gan_step", "clip_cost", "precision", "iqa", "csud", "components")
@@ -80,6 +81,13 @@ def d_iteration_parser() -> argparse.ArgumentParser:
     p.add_argument("--after-root", help="measure this checkout's components as 'after' (default: the one running)")
     p.add_argument("--out", default="benchmarks/results", help="folder for the JSON and Markdown files")
     p.add_argument("--tag", help="appended to the file names")
+    p.add_argument("--clip-models", help="comma list of open_clip models instead of the profile's (e.g. RN50)")
+    p.add_argument("--only-sfd", action="store_true", help="SFDModel rows only (eager beside auto)")
+    p.add_argument(
+        "--emulate-graphs",
+        action="store_true",
+        help="on a CPU, run the fast_path auto rows through the graphs' emulation (the GPU check's rehearsal)",
+    )
     return p
 
 
