@@ -14,11 +14,11 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from sfd_lab.bench.cli import d_iteration_parser  # noqa: E402
 from sfd_lab.bench.stop import ResultFile, StopRequested  # noqa: E402
-from sfd_utils.cli import EXIT_INTERRUPTED, launch  # noqa: E402
+from sfd_utils.cli import EXIT_INTERRUPTED, launch, with_exit_codes  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
-    args, _ = d_iteration_parser().parse_known_args(argv)
+    args, _ = with_exit_codes(d_iteration_parser()).parse_known_args(argv)
     data = {"schema": "sfd-basicsr-d-iteration/1", "runs": [], "argv": sys.argv[1:] if argv is None else argv}
     ResultFile(os.path.join(args.out, "d_iteration-stopped.json"), data, write=False).stop_on_sigterm()
     try:

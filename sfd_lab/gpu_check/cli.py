@@ -63,23 +63,27 @@ def gpu_check_parser() -> argparse.ArgumentParser:
     csud.add_argument("--image", type=int, default=1024, help="side of the rainy photo derained in tiles")
     csud.add_argument("--tile", type=int, default=512)
     csud.add_argument("--json", required=True, help="where to write the result")
-    env = sub.add_parser("env", help="torch, CUDA, device and package versions")
+    env = sub.add_parser("env", allow_abbrev=False, help="torch, CUDA, device and package versions")
     env.add_argument("--json", required=True, help="where to write the result")
-    eq = sub.add_parser("equality", help="fast_path auto vs eager: gradients per tensor, per host order")
+    eq = sub.add_parser(
+        "equality", allow_abbrev=False, help="fast_path auto vs eager: gradients per tensor, per host order"
+    )
     eq.add_argument("--models", required=True, help="comma list of open_clip models, e.g. RN50,ViT-B-16")
     eq.add_argument("--batch", type=int, default=16)
     eq.add_argument("--size", type=int, default=256)
     eq.add_argument("--amps", default="bf16,fp16", help="comma list of autocast dtypes (bf16, fp16, fp32)")
     eq.add_argument("--iterations", type=int, default=2, help="host iterations per case")
     eq.add_argument("--json", required=True, help="where to write the result")
-    ab = sub.add_parser("ab", help="same-seed A/B of SFDModel training, fast_path off vs auto")
+    ab = sub.add_parser("ab", allow_abbrev=False, help="same-seed A/B of SFDModel training, fast_path off vs auto")
     ab.add_argument("--clip", default="RN50")
     ab.add_argument("--size", type=int, default=64)
     ab.add_argument("--batch", type=int, default=2)
     ab.add_argument("--iterations", type=int, default=200)
     ab.add_argument("--amp", choices=("bf16", "fp16", "none"), default="bf16")
     ab.add_argument("--json", required=True, help="where to write the result")
-    pt = sub.add_parser("pytest", help="pytest with each test's outcome written to a JSON as it finishes")
+    pt = sub.add_parser(
+        "pytest", allow_abbrev=False, help="pytest with each test's outcome written to a JSON as it finishes"
+    )
     pt.add_argument("--json", required=True, help="where to write the result")
     pt.add_argument("args", nargs=argparse.REMAINDER, help="pytest's arguments (after --)")
     return p
