@@ -316,6 +316,9 @@ def safe_parse_options(parse_options, strict: bool = False):
         if isinstance(opt.get("name"), str) and args.debug and not opt["name"].startswith("debug"):
             check_run_name("debug_" + opt["name"])
         check_run_name(opt.get("name"))
+        seed = opt.get("manual_seed")
+        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32):
+            raise RecipeError(f"manual_seed: {seed!r}: expected a whole number from 0 to {2**32 - 1} (or null: random)")
         with _handing_over(parse_options, opt, basicsr_argv(args, rest)) as prepared:
             opt, basicsr_args = parse_options(root_path, is_train=is_train)
         if not prepared.used and args.force_yml:

@@ -13,7 +13,8 @@ A child's exit status follows the interpreter's rules (an uncaught exception pri
 exits 1; ``SystemExit('text')`` prints the text and exits 1). Each child gets its own process group,
 is killed with it at the time limit, and its stdout/stderr go to ``<logs>/<id>.log``. Per case the
 result holds the exit status (or signal), seconds, the peak resident memory of the child and its
-descendants (``wait4``'s ``ru_maxrss``), whether it timed out, and the output's tail.
+descendants (``wait4``'s ``ru_maxrss``), whether it timed out, and the output's tail. ``--max-data-mb``
+caps each child's memory (to measure code that would otherwise take the machine's).
 """
 
 from __future__ import annotations
@@ -81,8 +82,20 @@ def _run_entry(case: dict) -> int:
     return 0
 
 
-def _child(case: dict, log_path: str) -> None:
+def _limit_memory(extra_mb: int | None) -> None:
+    """Cap the child's data segment (heap and private mappings) at what it holds now plus ``extra_mb``:
+    a memory bomb then fails inside the child instead of taking the machine's memory."""
+    if not extra_mb:
+        return
+    with open("/proc/self/status", encoding="ascii") as f:
+        data_kb = next(int(line.split()[1]) for line in f if line.startswith("VmData:"))
+    limit = (data_kb << 10) + (extra_mb << 20)
+    resource.setrlimit(resource.RLIMIT_DATA, (limit, resource.getrlimit(resource.RLIMIT_DATA)[1]))
+
+
+def _child(case: dict, log_path: str, extra_mb: int | None) -> None:
     os.setpgid(0, 0)
+    _limit_memory(extra_mb)
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
@@ -125,7 +138,9 @@ def _finish(running: dict, pid: int, status: int, usage, timed_out: bool) -> dic
     }
 
 
-def run_cases(cases: list[dict], log_dir: str, jobs: int = 1, timeout: float = 120.0) -> list[dict]:
+def run_cases(
+    cases: list[dict], log_dir: str, jobs: int = 1, timeout: float = 120.0, extra_mb: int | None = None
+) -> list[dict]:
     """Fork a child per case (at most ``jobs`` at once), wait with a time limit; results in case order."""
     os.makedirs(log_dir, exist_ok=True)
     pending, running, results = list(cases), {}, {}
@@ -135,7 +150,7 @@ def run_cases(cases: list[dict], log_dir: str, jobs: int = 1, timeout: float = 1
             log_path = os.path.join(log_dir, f"{case['id']}.log")
             pid = os.fork()
             if pid == 0:
-                _child(case, log_path)
+                _child(case, log_path, extra_mb)
             running[pid] = (case, log_path, time.monotonic())
         for pid in list(running):
             case_id = running[pid][0]["id"]
@@ -160,16 +175,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per case")
     parser.add_argument("--logs", help="folder of the cases' output (default: beside RESULTS)")
+    parser.add_argument("--max-data-mb", type=int, help="cap each case's data segment at its start plus this")
     args = parser.parse_args(argv)
     with open(args.cases, encoding="utf-8") as f:
         cases = json.load(f)
-    if ROOT not in sys.path:
-        sys.path.insert(0, ROOT)
     started = time.monotonic()
     warm_up()
     warm = time.monotonic() - started
     logs = args.logs or os.path.splitext(args.results)[0] + "_logs"
-    results = run_cases(cases, logs, args.jobs, args.timeout)
+    results = run_cases(cases, logs, args.jobs, args.timeout, args.max_data_mb)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     summary = {"warm_up_s": round(warm, 2), "total_s": round(time.monotonic() - started, 2)}
     summary["children_cpu_s"] = round(children.ru_utime + children.ru_stime, 1)

@@ -34,7 +34,7 @@ class Variant:
     argv: list[str] = field(default_factory=list)
     expect: tuple[int, str] | None = None  # (exit status, part of the last line)
     sentinel: str = ""
-    check_only: bool = False  # a case whose real run would take long (not run for real)
+    entry: str | None = None  # "script" (python basicsr/train.py) or "console" (sfd-train); None: either
 
 
 def _set(path: str, value) -> Callable[[dict], None]:
@@ -313,13 +313,14 @@ def command_lines(tiny: dict[str, dict], recipes: list[str], sentinel_dir: str) 
     for recipe in recipes:
         text, stem = _dump(tiny[recipe]), recipe[:-4]
         for spelling in FORCE_SPELLINGS:
-            n += 1
-            sentinel = os.path.join(sentinel_dir, f"pwned_c{n}")
-            payload = PAYLOAD.format(sentinel=sentinel)
-            argv = [spelling + payload] if spelling.endswith("=") else [spelling, payload]
-            expect = (2, "is not a recipe key" if spelling in ("--force_yml", "--force_yml=") else "abbreviations")
-            yield Variant(f"cmd-{n}-{stem}", "command line", recipe, f"{spelling} break-out", text, argv=argv,
-                          expect=expect, sentinel=sentinel)  # fmt: skip
+            for entry in ("script", "console"):  # both entry points, every spelling
+                n += 1
+                sentinel = os.path.join(sentinel_dir, f"pwned_c{n}")
+                payload = PAYLOAD.format(sentinel=sentinel)
+                argv = [spelling + payload] if spelling.endswith("=") else [spelling, payload]
+                expect = (2, "is not a recipe key" if spelling in ("--force_yml", "--force_yml=") else "abbreviations")
+                yield Variant(f"cmd-{n}-{stem}", "command line", recipe, f"{spelling} break-out ({entry})", text,
+                              argv=argv, expect=expect, sentinel=sentinel, entry=entry)  # fmt: skip
         others = [
             ("tag value", ["--force_yml", "network_g.num_in_ch=" + TOUCH_TAG], (2, "refused tag")),
             ("code-like list value", ["--force_yml", 'train.x=[__import__("os").system("touch {sentinel}")]'], (0, "")),

@@ -125,7 +125,8 @@ def cases_for(variants: list[Variant], root: str, check: bool) -> list[dict]:
     out = []
     for i, v in enumerate(variants):
         argv = ["-opt", v.opt_path, *v.argv, *(["--check"] if check else [])]
-        out.append({"id": v.id, "entry": ("script", "console")[i % 2], "argv": argv, "cwd": root, "root": root})
+        entry = v.entry or ("script", "console")[i % 2]
+        out.append({"id": v.id, "entry": entry, "argv": argv, "cwd": root, "root": root})
     return out
 
 
@@ -193,7 +194,7 @@ def test_battery_with_check(battery, capsys):
 
 def test_battery_run_for_real(battery, capsys):
     """The same battery without --check: 2 iterations each (refusals are the same)."""
-    variants = [v for v in battery["variants"] if not v.check_only]
+    variants = battery["variants"]
     root = launcher_root(battery["base"] / "real_root", os.path.join(ROOT, "basicsr", "train.py"))
     out = run_battery(battery, "real", cases_for(variants, root, check=False), timeout=180)
     with capsys.disabled():
@@ -210,11 +211,23 @@ def test_battery_run_for_real(battery, capsys):
     assert set(os.listdir(root)) <= {"basicsr", "experiments", "tb_logger", "inside_root"}, os.listdir(root)
 
 
-def test_the_payloads_are_live(tmp_path):
-    """Control: the battery's executing tags and pickle do run code under the loaders BasicSR would use
-    (PyYAML's full ``Loader``, a full unpickler), so a missing sentinel above means the payload was
-    refused, not that it was inert."""
+def test_the_payloads_are_live(tmp_path, monkeypatch):
+    """Control: the battery's executing tags, pickle and command line do run code under what BasicSR would
+    use (PyYAML's full ``Loader``, a full unpickler, its own ``parse_options`` given ``--force``), so a
+    missing sentinel above means the payload was refused, not that it was inert."""
+    from basicsr.utils import options as bo
+    from recipe_cases import PAYLOAD
     from recipe_mutations import TAGS
+
+    parse_options = bo.parse_options
+    while hasattr(parse_options, "__wrapped__"):  # basicsr's own, under the plugin's wrappers
+        parse_options = parse_options.__wrapped__
+    recipe = tmp_path / "r.yml"
+    recipe.write_text("name: r\nnum_gpu: 0\nmanual_seed: 0\ndatasets: {}\npath: {}\n")
+    sentinel = tmp_path / "control_force"
+    monkeypatch.setattr(sys, "argv", ["train.py", "-opt", str(recipe), "--force", PAYLOAD.format(sentinel=sentinel)])
+    parse_options(str(tmp_path), is_train=True)
+    assert sentinel.exists(), "basicsr's --force_yml abbreviation did not run the payload"
 
     loader = getattr(yaml, "CLoader", yaml.Loader)
     for i, tag in enumerate(TAGS[:4]):
@@ -227,3 +240,44 @@ def test_the_payloads_are_live(tmp_path):
     sentinel = tmp_path / "control_pickle"
     pickle.loads(pickle.dumps(_Touch(str(sentinel))))  # noqa: S301 (the point of the test)
     assert sentinel.exists()
+
+
+def test_force_yml_through_basicsr_own_entry_with_the_hook(battery, capsys):
+    """``SFD_BASICSR_SAFE_YAML=1``: a fork's unmodified ``basicsr/train.py`` (BasicSR's own file, its own
+    ``train_pipeline``) with every ``--force_yml`` spelling and a break-out key, with and without
+    ``--check``: one line and exit status 2, nothing runs; valid entries are applied (2 iterations, the
+    forced name is the run's folder) and an escaping name is refused."""
+    import basicsr
+    from recipe_cases import FORCE_SPELLINGS, PAYLOAD
+
+    root = launcher_root(battery["base"] / "fork_root", os.path.join(os.path.dirname(basicsr.__file__), "train.py"))
+    recipe = battery["base"] / "recipes" / "control-demo_SR_psnr_cpu.yml"
+    sentinels = battery["sentinels"]
+    cases, expect = [], {}
+    for i, spelling in enumerate(FORCE_SPELLINGS):
+        for check in (False, True):
+            payload = PAYLOAD.format(sentinel=sentinels / f"pwned_hook{i}")
+            argv = [spelling + payload] if spelling.endswith("=") else [spelling, payload]
+            cases.append({"id": f"hook-{i}-{int(check)}", "argv": ["-opt", str(recipe), *argv, *["--check"] * check]})
+            expect[cases[-1]["id"]] = "is not a recipe key" if spelling.startswith("--force_yml") else "abbreviations"
+    cases.append(
+        {"id": "hook-valid", "argv": ["-opt", str(recipe), "--force_yml", "name=hooked", "train.total_iter=2"]}
+    )
+    cases.append({"id": "hook-name", "argv": ["-opt", str(recipe), "--force_yml", "name=../../hooked"]})
+    expect["hook-name"] = "name: '../../hooked' holds a path separator"
+    for case in cases:
+        case.update(entry="script", cwd=root, root=root)
+    out = run_battery(battery, "hook", cases, timeout=180, env={"SFD_BASICSR_SAFE_YAML": "1"})
+    with capsys.disabled():
+        print(f"\nhook: {len(cases)} cases; {out['summary']}")
+    for case, r in zip(cases, out["results"], strict=True):
+        lines = [line for line in r["tail"].splitlines() if line.strip()]
+        assert not r["traceback"] and not r["timed_out"], (case["id"], r["tail"])
+        if case["id"] == "hook-valid":
+            assert r["code"] == 0, r["tail"]
+            continue
+        assert r["code"] == 2 and lines[-1].startswith("sfd-basicsr: "), (case["id"], r["tail"])
+        assert expect[case["id"]] in lines[-1], (case["id"], lines[-1])
+    assert os.path.isfile(os.path.join(root, "experiments", "hooked", "models", "net_g_latest.pth"))
+    assert not any(os.listdir(sentinels)), os.listdir(sentinels)
+    assert not os.path.exists(battery["base"] / "hooked")
