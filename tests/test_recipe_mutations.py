@@ -247,8 +247,9 @@ def test_force_yml_through_basicsr_own_entry_with_the_hook(battery, capsys):
     ``train_pipeline``) with every ``--force_yml`` spelling and a break-out key, with and without
     ``--check``: one line and exit status 2, nothing runs; valid entries are applied (2 iterations, the
     forced name is the run's folder) and an escaping name is refused."""
-    import basicsr
     from recipe_cases import FORCE_SPELLINGS, PAYLOAD
+
+    import basicsr
 
     root = launcher_root(battery["base"] / "fork_root", os.path.join(os.path.dirname(basicsr.__file__), "train.py"))
     recipe = battery["base"] / "recipes" / "control-demo_SR_psnr_cpu.yml"
