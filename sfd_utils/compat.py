@@ -18,9 +18,11 @@ negligible cost. All it does is lazy:
    if ever. The same variable disables this hook.
 4. Opt-in, ``SFD_BASICSR_SAFE_YAML=1`` (set by the user; the plugin never sets it): when basicsr
    finishes importing, ``basicsr.utils.options`` reads recipes with the plugin's safe loader
-   (``sfd_utils.recipe``: data only, ``!!python/...`` tags refused in one line) and parses
-   ``--force_yml`` without ``eval`` and with checked keys, so a fork's own ``basicsr/train.py`` and
-   ``basicsr/test.py`` get what this repo's launcher always does. Off by default: nothing of basicsr
+   (``sfd_utils.recipe``: data only, ``!!python/...`` tags refused in one line, bounded) and its
+   ``parse_options`` never sees a ``--force_yml``: the entries are applied without ``exec``, every
+   abbreviation of the flag is refused, and basicsr is handed the updated options
+   (``sfd_utils.train_command``), so a fork's own ``basicsr/train.py`` and ``basicsr/test.py`` get
+   what this repo's launcher does for the command line. Off by default: nothing of basicsr
    is changed unless asked. Independent of ``SFD_BASICSR_NO_AUTOLOAD``. In a traiNNer process the
    same switch makes ``traiNNer.utils.options.yaml_load`` refuse a recipe that is not data in one line
    (traiNNer already decodes with a safe loader; this only shortens its error).

@@ -9,7 +9,9 @@ basicsr (no file of the installed package is touched) and calls ``train_pipeline
   experiment's own folder (basicsr looks in ``./experiments`` relative to the working directory).
 - ``init_dist``: basicsr calls ``torch.cuda.set_device`` and NCCL; without CUDA we use gloo. The
   recipes' ``dist_params.port`` is dropped for torchrun (basicsr would pass it on and crash).
-- ``--local-rank=N`` (torch >= 2 launchers) is accepted as basicsr's ``--local_rank``.
+- The command line is read by :mod:`sfd_utils.train_command` (abbreviations refused, ``--force_yml``
+  applied without exec, ``--local-rank=N`` of torch >= 2 launchers accepted as ``--local_rank``) and
+  basicsr's ``parse_options`` is handed the already-updated options dict.
 - ``MessageLogger`` / ``build_model``: log lines with percent, rate and a non-negative ETA, a
   progress line at least every 20 s, and no duplicate final validation (``sfd_utils.progress``).
 - ``create_train_val_dataloader`` / ``build_dataset`` / ``EnlargedSampler``: exact resume
@@ -20,16 +22,22 @@ basicsr (no file of the installed package is touched) and calls ``train_pipeline
   network file), naming it, and removes temporaries of interrupted writes.
 - ``BaseModel.save_network`` / ``save_training_state``: written atomically (temporary + rename)
   for every model, not only the plugin's.
-- ``parse_options``: after parsing, every file the recipe needs is checked (sfd_utils.options_check),
-  and the RNGs are seeded again from the final ``manual_seed``: basicsr seeds *before* applying
-  ``--force_yml``, so ``--force_yml manual_seed=1`` was logged but silently ignored.
-- Recipes are data (sfd_utils.recipe): basicsr's ``ordered_yaml`` / ``--force_yml`` parsing are
-  replaced by the safe ones, and before basicsr parses anything the recipe is read safely and
-  checked (sfd_utils.recipe_check); a refusal is one line. Errors a constructor raises while the data
-  sets or the model are built from the recipe are one line too (``SFD_BASICSR_TRACEBACK=1``: traceback).
+- ``parse_options``: after parsing, every file the recipe needs is checked (sfd_utils.options_check:
+  existing, regular, of sane size, weights loadable weights-only), and the RNGs are seeded again from
+  the final ``manual_seed``.
+- Recipes are data (sfd_utils.recipe, bounded in size, depth and nodes): before basicsr parses anything
+  the recipe is read safely and checked (sfd_utils.recipe_check: structure and kinds;
+  sfd_utils.recipe_values: ranges, the run's name, what this machine can hold); a refusal is one line.
+  Errors a constructor raises while the data sets or the model are built from the recipe are one line
+  too (``SFD_BASICSR_TRACEBACK=1``: traceback).
+- ``make_exp_dirs`` / ``mkdir_and_rename``: only run folders under the output root are created or
+  renamed (``experiments/<name>``, ``tb_logger/<name>``); a folder that cannot be created is one line.
+- Data (sfd_utils.train_data): the first image pair is checked against ``scale`` and ``gt_size``, one
+  batch against an epoch's samples; an item's data error during the run names the files.
 - ``--check``: everything up to the first iteration, nothing written (:func:`check_start`).
-- Exit status as every script's (sfd_utils.cli): 2 bad recipe or command line, 3 interrupted
-  (Ctrl-C, SIGTERM), 4 stopped on non-finite losses.
+- Exit status as every script's (sfd_utils.cli): 2 bad recipe, command line or data, or a machine that
+  cannot hold the run (out of memory, a loader worker killed); 3 interrupted (Ctrl-C, SIGTERM); 4
+  stopped on non-finite losses or failed unexpectedly (the traceback on screen and in the run's log).
 """
 
 from __future__ import annotations
