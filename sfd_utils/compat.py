@@ -44,7 +44,10 @@ SHIM_SOURCES = ("torchvision.transforms._functional_tensor", "torchvision.transf
 PLUGIN_PACKAGES = ("sfd_arch", "sfd_loss", "sfd_data", "sfd_metric", "sfd_model")
 AUTOLOAD_ENV = "SFD_BASICSR_NO_AUTOLOAD"
 SAFE_YAML_ENV = "SFD_BASICSR_SAFE_YAML"
-_SAFE_YAML = {"basicsr": "make_basicsr_safe", "traiNNer": "make_trainner_one_line"}
+_SAFE_YAML = {  # host -> (module, function) that makes its recipe reading safe
+    "basicsr": ("sfd_utils.train_command", "make_basicsr_safe"),
+    "traiNNer": ("sfd_utils.recipe", "make_trainner_one_line"),
+}
 TRAINNER = "traiNNer"
 TRAINNER_ADAPTER = "sfd_trainner.registration"
 
@@ -87,7 +90,8 @@ class _HostLoader(importlib.abc.Loader):
         _hooked.add(module.__name__)
         self._real.exec_module(module)
         if safe_yaml_requested():
-            getattr(importlib.import_module("sfd_utils.recipe"), _SAFE_YAML[module.__name__])()
+            safe_module, function = _SAFE_YAML[module.__name__]
+            getattr(importlib.import_module(safe_module), function)()
         if os.environ.get(AUTOLOAD_ENV, "") not in ("", "0"):
             return
         try:

@@ -205,8 +205,8 @@ def prepare_basicsr() -> None:
     load_plugin()
     from basicsr.models.base_model import BaseModel
 
-    from sfd_utils.recipe import make_basicsr_safe
     from sfd_utils.resume import ResumableSampler, save_network, save_training_state
+    from sfd_utils.train_command import make_basicsr_safe
 
     make_basicsr_safe()  # recipes are data: safe loader, no eval/exec of --force_yml
     global _basicsr_create_loaders

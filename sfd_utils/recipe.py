@@ -19,7 +19,7 @@ full ``Loader``, which executes ``!!python/object/apply:os.system [...]``. Here:
   are expanded (a "billion laughs" alias bomb) are refused in one line.
 - :func:`load_recipe` turns every problem of the file into one :class:`RecipeError` line.
 - The command line (``--force_yml``) and basicsr's own ``parse_options`` are in
-  :mod:`sfd_utils.train_command`; :func:`make_basicsr_safe` puts both into a running basicsr.
+  :mod:`sfd_utils.train_command`, whose ``make_basicsr_safe`` puts both into a running basicsr.
 """
 
 from __future__ import annotations
@@ -263,20 +263,12 @@ def dump_recipe(opt: dict, stream: IO | None = None) -> str | None:
     return yaml.dump(opt, stream, Dumper=RecipeDumper, sort_keys=False, allow_unicode=True)
 
 
-def make_basicsr_safe() -> None:
-    """Make the running basicsr read recipes with :class:`RecipeLoader` and ``--force_yml`` without
-    ``eval``/``exec`` (:func:`sfd_utils.train_command.make_basicsr_safe`). No file of the installed
-    package is changed. Idempotent."""
-    from sfd_utils.train_command import make_basicsr_safe as install
-
-    install()
-
-
 def make_trainner_one_line() -> None:
     """traiNNer-redux decodes recipes with PyYAML's safe loader (``msgspec.yaml.decode``), so a python tag
     never runs there, but its refusal is a traceback. This makes ``traiNNer.utils.options.yaml_load``
     read the file with :func:`load_recipe` first: a recipe that is not data ends in one line (exit
-    status 2). Opt-in like :func:`make_basicsr_safe` (``SFD_BASICSR_SAFE_YAML=1``). Idempotent."""
+    status 2). Opt-in like ``sfd_utils.train_command.make_basicsr_safe`` (``SFD_BASICSR_SAFE_YAML=1``).
+    Idempotent."""
     import importlib
 
     options = importlib.import_module("traiNNer.utils.options")

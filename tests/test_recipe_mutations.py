@@ -121,12 +121,17 @@ def run_battery(battery: dict, mode: str, cases: list[dict], timeout: float, env
 
 
 def cases_for(variants: list[Variant], root: str, check: bool) -> list[dict]:
-    """Runner cases: entry points alternate between ``python basicsr/train.py`` and ``sfd-train``."""
+    """Runner cases: entry points alternate between ``python basicsr/train.py`` and ``sfd-train``. With
+    ``--check`` all share ``root`` (nothing is written); real runs each get their own root under it (runs
+    of one name at the same second would archive each other's folder)."""
     out = []
     for i, v in enumerate(variants):
         argv = ["-opt", v.opt_path, *v.argv, *(["--check"] if check else [])]
         entry = v.entry or ("script", "console")[i % 2]
-        out.append({"id": v.id, "entry": entry, "argv": argv, "cwd": root, "root": root})
+        case_root = (
+            root if check else launcher_root(os.path.join(root, v.id), os.path.join(root, "basicsr", "train.py"))
+        )
+        out.append({"id": v.id, "entry": entry, "argv": argv, "cwd": case_root, "root": case_root})
     return out
 
 
@@ -175,40 +180,46 @@ def outside_root_untouched(battery: dict) -> None:
     assert not any(os.listdir(battery["sentinels"])), os.listdir(battery["sentinels"])
 
 
+def run_all(battery: dict, check: bool, capsys) -> tuple[str, list[Variant], dict]:
+    """The whole battery in one mode, every assertion of the module doc checked; (root, variants, output)."""
+    variants, mode = battery["variants"], "check" if check else "real"
+    root = launcher_root(battery["base"] / f"{mode}_root", os.path.join(ROOT, "basicsr", "train.py"))
+    out = run_battery(battery, mode, cases_for(variants, root, check=check), timeout=90 if check else 180)
+    with capsys.disabled():
+        print("\n" + report("--check" if check else "real, 2 iterations", variants, out))
+    problems = problems_of(variants, out["results"], check=check)
+    assert not problems, f"{len(problems)} problems:\n" + "\n".join(problems)
+    outside_root_untouched(battery)
+    return root, variants, out
+
+
 def test_battery_with_check(battery, capsys):
     variants = battery["variants"]
     assert len(variants) >= 300 and len({v.recipe for v in variants if v.category != "random"}) >= 2
-    root = launcher_root(battery["base"] / "check_root", os.path.join(ROOT, "basicsr", "train.py"))
-    out = run_battery(battery, "check", cases_for(variants, root, check=True), timeout=90)
-    with capsys.disabled():
-        print("\n" + report("--check", variants, out))
-    problems = problems_of(variants, out["results"], check=True)
-    assert not problems, f"{len(problems)} problems:\n" + "\n".join(problems)
+    root, variants, out = run_all(battery, True, capsys)
     # --check writes nothing: the root holds what it held before
     assert sorted(os.listdir(root)) == ["basicsr", "experiments"], os.listdir(root)
     assert sorted(os.listdir(os.path.join(root, "experiments"))) == ["existing_run"]
-    outside_root_untouched(battery)
     codes = [r["code"] for r in out["results"]]
     assert codes.count(2) >= len(codes) // 2 and codes.count(0) >= 20  # neither side vacuous
 
 
 def test_battery_run_for_real(battery, capsys):
     """The same battery without --check: 2 iterations each (refusals are the same)."""
-    variants = battery["variants"]
-    root = launcher_root(battery["base"] / "real_root", os.path.join(ROOT, "basicsr", "train.py"))
-    out = run_battery(battery, "real", cases_for(variants, root, check=False), timeout=180)
-    with capsys.disabled():
-        print("\n" + report("real, 2 iterations", variants, out))
-    problems = problems_of(variants, out["results"], check=False)
-    assert not problems, f"{len(problems)} problems:\n" + "\n".join(problems)
-    outside_root_untouched(battery)
-    experiments = os.listdir(os.path.join(root, "experiments"))
-    # the controls trained: their last checkpoint is there; the earlier run was archived, not lost
-    for name in ("mut_demo_SFD_cpu", "mut_demo_CSUD_cpu", "mut_train_SFD_RealRRDB_x4"):
-        assert os.path.isfile(os.path.join(root, "experiments", name, "models", "net_g_latest.pth")), name
-    archived = [e for e in experiments if e.startswith("existing_run_archived_")]
-    assert archived and os.path.isfile(os.path.join(root, "experiments", archived[0], "marker.txt")), experiments
-    assert set(os.listdir(root)) <= {"basicsr", "experiments", "tb_logger", "inside_root"}, os.listdir(root)
+    root, variants, _ = run_all(battery, False, capsys)
+    # the controls trained: their last checkpoint is there
+    for recipe in ("demo_SFD_cpu", "demo_CSUD_cpu", "train_SFD_RealRRDB_x4"):
+        models = os.path.join(root, f"control-{recipe}", "experiments", f"mut_{recipe}", "models")
+        assert os.path.isfile(os.path.join(models, "net_g_latest.pth")), recipe
+    # a run named after an existing one archived it beside itself, contents and all
+    for v in variants:
+        if v.what == "name of an existing run":
+            experiments = os.listdir(os.path.join(root, v.id, "experiments"))
+            archived = [e for e in experiments if e.startswith("existing_run_archived_")]
+            assert archived and os.path.isfile(os.path.join(root, v.id, "experiments", archived[0], "marker.txt"))
+    allowed = {"basicsr", "experiments", "tb_logger", "inside_root"}
+    for v in variants:
+        assert set(os.listdir(os.path.join(root, v.id))) <= allowed, (v.id, os.listdir(os.path.join(root, v.id)))
 
 
 def test_the_payloads_are_live(tmp_path, monkeypatch):
