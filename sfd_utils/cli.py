@@ -11,10 +11,11 @@ in each ``--help`` (:func:`with_exit_codes`) and in the README:
 
     0  all done
     1  done, but some inputs were skipped (each is named in the output)
-    2  bad arguments or input (one ``error:`` line), or nothing to do
+    2  bad arguments or input (one ``error:`` line), a run this machine cannot hold (training out
+       of memory names the keys to lower), or nothing to do
     3  interrupted (Ctrl-C or SIGTERM); what was finished is kept
-    4  failed: the run could not finish for another reason (training diverged, out of memory,
-       a bug); the message or traceback says which
+    4  failed: the run could not finish for another reason (training diverged, a bug); the message
+       or traceback says which
 
 The contract holds by construction: every entry point (``scripts/*.py``, the console scripts, the
 training launcher) runs inside :func:`run_cli`, the one top-level handler. Known failures are one
@@ -41,9 +42,9 @@ EXIT_FAILED = 4
 EXIT_CODES = {
     EXIT_OK: "all done",
     EXIT_SKIPPED: "done, but some inputs were skipped (each is named in the output)",
-    EXIT_USAGE: "bad arguments or input (one error: line), or nothing to do",
+    EXIT_USAGE: "bad arguments or input (one error: line), a run this machine cannot hold, or nothing to do",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C or SIGTERM); what was finished is kept",
-    EXIT_FAILED: "failed for another reason (training diverged, out of memory, a bug): see the message",
+    EXIT_FAILED: "failed for another reason (training diverged, a bug): see the message or traceback",
 }
 EXIT_CODES_EPILOG = "exit status: " + "; ".join(f"{code} {text}" for code, text in EXIT_CODES.items()) + "."
 EXIT_CODES_TABLE = "exit status:\n" + "\n".join(f"  {code}  {text}" for code, text in EXIT_CODES.items())
