@@ -10,9 +10,13 @@ QUALITY_CLIP_DOC = """Train the quality-aware tiny CLIP (open_clip `quality-tiny
 training photos, then report its zero-shot quality accuracy on the held-out photos. Writes an ordinary open_clip
 state_dict (use it as `clip_model: quality-tiny-rn`, `clip_pretrained: <file>`) and a JSON sidecar."""
 
+ODD_INPUTS_DOC = """Run every program of a checkout against the odd inputs of issue 28 (image bombs, link loops,
+folders named like images, sparse files, hostile weights, output paths that are files or climb out
+of their root) and write a table of exit status, traceback, peak memory and escaped files."""
+
 
 def learning_check_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=LEARNING_CHECK_DOC)
+    p = argparse.ArgumentParser(allow_abbrev=False, description=LEARNING_CHECK_DOC)
     p.add_argument("--out", default="results/learning_check", help="output folder (default: %(default)s)")
     p.add_argument("--d-iters", type=int, default=1000, help="discriminator iterations (default: %(default)s)")
     p.add_argument("--g-iters", type=int, default=60, help="generator iterations (default: %(default)s)")
@@ -31,7 +35,7 @@ def learning_check_parser() -> argparse.ArgumentParser:
 
 
 def quality_clip_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=QUALITY_CLIP_DOC)
+    p = argparse.ArgumentParser(allow_abbrev=False, description=QUALITY_CLIP_DOC)
     p.add_argument(
         "--out",
         default="experiments/pretrained_models/quality_clip_tiny.pt",
@@ -42,4 +46,16 @@ def quality_clip_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=2e-3, help="AdamW peak learning rate (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    return p
+
+
+def odd_inputs_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(allow_abbrev=False, description=ODD_INPUTS_DOC)
+    p.add_argument("--repo", default=".", help="checkout whose scripts/ to run (default: this one)")
+    p.add_argument("--out", default="results/odd_inputs", help="report folder (default: %(default)s)")
+    p.add_argument("--sparse-gb", type=int, default=8, help="size of the sparse files (default: %(default)s)")
+    p.add_argument("--bomb-side", type=int, default=16384, help="side of the PNG bomb (default: %(default)s)")
+    p.add_argument("--kill-above-mb", type=float, default=3000, help="watchdog memory limit (default: %(default)s)")
+    p.add_argument("--timeout", type=float, default=300, help="seconds per case (default: %(default)s)")
+    p.add_argument("--only", nargs="*", default=[], help="run only cases whose name contains one of these")
     return p
