@@ -23,6 +23,22 @@ def method_id(key: str, weight: float) -> str:
     return f"{key}@{weight:g}"
 
 
+def run_id(key: str, w: float, seed: int) -> str:
+    """A fine-tuning run's task name part: contestant, GAN weight, seed."""
+    return f"{key}-w{w:g}-s{seed}"
+
+
+def lrsel_id(key: str, lr: float) -> str:
+    """The task of a learning-rate candidate (first seed, middle GAN weight, validation measures)."""
+    return f"lrsel-{key}-lr{lr:g}"
+
+
+def reused_run(s, key: str, w: float, seed: int) -> bool:
+    """The run of the chosen learning rate at the middle weight and first seed is the lr-choice run
+    itself (trained identically): it is not trained twice."""
+    return CONTESTANTS[key].has_d and w == s.mid_weight and seed == s.seeds[0]
+
+
 def choose_lr(val_runs: dict[float, dict]) -> dict:
     """The learning rate whose run looks most real on the validation photos: lowest realism-test
     accuracy (ties: higher validation PSNR). ``val_runs``: {lr: job_train result with "val"}."""

@@ -33,14 +33,12 @@ FEATD_GLOB = os.path.join(ROOT, "benchmarks", "results", "featd_study-*.md")
 
 def _runs_of(results: dict, s, key: str, w: float) -> list[tuple[dict, dict]]:
     """[(training facts, test result)] per seed of one method."""
-    from sfd_lab.bakeoff.run import _lrsel_id, _run_id, reused_run
-
     out = []
     for seed in s.seeds:
-        rid = _run_id(key, w, seed)
-        if reused_run(s, key, w, seed):
-            lr = analysis.choose_lr({x: results[_lrsel_id(key, x)] for x in s.lr_grid})["chosen"]
-            train = results[_lrsel_id(key, lr)]
+        rid = analysis.run_id(key, w, seed)
+        if analysis.reused_run(s, key, w, seed):
+            lr = analysis.choose_lr({x: results[analysis.lrsel_id(key, x)] for x in s.lr_grid})["chosen"]
+            train = results[analysis.lrsel_id(key, lr)]
         else:
             train = results[f"train-{rid}"]
         out.append((train, results[f"test-{rid}"]))
@@ -85,7 +83,7 @@ def build_report(run: dict, results: dict, s) -> dict:
     scenes = sorted({p["scene"] for p in prep["splits"]["test"]})
     grids, methods, runs, labels = {}, {}, [], dict(REF_LABELS)
     lr_choice = {
-        k: analysis.choose_lr({x: results[f"lrsel-{k}-lr{x:g}"] for x in s.lr_grid})
+        k: analysis.choose_lr({x: results[analysis.lrsel_id(k, x)] for x in s.lr_grid})
         for k in s.contestants
         if CONTESTANTS[k].has_d
     }
