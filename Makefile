@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip --disable-pip-version-check
 STAMP  := $(VENV)/.sfd-basicsr-installed
 PYTEST_ARGS ?=
 
-.PHONY: setup test demo demo-csud lint clean wheels gpu-check gpu-check-cpu
+.PHONY: setup test demo demo-csud lint clean wheels gpu-check gpu-check-cpu gpu-decide gpu-decide-cpu
 
 setup: $(STAMP)
 
@@ -48,6 +48,18 @@ gpu-check:
 
 gpu-check-cpu: setup
 	bash scripts/gpu_check.sh --cpu --python $(PY) --out results/gpu_check_cpu
+
+# The decision (issue 31, docs/gpu-check.md): whether network_d.fast_path auto may become the default.
+# On a lent GPU, in one call with .whl/ carried (`make wheels` here first): `make gpu-decide
+# GPU_OUT=$$OUT` (or `bash scripts/gpu_decide.sh --out $$OUT`), 5 minutes, setup included; prints
+# the verdict line and the D-iteration table, writes <GPU_OUT>/gpu-decide-<date>.{json,md}.
+# `make gpu-decide-cpu` is its rehearsal on CPU (also in `make test`: tests/test_gpu_decide.py).
+GPU_OUT ?= benchmarks/results
+gpu-decide:
+	bash scripts/gpu_decide.sh --out $(GPU_OUT)
+
+gpu-decide-cpu: setup
+	bash scripts/gpu_decide.sh --cpu --python $(PY) --out results/gpu_decide_cpu
 
 lint: setup
 	$(PY) -m ruff check .

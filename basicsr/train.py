@@ -16,6 +16,7 @@ from sfd_utils.cli import require_dependencies  # noqa: E402
 
 if __name__ == "__main__":
     require_dependencies()  # a Python without torch/basicsr: one line naming them and the fix
+    from sfd_utils.cli import run_entry
     from sfd_utils.launcher import train_pipeline
 
-    train_pipeline(ROOT)
+    run_entry(lambda: train_pipeline(ROOT))  # the exit-status contract's top-level handler

@@ -10,12 +10,14 @@
 #
 #   bash scripts/gpu_check.sh                       # on the GPU machine
 #   bash scripts/gpu_check.sh --cpu --out /tmp/gc   # the rehearsal: every step at tiny sizes on CPU
+#   bash scripts/gpu_check.sh --plan decide         # = scripts/gpu_decide.sh (make gpu-decide, issue 31)
 #
 # Options: --cpu, --out DIR (default benchmarks/results), --python EXE (default .venv/bin/python
 # when present, else python3), --wheels DIR (default .whl), --site DIR (where the wheels are
 # installed, default $TMPDIR/sfd-gpu-check-site), --work DIR (step logs and outputs, default
-# $TMPDIR/sfd-gpu-check-work), --budget SECONDS (the whole check, setup included; default 360 on a
-# GPU, 2400 for the CPU rehearsal), --steps LIST (comma list of steps to run; default all).
+# $TMPDIR/sfd-gpu-<plan>-work), --budget SECONDS (the whole check, setup included; default 360 on
+# a GPU, 300 for --plan decide, 2400 for a CPU rehearsal), --steps LIST (comma list of steps to
+# run; default all), --plan check|decide, --cap STEP=SECONDS (a step's limit; repeatable).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -28,8 +30,10 @@ SITE="${TMPDIR:-/tmp}/sfd-gpu-check-site"
 WORK=""
 BUDGET=""
 STEPS=""
+PLAN=check
+CAPS=()
 
-usage() { sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -41,6 +45,8 @@ while [ $# -gt 0 ]; do
         --work) WORK="${2:?--work needs a folder}"; shift ;;
         --budget) BUDGET="${2:?--budget needs seconds}"; shift ;;
         --steps) STEPS="${2:?--steps needs a comma list}"; shift ;;
+        --plan) PLAN="${2:?--plan needs check or decide}"; shift ;;
+        --cap) CAPS+=(--cap "${2:?--cap needs STEP=SECONDS}"); shift ;;
         -h | --help) usage; exit 0 ;;
         *) echo "gpu_check.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
@@ -51,8 +57,9 @@ if [ -z "$PY" ]; then
     if [ -x "$ROOT/.venv/bin/python" ]; then PY="$ROOT/.venv/bin/python"; else PY=python3; fi
 fi
 command -v "$PY" >/dev/null 2>&1 || { echo "gpu_check.sh: no Python at '$PY' (use --python)" >&2; exit 2; }
+case "$PLAN" in check | decide) ;; *) echo "gpu_check.sh: --plan must be check or decide, not '$PLAN'" >&2; exit 2 ;; esac
 OUT="${OUT:-$ROOT/benchmarks/results}"
-WORK="${WORK:-${TMPDIR:-/tmp}/sfd-gpu-check-work}"
+WORK="${WORK:-${TMPDIR:-/tmp}/sfd-gpu-$PLAN-work}"
 mkdir -p "$OUT" "$WORK/logs"
 OUT="$(cd "$OUT" && pwd)"
 WORK="$(cd "$WORK" && pwd)"
@@ -89,5 +96,5 @@ SETUP_S=$(($(date +%s) - START))
 EXTRA=()
 if [ -n "$BUDGET" ]; then EXTRA+=(--budget "$BUDGET"); fi
 if [ -n "$STEPS" ]; then EXTRA+=(--steps "$STEPS"); fi
-exec "$PY" -m sfd_lab.gpu_check.run run --mode "$MODE" --out "$OUT" --work "$WORK" \
-    --setup "$SETUP" --setup-seconds "$SETUP_S" --command "$CMDLINE" ${EXTRA[@]+"${EXTRA[@]}"}
+exec "$PY" -m sfd_lab.gpu_check.run run --plan "$PLAN" --mode "$MODE" --out "$OUT" --work "$WORK" \
+    --setup "$SETUP" --setup-seconds "$SETUP_S" --command "$CMDLINE" ${EXTRA[@]+"${EXTRA[@]}"} ${CAPS[@]+"${CAPS[@]}"}

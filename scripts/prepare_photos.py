@@ -8,12 +8,12 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from sfd_lab.photos import prepare_parser  # noqa: E402
+from sfd_lab.bakeoff.cli import prepare_photos_parser  # noqa: E402
 from sfd_utils.cli import launch  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
-    return launch(prepare_parser, "sfd_lab.photos:run_prepare_cli", argv, needs=("numpy", "cv2"))
+    return launch(prepare_photos_parser, "sfd_lab.photos:run_prepare_cli", argv, needs=("numpy", "cv2"))
 
 
 if __name__ == "__main__":

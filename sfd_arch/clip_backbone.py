@@ -521,8 +521,10 @@ def calibrate_random_clip(model: nn.Module, images: torch.Tensor, batch_size: in
     bns = [m for m in model.visual.modules() if isinstance(m, nn.BatchNorm2d)]
     if not bns:
         return model
-    mean = torch.tensor(model.visual.preprocess_cfg["mean"]).view(1, 3, 1, 1)
-    std = torch.tensor(model.visual.preprocess_cfg["std"]).view(1, 3, 1, 1)
+    weight = next(model.visual.parameters())  # calibrate where and in the dtype the model is held
+    images = images.to(weight.device)
+    mean = torch.tensor(model.visual.preprocess_cfg["mean"], device=weight.device).view(1, 3, 1, 1)
+    std = torch.tensor(model.visual.preprocess_cfg["std"], device=weight.device).view(1, 3, 1, 1)
     for bn in bns:
         if bool((bn.weight == 0).all()):
             bn.weight.fill_(1.0)
@@ -531,7 +533,7 @@ def calibrate_random_clip(model: nn.Module, images: torch.Tensor, batch_size: in
     was_training = model.training
     model.visual.train()
     for i in range(0, len(images), batch_size):
-        x = model.visual.stem((images[i : i + batch_size] - mean) / std)
+        x = model.visual.stem(((images[i : i + batch_size] - mean) / std).to(weight.dtype))
         for stage in (model.visual.layer1, model.visual.layer2, model.visual.layer3, model.visual.layer4):
             x = stage(x)  # BatchNorms only: the attention pool is skipped (any input size works)
     for bn in bns:

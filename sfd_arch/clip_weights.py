@@ -14,6 +14,7 @@ import os
 
 import torch
 
+from sfd_utils.checkpoint import is_safetensors_file, safetensors_header
 from sfd_utils.downloads import WeightsUnavailable, cached_hub_file, fetch_hub_file, hub_cache_folder
 
 logger = logging.getLogger("basicsr")
@@ -139,11 +140,9 @@ def _clip_file_shapes(path: str) -> dict[str, tuple[int, ...]] | None:
     if path.endswith((".npz", ".npy")):
         return None
     try:
-        if path.endswith(".safetensors"):
-            from safetensors import safe_open
-
-            with safe_open(path, "pt") as f:
-                return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+        if is_safetensors_file(path):  # header read and bounded by Python (size, depth, metadata)
+            header = safetensors_header(path)
+            return {k: tuple(v["shape"]) for k, v in header.items() if k != "__metadata__" and "shape" in v}
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         except RuntimeError as err:

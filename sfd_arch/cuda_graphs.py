@@ -20,8 +20,12 @@ Exactness rules (every case the graph cannot serve runs the eager code instead):
     * a backward that cannot replay (``create_graph``, a second backward after the pool was
       replayed again) recomputes the region eagerly from the saved inputs;
     * outputs and gradients are copied out of the graph's memory: nothing the caller keeps is
-      overwritten by a later replay; the module's own buffers mutated in a region (spectral
-      norm's power iteration) are mutated in place by the replay exactly as in eager.
+      overwritten by a later replay (the pool invariant, written at ``GraphedRegion._replay``);
+      the module's own buffers mutated in a region (spectral norm's power iteration) are mutated
+      in place by the replay exactly as in eager, except that their version counters do not move
+      (no Python runs in a replay): the owner's ``RegionSlot.writes`` counts those replays;
+    * every eager fallback and every eager recompute of a backward is said once in the log, with
+      its reason; the counters are kept per region (``FastPath.status()['regions']``).
 """
 
 from __future__ import annotations
@@ -34,9 +38,13 @@ from collections.abc import Callable, Sequence
 import torch
 from torch.utils._python_dispatch import _get_current_dispatch_mode
 
+from sfd_arch.graph_backends import WARMUP_ITERS, EmulatedBackend, _EmulatedGraph, emulated_graphs
+from sfd_arch.graph_backends import backend as current_backend
+
+__all__ = ["FAST_PATHS", "MAX_CAPTURES", "WARMUP_ITERS", "EmulatedBackend", "FastPath", "GraphedRegion"]
+__all__ += ["RegionSlot", "autocast_state", "check_fast_path", "emulated_graphs"]
 FAST_PATHS = ("auto", "off", "cuda_graphs", "compile")
 MAX_CAPTURES = 4  # signatures per region; more means shapes keep changing: eager from then on
-WARMUP_ITERS = 2  # eager runs on a side stream before a capture (cuDNN/cuBLAS lazy initialisation)
 logger = logging.getLogger("basicsr")
 
 
@@ -61,14 +69,21 @@ class FastPath:
         self.mode = check_fast_path(mode)
         self._said: set = set()
         self.stats = {"replays": 0, "captures": 0, "eager": 0, "recomputes": 0}
+        self.region_stats: dict[str, dict[str, int]] = {}  # the same counters per region name
 
     def say(self, region: str, what: str) -> None:
         if (region, what) not in self._said:
             self._said.add((region, what))
             logger.info(f"SFD fast path, {region}: {what}")
 
+    def count(self, region: str, what: str) -> None:
+        """One more ``what`` ('replays', 'captures', 'eager', 'recomputes') in ``region``."""
+        self.stats[what] += 1
+        self.region_stats.setdefault(region, dict.fromkeys(self.stats, 0))[what] += 1
+
     def status(self) -> dict:
-        return {"mode": self.mode, **self.stats, "said": sorted(f"{r}: {w}" for r, w in self._said)}
+        regions = {name: dict(counts) for name, counts in sorted(self.region_stats.items())}
+        return {"mode": self.mode, **self.stats, "regions": regions, "said": sorted(f"{r}: {w}" for r, w in self._said)}
 
 
 def autocast_state(device_type: str) -> tuple:
@@ -102,91 +117,6 @@ def _why_not(tensors: Sequence[torch.Tensor], module: torch.nn.Module | None, cu
     return None
 
 
-# -- graph backends: CUDA graphs on a GPU; an emulation that re-executes (CPU tests of the logic) ------
-class _CudaBackend:
-    """torch.cuda.CUDAGraph capture as torch.cuda.make_graphed_callables does it."""
-
-    emulated = False
-
-    def __init__(self) -> None:
-        self._stream = None
-
-    def stream(self):
-        if self._stream is None:
-            self._stream = torch.cuda.Stream()
-        return self._stream
-
-    def warmup(self, run: Callable[[], None]) -> None:
-        torch.cuda.synchronize()
-        with torch.cuda.stream(self.stream()):
-            for _ in range(WARMUP_ITERS):
-                run()
-        torch.cuda.synchronize()
-
-    def new_pool(self):
-        return torch.cuda.graph_pool_handle()
-
-    def capture(self, pool, body: Callable[[], object]) -> tuple[object, object]:
-        graph = torch.cuda.CUDAGraph()
-        # thread_local: another thread's CUDA calls (e.g. a data loader pinning memory) stay legal
-        with torch.cuda.graph(graph, pool=pool, stream=self.stream(), capture_error_mode="thread_local"):
-            result = body()
-        return graph, result
-
-
-class _EmulatedGraph:
-    """Stands in for a CUDAGraph on CPU: replay re-executes the captured body and writes its
-    results into the captured (static) tensors, as a replay writes the graph's memory."""
-
-    def __init__(self, body: Callable[[], object], static: list[torch.Tensor]) -> None:
-        self.body, self.static = body, static
-
-    def replay(self) -> None:
-        with torch.no_grad():
-            for s, t in zip(self.static, self.body()):
-                if s is not None and t is not None:
-                    s.detach().copy_(t)
-
-
-class EmulatedBackend:
-    """CPU emulation of capture and replay (tests of the region logic; no speed gain): the body runs
-    at capture and at each replay, and static tensors keep their identity as in a CUDA graph."""
-
-    emulated = True
-
-    def warmup(self, run: Callable[[], None]) -> None:
-        run()
-
-    def new_pool(self):
-        return None
-
-    def capture(self, pool, body: Callable[[], object]) -> tuple[object, object]:
-        result = body()
-        return None, result
-
-
-_BACKEND_OVERRIDE: list = []  # tests push an EmulatedBackend here
-
-
-def _backend():
-    return _BACKEND_OVERRIDE[-1] if _BACKEND_OVERRIDE else _CUDA
-
-
-_CUDA = _CudaBackend()
-
-
-class emulated_graphs:
-    """Context manager for tests: regions capture and replay with :class:`EmulatedBackend` on any
-    device (CPU included), so the rules above are exercised without a GPU."""
-
-    def __enter__(self):
-        _BACKEND_OVERRIDE.append(EmulatedBackend())
-        return self
-
-    def __exit__(self, *exc):
-        _BACKEND_OVERRIDE.pop()
-
-
 # -- one region ---------------------------------------------------------------------------------
 class _Pool:
     """A graph memory pool shared by a region's captures, and which forward of it awaits backward."""
@@ -214,8 +144,32 @@ class _Entry:
         self.static_out: list[torch.Tensor] = []
         self.static_aux: list[torch.Tensor] = []
         self.static_grad_out: list[torch.Tensor] = []
-        self.static_grads: list[torch.Tensor | None] = []
+        self.static_grads: list[torch.Tensor] = []  # the targets' gradients, flat: one tensor per dtype
+        self.grad_layout: list[tuple[int, int, int, torch.Size]] = []  # per target: (flat, offset, numel, shape)
         self.targets: list[int] = []  # indices (into inputs + params) that receive gradients
+
+    def grads_out(self, flats: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Per target, its gradient as a view of ``flats`` (copies of :attr:`static_grads`)."""
+        return [flats[k][o : o + n].view(shape) for k, o, n, shape in self.grad_layout]
+
+
+def _grad_layout(tensors: list[torch.Tensor]) -> list[tuple[int, int, int, torch.Size]]:
+    """(flat index, offset, numel, shape) of each tensor's gradient in one flat tensor per dtype."""
+    dtypes = list(dict.fromkeys(t.dtype for t in tensors))
+    offsets = dict.fromkeys(dtypes, 0)
+    layout = []
+    for t in tensors:
+        layout.append((dtypes.index(t.dtype), offsets[t.dtype], t.numel(), t.shape))
+        offsets[t.dtype] += t.numel()
+    return layout
+
+
+def _flatten(grads: list[torch.Tensor], layout) -> list[torch.Tensor]:
+    """The gradients concatenated into one flat tensor per dtype (inside the captured backward)."""
+    groups: list[list[torch.Tensor]] = [[] for _ in range(1 + max((k for k, *_ in layout), default=-1))]
+    for g, (k, *_) in zip(grads, layout):
+        groups[k].append(g.reshape(-1))
+    return [torch.cat(group) for group in groups]
 
 
 class _Record:
@@ -267,6 +221,7 @@ class GraphedRegion:
         self._recompute = recompute
         self.mutable = mutable or (lambda: [])
         self.n_aux, self.repeatable, self.slots = n_aux, repeatable_backward, slots
+        self.slot: RegionSlot | None = None  # set by the owning slot: counts the replays that write module state
         self._entries: OrderedDict[tuple, _Entry] = OrderedDict()
         self._pools: list[_Pool] = []
         self._disabled: str | None = None
@@ -291,12 +246,12 @@ class GraphedRegion:
         if module is not None and not module.training:
             self.policy.say(self.name, "eager (eval mode)")
             return None
-        backend = _backend()
+        backend = current_backend()
         tensors = list(inputs) + list(params)
         why = _why_not(tensors, module, cuda=not backend.emulated)
         if why is not None:
             self.policy.say(self.name, why)
-            self.policy.stats["eager"] += 1
+            self.policy.count(self.name, "eager")
             return None
         device_type = tensors[0].device.type
         grad = torch.is_grad_enabled() and any(t.requires_grad for t in tensors) if need_grad is None else need_grad
@@ -313,18 +268,19 @@ class GraphedRegion:
             del self._entries[old]  # the module state moved: those graphs read freed memory
         free = [i for i, pool in enumerate(self._pools) if not pool.busy()]
         if not free and len(self._pools) < self.slots:
-            self._pools.append(_Pool(_backend().new_pool()))
+            self._pools.append(_Pool(backend.new_pool()))
             free = [len(self._pools) - 1]
-        if not free:
-            self.policy.stats["eager"] += 1
-            return None  # every pool holds a forward that awaits its backward: its memory must stay
+        if not free:  # every pool holds a forward that awaits its backward: its memory must stay
+            self.policy.say(self.name, "eager (no graph memory pool free: each holds a forward awaiting its backward)")
+            self.policy.count(self.name, "eager")
+            return None
         entry = self._entries.get((key, free[0]))
         if entry is None:
             if len({k for k, _ in self._entries}) >= MAX_CAPTURES and key not in {k for k, _ in self._entries}:
                 self.policy.say(
                     self.name, f"eager for new input signatures after {MAX_CAPTURES} (shapes keep changing)"
                 )
-                self.policy.stats["eager"] += 1
+                self.policy.count(self.name, "eager")
                 return None
             entry = self._capture(list(inputs), list(params), grad, autocast, self._pools[free[0]])
             if entry is None:
@@ -360,6 +316,7 @@ class GraphedRegion:
             return None
         entry, _, autocast = got
         if not entry.targets:
+            self.policy.say(self.name, "eager (nothing to differentiate)")
             return None
         outs, aux = self._replay(entry, inputs)
         record = _Record(entry, inputs + params, list(aux), autocast)
@@ -372,7 +329,10 @@ class GraphedRegion:
 
     def _run_compiled(self, inputs, params, module):
         """``fast_path: compile``: the region through torch.compile (autograd included), or None."""
-        if self._disabled is not None or (module is not None and not module.training):
+        if self._disabled is not None:
+            return None
+        if module is not None and not module.training:
+            self.policy.say(self.name, "eager (eval mode)")
             return None
         why = _why_not(list(inputs) + list(params), module, cuda=False)
         if why is not None:
@@ -388,9 +348,22 @@ class GraphedRegion:
             self.policy.say(self.name, self._disabled)
             logger.warning(f"SFD fast path, {self.name}: {self._disabled}")
             return None
-        self.policy.stats["replays"] += 1
+        self.policy.count(self.name, "replays")
+        self._wrote()
         return out
 
+    def _wrote(self) -> None:
+        """A forward replay wrote the module state it mutates without bumping its version counters
+        (CUDA graphs run no Python): the owner's caches keyed on versions read this count too."""
+        if self.slot is not None:
+            self.slot.writes += 1
+
+    # THE POOL INVARIANT: a replay writes its outputs and gradients into the graph's static tensors,
+    # memory the next replay of any graph in the same pool overwrites. So every static output, aux
+    # output and gradient is cloned right after its replay, before anything else can replay the pool,
+    # and only the clones leave this class (``_replay`` and ``backward`` below). Handing out a static
+    # tensor itself ("skip the clone") would let a later replay change what a caller holds, silently.
+    # tests/test_fast_path.py::test_no_static_tensor_escapes_a_region checks every tensor handed out.
     def _replay(self, entry: _Entry, inputs: list[torch.Tensor]) -> tuple[tuple, tuple]:
         with torch.no_grad():
             for s, t in zip(entry.static_in, inputs):
@@ -398,14 +371,15 @@ class GraphedRegion:
                     s.copy_(t)
         entry.fwd.replay()
         entry.pool.generation += 1
-        self.policy.stats["replays"] += 1
-        outs = tuple(o.detach().clone() for o in entry.static_out)
+        self.policy.count(self.name, "replays")
+        self._wrote()
+        outs = tuple(o.detach().clone() for o in entry.static_out)  # the pool invariant: clones only
         aux = tuple(a.detach().clone() for a in entry.static_aux)
-        return outs, aux  # copies: a later replay must not change what the caller holds
+        return outs, aux
 
     # -- capture ---------------------------------------------------------------------------------
     def _capture(self, inputs, params, grad: bool, autocast: tuple, pool: _Pool) -> _Entry | None:
-        backend = _backend()
+        backend = current_backend()
         entry = _Entry(pool)
         device_type = (inputs or params)[0].device.type
         static_in = [t.detach().clone().requires_grad_(t.requires_grad and grad) for t in inputs]
@@ -421,11 +395,14 @@ class GraphedRegion:
                 out = tuple(self.fn(*leaves))
             return out[: len(out) - n_aux], out[len(out) - n_aux :]
 
+        layout = _grad_layout([leaves[i] for i in targets])
+
         def backward(outs, grads_out, retain):
             got = torch.autograd.grad(
                 outs, [leaves[i] for i in targets], grads_out, retain_graph=retain, allow_unused=True
             )
-            return [g if g is not None else torch.zeros_like(leaves[i]) for g, i in zip(got, targets)]
+            # one flat tensor per dtype: a replay's gradients leave the pool in one clone
+            return _flatten([g if g is not None else torch.zeros_like(leaves[i]) for g, i in zip(got, targets)], layout)
 
         saved_state = [t.detach().clone() for t in self.mutable()]
 
@@ -455,8 +432,8 @@ class GraphedRegion:
                     live["outs"] = o
                     return list(o) + list(a)
 
-                graph = _EmulatedGraph(body, entry.static_out + entry.static_aux)
-            entry.fwd, entry.targets = graph, targets
+                graph = _EmulatedGraph(body, entry.static_out + entry.static_aux, self.mutable)
+            entry.fwd, entry.targets, entry.grad_layout = graph, targets, layout
             if targets:
                 entry.static_grad_out = [torch.zeros_like(o) for o in outs]
                 if backend.emulated:
@@ -477,7 +454,7 @@ class GraphedRegion:
             self.policy.say(self.name, self._disabled)
             logger.warning(f"SFD fast path, {self.name}: {self._disabled}")
             return None
-        self.policy.stats["captures"] += 1
+        self.policy.count(self.name, "captures")
         self.policy.say(self.name, "CUDA graphs" + (" (emulated)" if backend.emulated else ""))
         return entry
 
@@ -488,13 +465,8 @@ class GraphedRegion:
         entry = record.entry
         saved = record.saved if saved is None else saved
         result: list = [None] * len(saved)
-        replayable = (
-            not create_graph
-            and record.generation == entry.pool.generation
-            and (self.repeatable or not record.backward_done)
-            and entry.bwd is not None
-        )
-        if replayable:
+        why = self._no_backward_replay(record, create_graph)
+        if why is None:
             with torch.no_grad():
                 for s, g in zip(entry.static_grad_out, grads):
                     if g is None:
@@ -502,14 +474,28 @@ class GraphedRegion:
                     elif s.data_ptr() != g.data_ptr():
                         s.copy_(g)
             entry.bwd.replay()
-            self.policy.stats["replays"] += 1
-            for i, g in zip(entry.targets, entry.static_grads):
-                result[i] = g.detach().clone()
+            self.policy.count(self.name, "replays")
+            flats = [f.detach().clone() for f in entry.static_grads]  # the pool invariant: one clone per dtype
+            for i, g in zip(entry.targets, entry.grads_out(flats)):
+                result[i] = g
         else:
-            self.policy.stats["recomputes"] += 1
+            self.policy.say(self.name, f"backward recomputed eagerly ({why})")
+            self.policy.count(self.name, "recomputes")
             result = self._recompute_grads(record, saved, grads, create_graph)
         record.backward_done = True
         return result
+
+    def _no_backward_replay(self, record: _Record, create_graph: bool) -> str | None:
+        """Why ``record``'s backward cannot replay its graph (None: it can)."""
+        if create_graph:
+            return "create_graph: a gradient of the gradient"
+        if record.entry.bwd is None:
+            return "no backward graph captured"
+        if record.generation != record.entry.pool.generation:
+            return "its graph memory was overwritten by a later forward"
+        if record.backward_done and not self.repeatable:
+            return "a second backward of a region captured for one"
+        return None
 
     def _recompute_grads(self, record: _Record, saved, grads, create_graph: bool) -> list:
         n_in = len(record.entry.static_in)
@@ -567,6 +553,7 @@ class RegionSlot:
     def __init__(self, policy: FastPath | None = None) -> None:
         self.policy = policy
         self.regions: dict = {}
+        self.writes = 0  # forward replays of its regions (never reset): they write module state unversioned
 
     def __deepcopy__(self, memo) -> RegionSlot:
         import copy
@@ -585,6 +572,7 @@ class RegionSlot:
         region = self.regions.get(key)
         if region is None:
             region = self.regions[key] = build(self.policy)
+            region.slot = self
         return region
 
     def clear(self) -> None:

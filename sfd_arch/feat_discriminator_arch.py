@@ -168,6 +168,7 @@ class FeatDiscriminator(nn.Module):
         key = (
             tuple((t.data_ptr(), t._version, t.dtype) for t in params + state),
             autocast_state(params[0].device.type),
+            self.graphs.writes,  # graph replays move u, v without bumping their versions
         )
         if self._eval_weights is None or self._eval_weights[0] != key:
             flat = self._flat([sn(w).reshape(-1) for sn, w in zip(sns, params)], params[len(sns) :])
@@ -193,7 +194,15 @@ class FeatDiscriminator(nn.Module):
                 return [t for sn in self._spectral() for t in (sn._u, sn._v)]
 
             return GraphedRegion(
-                "Feat-D spectral norms", policy, self._normalised, state, self._renormalised, mutable, n_aux=1, slots=2
+                "Feat-D spectral norms",
+                policy,
+                self._normalised,
+                state,
+                self._renormalised,
+                mutable,
+                n_aux=1,
+                repeatable_backward=True,  # a retained graph differentiated twice (relativistic D losses)
+                slots=2,
             )
 
         region = self.graphs.get("spectral", build)

@@ -32,6 +32,7 @@ from sfd_arch.discriminator_options import raise_option_error, reraise_named
 from sfd_arch.feat_discriminator_arch import FeatDiscriminator
 from sfd_arch.text_discriminator_arch import LearnablePromptPair
 from sfd_utils.compat import basicsr_register
+from sfd_utils.files import loads_json
 
 CHECKPOINT_FORMAT = "sfd-discriminator"
 CHECKPOINT_VERSION = 1
@@ -353,10 +354,12 @@ def option_names() -> tuple[str, ...]:
 
 def decode_config(state) -> dict:
     """The config dict stored under ``_extra_state`` of an SFDDiscriminator state_dict."""
-    try:
-        meta = json.loads(bytes(state.tolist()).decode("utf-8"))
+    try:  # bounded: a config nested thousands of levels deep is refused, not a RecursionError
+        meta = loads_json(bytes(state.tolist()), "`_extra_state`", max_depth=16)
     except (AttributeError, ValueError, TypeError) as err:
         raise ValueError("not an SFD discriminator checkpoint: unreadable `_extra_state`") from err
+    if not isinstance(meta, dict):
+        raise ValueError("not an SFD discriminator checkpoint: `_extra_state` is not a table")
     if meta.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"not an SFD discriminator checkpoint (format {meta.get('format')!r})")
     if meta.get("version", 0) > CHECKPOINT_VERSION:

@@ -335,38 +335,13 @@ def _write_json(path: str, data: dict) -> None:
     os.replace(path + ".part", path)
 
 
-# -- command line (scripts/prepare_photos.py) ----------------------------------------------------------
-PREPARE_DOC = """Prepare the lab's real photographs (train / val / test split by scene) under --root.
-
-By default fetches the Debian wallpaper packages the committed manifest (benchmarks/photos/manifest.json)
-names, without root (apt-get download + dpkg-deb -x), checks each photo's SHA-256, downsamples x2 (area)
-and writes <root>/<split>/<name>.png. About 110 MB of packages; under a minute with a fast mirror.
-
-Examples:
-  python scripts/prepare_photos.py                               # datasets/photos from Debian
-  python scripts/prepare_photos.py --debs-dir ~/debs             # .deb files you already have
-  python scripts/prepare_photos.py --from-folder ~/DIV2K_valid_HR --root datasets/photos_div2k
-"""
-
-
-def prepare_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        description=PREPARE_DOC, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
-    )
-    p.add_argument("--root", default=os.path.relpath(DEFAULT_ROOT), help="output folder (default: %(default)s)")
-    p.add_argument("--debs-dir", help="folder holding the packages' .deb files (default: apt-get download)")
-    p.add_argument("--allow-changed", action="store_true", help="use files whose SHA-256 differs from the manifest")
-    p.add_argument("--from-folder", help="prepare this folder of your own photos instead (one scene per file)")
-    p.add_argument("--val", type=int, default=2, help="--from-folder: validation scenes (default: %(default)s)")
-    p.add_argument("--test", type=int, default=8, help="--from-folder: held-out scenes (default: %(default)s)")
-    return p
-
-
+# -- command line (scripts/prepare_photos.py; the parser is sfd_lab.bakeoff.cli.prepare_photos_parser) ---
 def run_prepare_cli(a: argparse.Namespace) -> int:
+    a.root = a.root or DEFAULT_ROOT
     if a.from_folder:
         ps = prepare_folder(a.from_folder, a.root, a.val, a.test)
     else:
         ps = prepare_photos(a.root, a.debs_dir, allow_changed=a.allow_changed)
     counts = ", ".join(f"{s} {len(ps.split(s))} photos / {len(ps.scenes(s))} scenes" for s in SPLITS)
-    print(f"prepared {ps.source} photos in {a.root}: {counts}")
+    print(f"prepared {ps.source} photos in {os.path.relpath(a.root)}: {counts}")
     return 0

@@ -48,6 +48,15 @@ NO_KERNEL_OPS = frozenset(
     }
 )
 HOST_READ_OPS = frozenset({"aten._local_scalar_dense.default", "aten.item.default", "aten.is_nonzero.default"})
+# Python-level reads of a tensor's values (a TorchFunctionMode sees them, also ``.tolist()`` and ``.numpy()``
+# of a CPU tensor, which dispatch no aten op): each a device synchronisation on a GPU.
+READ_FUNCTIONS = frozenset(
+    {"item", "tolist", "numpy", "__bool__", "__float__", "__int__", "__index__", "__array__", "__format__"}
+    | {"equal", "allclose", "is_nonzero"}
+)
+# Reads of values a program copied to the host asynchronously before (sfd_utils/host_copy.py): host
+# memory, not a synchronisation; counted apart.
+HOST_COPY_FILES = ("sfd_utils/host_copy.py",)
 
 
 class IterationTimer:
@@ -203,18 +212,26 @@ def count_dispatched_ops(fn: Callable[[], object], top: int = 12) -> dict:
     be (on a CPU run) a device synchronisation each (``.item()``, ``bool(t)``); reads of CPU scalars
     a GPU run keeps on the host too (an optimizer's step counters) are ``cpu_scalar_reads``;
     ``host_read_sites``: where the host reads come from (the innermost calling line outside
-    torch); ``top``: the most frequent compute ops.
+    torch); ``top``: the most frequent compute ops. Reads made by our code are seen at the Python level
+    too (``.tolist()``, ``.numpy()``, ``bool(t)``, ``torch.equal``: a ``TorchFunctionMode``), so a CPU run
+    counts the reads a GPU run would wait for; reads of values copied to the host before
+    (``sfd_utils/host_copy.py``) are ``host_copy_reads``, not host reads.
     """
+    from torch.overrides import TorchFunctionMode
     from torch.utils._python_dispatch import TorchDispatchMode
 
     counts: Counter = Counter()
     sites: Counter = Counter()
     scalar_reads = [0]
+    copy_reads = [0]
+    inside_read = [0]  # > 0 while a read our code made runs (its aten ops are that one read)
 
     class _Counter(TorchDispatchMode):
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             counts[func] += 1
-            if _copies_to_host(str(func), args, kwargs or {}):
+            if inside_read[0]:
+                pass
+            elif _copies_to_host(str(func), args, kwargs or {}):
                 sites[_read_site()[0]] += 1
             elif str(func) in HOST_READ_OPS:
                 site, in_optimizer = _read_site()
@@ -225,7 +242,23 @@ def count_dispatched_ops(fn: Callable[[], object], top: int = 12) -> dict:
                     scalar_reads[0] += 1
             return func(*args, **(kwargs or {}))
 
-    with _Counter():
+    class _Reads(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            name = getattr(func, "__name__", "")
+            if name not in READ_FUNCTIONS or inside_read[0] or _called_from_torch():
+                return func(*args, **(kwargs or {}))
+            site = _read_site()[0]
+            if any(f in site for f in HOST_COPY_FILES):
+                copy_reads[0] += 1
+            else:
+                sites[site] += 1
+            inside_read[0] += 1
+            try:
+                return func(*args, **(kwargs or {}))
+            finally:
+                inside_read[0] -= 1
+
+    with _Reads(), _Counter():
         fn()
     total = sum(counts.values())
     compute = Counter({str(f): n for f, n in counts.items() if not _is_view(f) and str(f) not in NO_KERNEL_OPS})
@@ -236,6 +269,7 @@ def count_dispatched_ops(fn: Callable[[], object], top: int = 12) -> dict:
         "casts": sum(n for name, n in compute.items() if name.startswith("aten._to_copy")),
         "host_reads": sum(sites.values()),
         "cpu_scalar_reads": scalar_reads[0],
+        "host_copy_reads": copy_reads[0],
         "host_read_sites": [{"site": site, "calls": n} for site, n in sites.most_common(top)],
         "top": [{"op": name, "calls": n} for name, n in compute.most_common(top)],
     }
@@ -248,6 +282,21 @@ def _copies_to_host(name: str, args, kwargs: dict) -> bool:
         return args[0].device.type != "cpu" and target is not None and torch.device(target).type == "cpu"
     if name == "aten.copy_.default" and len(args) > 1 and all(isinstance(a, torch.Tensor) for a in args[:2]):
         return args[0].device.type == "cpu" and args[1].device.type != "cpu"
+    return False
+
+
+def _called_from_torch() -> bool:
+    """Whether the innermost calling frame (past this module and the mode machinery) is torch's own
+    code (its reads are judged at the aten level: an optimizer's CPU step counters are not syncs).
+    ``Tensor`` methods written in Python (``__format__``, ``__array__``) count as the caller's."""
+    import sys
+
+    frame = sys._getframe(2)
+    while frame is not None:
+        path = frame.f_code.co_filename.replace("\\", "/")
+        if not path.endswith(("/timing.py", "torch/overrides.py", "torch/_tensor.py")):
+            return "/torch/" in path
+        frame = frame.f_back
     return False
 
 

@@ -10,6 +10,7 @@ checkpoints in place (a kill leaves a truncated file); and a NaN loss silently p
 
 from __future__ import annotations
 
+import math
 import random
 
 import numpy as np
@@ -148,10 +149,17 @@ class ResumableMixin:
 
     def skip_step(self, current_iter: int, step: str, bad: list[str], loss_dict: dict) -> None:
         """Log a skipped optimizer step: iteration, which step, the non-finite terms and values."""
-        values = ", ".join(f"{k}={float(loss_dict[k].detach().float().mean()):g}" for k in bad)
+        self.warn_skip(current_iter, step, {k: float(loss_dict[k].detach().float().mean()) for k in bad})
+
+    def warn_skip(self, current_iter: int, step: str, values: dict) -> None:
+        """The warning of a skipped step; ``values``: its loss terms (the non-finite ones are named, or,
+        when every term is finite, a non-finite gradient is)."""
+        bad = {k: v for k, v in values.items() if not math.isfinite(v)}
+        listed = ", ".join(f"{k}={v:g}" for k, v in bad.items())
+        what = f"non-finite loss ({listed})" if bad else "non-finite gradient"
         limit = self._nonfinite_limit()
         get_root_logger().warning(
-            f"iter {current_iter}: non-finite loss ({values}); {step} step skipped "
+            f"iter {current_iter}: {what}; {step} step skipped "
             f"({self._nonfinite_run + 1} iteration(s) in a row"
             f"{f', training stops at {limit}' if limit else ''}; train.nonfinite_max_skips)"
         )
@@ -164,17 +172,26 @@ class ResumableMixin:
             raise ValueError(f"train.nonfinite_max_skips must be a whole number >= 0 (0 = never stop), got {value!r}")
         return value
 
+    def count_skip(self, skipped: bool) -> bool:
+        """Count an iteration in the run of iterations with a skipped step; True when the run reached
+        ``train.nonfinite_max_skips`` (default 5, 0 = never)."""
+        self._nonfinite_run = self._nonfinite_run + 1 if skipped else 0
+        limit = self._nonfinite_limit()
+        return bool(skipped and limit and self._nonfinite_run >= limit)
+
     def end_nonfinite_check(self, current_iter: int, skipped: bool) -> None:
         """Count iterations with a skipped step in a row; at ``train.nonfinite_max_skips`` (default 5,
         0 = never) save the networks and training state and raise NonFiniteLossError."""
-        self._nonfinite_run = self._nonfinite_run + 1 if skipped else 0
-        limit = self._nonfinite_limit()
-        if not skipped or not limit or self._nonfinite_run < limit:
-            return
+        if self.count_skip(skipped):
+            self.stop_nonfinite(current_iter, current_iter)
+
+    def stop_nonfinite(self, flagged_iter: int, current_iter: int) -> None:
+        """Save the networks and training state as ``current_iter`` and raise NonFiniteLossError (the
+        run of skipped iterations ended at ``flagged_iter``)."""
         epoch = (getattr(self, "data_position", None) or {}).get("epoch", 0)
         self.save(epoch, current_iter)
         raise NonFiniteLossError(
-            f"{self._nonfinite_run} iterations in a row (up to iter {current_iter}) had a non-finite loss and were "
+            f"{self._nonfinite_run} iterations in a row (up to iter {flagged_iter}) had a non-finite loss and were "
             f"skipped; networks and training state saved as iteration {current_iter} in "
             f"{self.opt['path']['training_states']}. Lower the learning rate or loss weights, or check the "
             "data, then resume (train.nonfinite_max_skips sets the limit)"

@@ -22,6 +22,7 @@ from basicsr.utils.registry import MODEL_REGISTRY
 from sfd_arch.clip_backbone import cat_features, detach_features
 from sfd_arch.sfd_discriminator_arch import SFDDiscriminator
 from sfd_model.model_utils import ResumableMixin
+from sfd_model.step_guard import DeferredLog, StepGuardMixin, steps_on_device
 from sfd_utils.checkpoint import basicsr_load_network
 from sfd_utils.options_check import check_options
 
@@ -42,7 +43,7 @@ def train_patch_size(opt: dict) -> int | None:
 
 
 @MODEL_REGISTRY.register()
-class SFDModel(ResumableMixin, SRGANModel):
+class SFDModel(StepGuardMixin, ResumableMixin, SRGANModel):
     """SRGANModel with the SFD discriminator and the cost rules of docs/method.md.
 
     YAML (under ``train``): ``feat_gan_opt`` / ``text_gan_opt`` (type SFDGANLoss; required when
@@ -50,7 +51,12 @@ class SFDModel(ResumableMixin, SRGANModel):
     loads local VGG weights only), ``net_d_iters``, ``net_d_init_iters``, ``ema_decay``,
     ``amp`` (null | bf16 | fp16), ``channels_last`` (bool), ``nonfinite_max_skips`` (int, default 5:
     a step whose loss is NaN/inf is skipped and logged; after this many iterations in a row the
-    state is saved and training stops; 0 = never stop).
+    state is saved and training stops; 0 = never stop), ``optim_g`` / ``optim_d`` (Adam; ``fused:
+    true`` unless set otherwise, where torch has the kernels).
+
+    No value is read back to the host outside the iterations BasicSR logs (``logger.print_freq``):
+    the non-finite guard decides on the device and is logged one iteration or more later (see
+    step_guard.py); logging statistics are computed at logged iterations only.
     """
 
     def __init__(self, opt):
@@ -107,18 +113,18 @@ class SFDModel(ResumableMixin, SRGANModel):
     def setup_optimizers(self):
         """As SRGANModel; a generator without trainable parameters (SFDBicubicUpsampler) gets no
         optimizer, and the model then trains the discriminator alone."""
-        train_opt = self.opt["train"]
         params_g = [p for p in self.net_g.parameters() if p.requires_grad]
         self.optimizer_g = None
         if params_g:
-            opt_g = dict(train_opt["optim_g"])
+            opt_g = self.optimizer_options("optim_g")
             self.optimizer_g = self.get_optimizer(opt_g.pop("type"), params_g, **opt_g)
             self.optimizers.append(self.optimizer_g)
         else:
             get_root_logger().info("SFDModel: network_g has no trainable parameters: discriminator-only training")
-        opt_d = dict(train_opt["optim_d"])
+        opt_d = self.optimizer_options("optim_d")
         self.optimizer_d = self.get_optimizer(opt_d.pop("type"), self.net_d.parameters(), **opt_d)
         self.optimizers.append(self.optimizer_d)
+        self._fused = [bool(all(g.get("fused") for g in o.param_groups)) for o in self.optimizers]
 
     def _build_gan_loss(self, key: str, enabled: bool):
         opt = self.opt["train"].get(key)
@@ -145,21 +151,24 @@ class SFDModel(ResumableMixin, SRGANModel):
         """(pixel target, perceptual target, real image for the discriminators)."""
         return self.gt, self.gt, self.gt
 
-    def _backward_step(self, loss: torch.Tensor, optimizer, net: str) -> None:
-        """Backward and step of one network ('g' or 'd'); under fp16 through that network's scaler,
-        which skips the step when a gradient overflowed (GradScaler's first steps usually do)."""
+    def _backward(self, loss: torch.Tensor, net: str) -> None:
+        """Backward of one network's loss ('g' or 'd'), through its GradScaler under fp16."""
+        scaler = self.grad_scalers.get(net)
+        (loss if scaler is None else scaler.scale(loss)).backward()
+
+    def _host_step(self, optimizer, net: str) -> None:
+        """The step of an optimizer that cannot skip on the device (the skip was decided on the host)."""
         scaler = self.grad_scalers.get(net)
         if scaler is None:
-            loss.backward()
             optimizer.step()
-        else:
-            scaler.scale(loss).backward()
+        else:  # GradScaler skips the step when a gradient overflowed (its first steps usually do)
             scaler.step(optimizer)
             scaler.update()
 
     def optimize_parameters(self, current_iter):
         disc = self.get_bare_model(self.net_d)
         pix_gt, percep_gt, gan_gt = self.targets()
+        logged = self.logs_at(current_iter)
         loss_dict = OrderedDict()
         for p in self.net_d.parameters():
             p.requires_grad = False
@@ -167,7 +176,6 @@ class SFDModel(ResumableMixin, SRGANModel):
         with torch.no_grad(), self._autocast():
             feats_real = disc.extract(gan_gt)  # CLIP forward 1 of 2: HR, reused by G and D steps
 
-        skipped = False
         g_step = (
             self.optimizer_g is not None
             and current_iter % self.net_d_iters == 0
@@ -203,17 +211,15 @@ class SFDModel(ResumableMixin, SRGANModel):
                 if self.cri_text:
                     loss_dict["l_g_text"] = self.cri_text(real.text if real else None, fake.text, is_disc=False)
                     l_g_total = l_g_total + loss_dict["l_g_text"]
-            bad = self.nonfinite_terms(loss_dict)
-            if bad:  # a NaN step would poison the weights and every later checkpoint
-                self.skip_step(current_iter, "generator", bad, loss_dict)
-                skipped = True
-            else:
-                self._backward_step(l_g_total, self.optimizer_g, "g")
+            # The G step is applied below, after the D forward: one decision for both (a NaN step would
+            # poison the weights and every later checkpoint), on the device where the optimizers can.
+            self._backward(l_g_total, "g")
             feats_fake = detach_features(feats_fake)
         else:
             with torch.no_grad(), self._autocast():
                 self.output = self.net_g(self.lq)
                 feats_fake = disc.extract(self.output)
+        g_terms = list(loss_dict)
 
         for p in self.net_d.parameters():
             p.requires_grad = True
@@ -226,29 +232,69 @@ class SFDModel(ResumableMixin, SRGANModel):
                 real_f, fake_f = [m[:b] for m in logits.feat], [m[b:] for m in logits.feat]
                 loss_dict["l_d_feat"] = self.cri_feat(real_f, fake_f, is_disc=True)
                 l_d_total = l_d_total + loss_dict["l_d_feat"]
-                loss_dict["out_d_feat_real"] = torch.stack([m.detach().float().mean() for m in real_f]).mean()
-                loss_dict["out_d_feat_fake"] = torch.stack([m.detach().float().mean() for m in fake_f]).mean()
-                loss_dict["acc_d_feat"] = _accuracy([m.detach() for m in real_f], [m.detach() for m in fake_f])
             if self.cri_text:
                 real_t, fake_t = logits.text[:b], logits.text[b:]
                 loss_dict["l_d_text"] = self.cri_text(real_t, fake_t, is_disc=True)
                 l_d_total = l_d_total + loss_dict["l_d_text"]
-                loss_dict["out_d_text_real"] = real_t.detach().float().mean()
-                loss_dict["out_d_text_fake"] = fake_t.detach().float().mean()
-                loss_dict["acc_d_text"] = _accuracy([real_t.detach()], [fake_t.detach()])
-        bad = self.nonfinite_terms(loss_dict, [k for k in loss_dict if k.startswith("l_d_")])
-        if bad:
-            self.skip_step(current_iter, "discriminator", bad, loss_dict)
-            skipped = True
-        else:
-            self._backward_step(l_d_total, self.optimizer_d, "d")
-            if logits.text_features is not None:  # cached for the next G step (the cost rule)
-                self.text_cache = logits.text_features.detach()
+        d_terms = [k for k in loss_dict if k.startswith("l_d_")]
+        if logged:  # logging statistics: only where BasicSR logs them
+            loss_dict.update(self._d_statistics(logits, b))
+        bad_g, bad_d = self.loss_flag(loss_dict, g_terms), self.loss_flag(loss_dict, d_terms)
+        active = [self.optimizer_d] + ([self.optimizer_g] if g_step else [])
+        if all(steps_on_device(o) for o in active):
+            if g_step:
+                self.guarded_step(self.optimizer_g, "g", bad_g)
+            self._backward(l_d_total, "d")
+            self.guarded_step(self.optimizer_d, "d", bad_d)
+            self.defer_check(current_iter, loss_dict, g_terms, d_terms, bad_g, bad_d)
+            ok = 1 - torch.maximum(bad_g, bad_d)
+            skip_d = None
+        else:  # an optimizer that cannot skip on the device: one read of both flags, now
+            skip_g, skip_d = (v > 0 for v in torch.stack([bad_g, bad_d]).tolist())
+            if skip_g or skip_d:  # the warning's values (a skipped step is rare)
+                terms = [k for k in (*g_terms, *d_terms) if torch.is_tensor(loss_dict[k])]
+                values = dict(zip(terms, torch.stack([loss_dict[k].detach().float().mean() for k in terms]).tolist()))
+                self.note_skips(current_iter, values, set(g_terms), skip_g, skip_d)
+            else:
+                self.count_skip(False)
+            if g_step and not skip_g:
+                self._host_step(self.optimizer_g, "g")
+            if not skip_d:
+                self._backward(l_d_total, "d")
+                self._host_step(self.optimizer_d, "d")
+            ok = None if skip_g or skip_d else True
+        if logits.text_features is not None:  # cached for the next G step (the cost rule)
+            new = logits.text_features.detach()
+            old = getattr(self, "text_cache", None)
+            if skip_d is None:  # the device decides: the old cache stays where the D step was skipped
+                self.text_cache = new if old is None else torch.where(bad_d > 0, old, new)
+            elif not skip_d:
+                self.text_cache = new
 
-        self.log_dict = self.reduce_loss_dict(loss_dict)
-        if self.ema_decay > 0 and not skipped:
-            self.model_ema(decay=self.ema_decay)
-        self.end_nonfinite_check(current_iter, skipped)
+        self.log_dict = self.reduce_loss_dict(loss_dict) if logged else DeferredLog(loss_dict)
+        if self.ema_decay > 0 and ok is not None:
+            if ok is True:
+                self.model_ema(decay=self.ema_decay)
+            else:
+                self.masked_ema(self.ema_decay, ok)
+        if logged or not self.opt.get("dist"):  # ranks stop at one iteration: under DDP only where all log
+            self.resolve_checks(force=logged)
+        self.stop_if_limit(current_iter)
+
+    def _d_statistics(self, logits, b: int) -> dict:
+        """Discriminator outputs and accuracies on real and fake (logged iterations only)."""
+        stats = {}
+        if self.cri_feat:
+            real_f, fake_f = [m[:b].detach() for m in logits.feat], [m[b:].detach() for m in logits.feat]
+            stats["out_d_feat_real"] = torch.stack([m.float().mean() for m in real_f]).mean()
+            stats["out_d_feat_fake"] = torch.stack([m.float().mean() for m in fake_f]).mean()
+            stats["acc_d_feat"] = _accuracy(real_f, fake_f)
+        if self.cri_text:
+            real_t, fake_t = logits.text[:b].detach(), logits.text[b:].detach()
+            stats["out_d_text_real"] = real_t.float().mean()
+            stats["out_d_text_fake"] = fake_t.float().mean()
+            stats["acc_d_text"] = _accuracy([real_t], [fake_t])
+        return stats
 
     def reduce_loss_dict(self, loss_dict):
         """BasicSR's reduce_loss_dict reading every logged value back in one device sync (BasicSR
@@ -278,6 +324,16 @@ class SFDModel(ResumableMixin, SRGANModel):
 
     def resume_training(self, resume_state):
         super().resume_training(resume_state)
+        # A state saved by an optimizer of another kind (foreach before fused was the default) brings its
+        # `fused` setting along: keep the one chosen at build, with the step counts where fused wants them.
+        for optimizer, fused in zip(self.optimizers, getattr(self, "_fused", [])):
+            for group in optimizer.param_groups:
+                if bool(group.get("fused")) != fused:
+                    group["fused"], group["foreach"] = fused, None if fused else group.get("foreach")
+                    for p in group["params"]:
+                        step = optimizer.state.get(p, {}).get("step")
+                        if fused and torch.is_tensor(step):
+                            optimizer.state[p]["step"] = step.to(p.device, torch.float32)
         cache = resume_state.get("text_cache")
         self.text_cache = None if cache is None else cache.to(self.device)
 

@@ -18,6 +18,7 @@ This module imports only torch, so architectures can use it without import cycle
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections import OrderedDict
@@ -44,6 +45,11 @@ LAYOUT_BASICSR = "basicsr_rrdbnet"
 LAYOUT_OLD_X4 = "esrgan_old_x4"
 LAYOUT_OLD_X2 = "esrgan_old_x2"
 OFFICIAL_X2_ARCH = "SFDRRDBNetOfficialX2"
+
+
+MAX_HEADER_BYTES = 16 << 20  # a safetensors header of 150 k tensors; the format allows 100 MB
+MAX_METADATA_BYTES = 1 << 20  # ours is 1 kB, traiNNer-redux's a few kB
+EXTRA_VALUES = 16 << 20  # buffers a network may hold beyond its weights file (attention masks)
 
 
 class CheckpointError(ValueError):
@@ -191,36 +197,155 @@ def is_safetensors_file(path: str) -> bool:
     return 2 <= int.from_bytes(head[:8], "little") <= 100_000_000
 
 
-def safetensors_metadata(path: str) -> dict[str, str]:
-    """The string metadata table of a safetensors file ({} when it has none)."""
-    from safetensors import safe_open
+def safetensors_header(path: str) -> dict:
+    """The JSON header of a safetensors file, read and checked by Python before any library parses it:
+    at most :data:`MAX_HEADER_BYTES`, nested at most a few levels, a metadata table of strings of at
+    most :data:`MAX_METADATA_BYTES`. CheckpointError naming the file otherwise."""
+    from sfd_utils.files import InputFileError, loads_json
 
+    with open(path, "rb") as f:
+        size = int.from_bytes(f.read(8), "little")
+        if size > MAX_HEADER_BYTES:
+            raise CheckpointError(
+                f"{path}: unreadable safetensors file (a header of {size} bytes, over the {MAX_HEADER_BYTES} limit)"
+            )
+        raw = f.read(size)
+    if len(raw) < size:
+        raise CheckpointError(
+            f"{path}: unreadable safetensors file (truncated: header cut at {len(raw)} of {size} bytes)"
+        )
     try:
-        with safe_open(path, framework="pt") as f:
-            return dict(f.metadata() or {})
-    except Exception as err:  # corrupt header
-        raise CheckpointError(f"{path}: unreadable safetensors file ({type(err).__name__}: {err})") from err
+        header = loads_json(raw, f"{path}: unreadable safetensors file: its header", max_depth=4)
+    except InputFileError as err:
+        raise CheckpointError(str(err)) from None
+    meta = header.get("__metadata__", {}) if isinstance(header, dict) else None
+    if not isinstance(meta, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items()):
+        raise CheckpointError(f"{path}: unreadable safetensors file (its header is not tensors and string metadata)")
+    n_meta = sum(len(k) + len(v) for k, v in meta.items())
+    if n_meta > MAX_METADATA_BYTES:
+        raise CheckpointError(
+            f"{path}: {n_meta} characters of safetensors metadata, over the {MAX_METADATA_BYTES} limit"
+        )
+    return header
 
 
-def read_checkpoint(path: str):
+def safetensors_metadata(path: str) -> dict[str, str]:
+    """The string metadata table of a safetensors file ({} when it has none), checked as by
+    :func:`safetensors_header`."""
+    return dict(safetensors_header(path).get("__metadata__", {}))
+
+
+def _numel(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n
+
+
+def stored_values(path: str) -> int:
+    """How many tensor elements a weights file holds (safetensors: from its header; torch: memory-mapped,
+    nothing read into memory). A network that needs more cannot be loaded from it strictly."""
+    if is_safetensors_file(path):
+        header = safetensors_header(path)
+        return sum(_numel(v.get("shape", ())) for k, v in header.items() if k != "__metadata__" and isinstance(v, dict))
+    total, todo = 0, [read_checkpoint(path, mmap=True)]
+    while todo:
+        obj = todo.pop()
+        if isinstance(obj, torch.Tensor):
+            total += obj.numel()
+        elif isinstance(obj, Mapping):
+            todo.extend(obj.values())
+        elif isinstance(obj, (list, tuple)):
+            todo.extend(obj)
+    return total
+
+
+def read_checkpoint(path: str, mmap: bool = False):
     """What a checkpoint file holds, read without running code: ``torch.load(path, map_location="cpu",
-    weights_only=True)``, or the tensors of a safetensors file; errors name the file."""
+    weights_only=True)``, or the tensors of a safetensors file (header checked first, see
+    :func:`safetensors_header`); errors name the file. ``mmap``: map torch files instead of reading them."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint not found: {path}")
     if is_safetensors_file(path):
         from safetensors.torch import load_file
 
+        safetensors_header(path)
         try:
             return load_file(path, device="cpu")
         except Exception as err:  # truncated or corrupt file
             raise CheckpointError(f"{path}: unreadable safetensors file ({type(err).__name__}: {err})") from err
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        except RuntimeError as err:
+            if not mmap or "mmap" not in str(err):
+                raise
+            return torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) format
     except Exception as err:  # pickle with code objects, truncated file, not a torch file at all
         raise CheckpointError(
             f"{path}: cannot be read as a weights-only torch checkpoint ({type(err).__name__}: "
             f"{str(err).splitlines()[0] if str(err) else ''}). Only tensors/dicts are loaded, never pickled code."
         ) from err
+
+
+class _TooManyValues(BaseException):
+    """Raised inside a constructor by the counting hooks (a BaseException: constructors that catch
+    Exception do not swallow it)."""
+
+
+@contextlib.contextmanager
+def _values_at_most(limit: int):
+    """Count the elements of every parameter and buffer registered while inside; raise
+    :class:`_TooManyValues` as soon as they exceed ``limit``."""
+    from torch.nn.modules import module as nn_module
+
+    count = [0]
+
+    def add(module, name, tensor):
+        if tensor is not None:
+            count[0] += tensor.numel()
+            if count[0] > limit:
+                raise _TooManyValues(count[0])
+
+    handles = [
+        nn_module.register_module_parameter_registration_hook(add),
+        nn_module.register_module_buffer_registration_hook(add),
+    ]
+    try:
+        yield count
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def build_bounded(factory, max_values: int, what: str) -> torch.nn.Module:
+    """``factory()`` (a network constructor), refused in one line before it allocates more than
+    ``max_values`` parameter and buffer elements.
+
+    The network is first built on the meta device (shapes only, no memory) while every registered
+    parameter and buffer is counted; options that name a network larger than the limit, or that its
+    constructor refuses, raise CheckpointError naming ``what``. Only then is it built for real (still
+    counted, for constructors that cannot run on the meta device).
+    """
+    for device in ("meta", "real"):
+        try:
+            with _values_at_most(max_values), torch.device("meta") if device == "meta" else contextlib.nullcontext():
+                net = factory()
+        except _TooManyValues as big:
+            raise CheckpointError(
+                f"{what}: the network has more than {big.args[0]:,} parameter values, more than the "
+                f"{max_values:,} its weights file can fill: the options do not describe this file"
+            ) from None
+        except (TypeError, ValueError, KeyError):
+            raise
+        except Exception as err:  # options a constructor cannot use (a negative size, a zero divisor)
+            if device == "meta":
+                continue  # a constructor that needs real tensors (.item(), numpy): counted while built for real
+            first = str(err).splitlines()[0] if str(err) else ""
+            raise CheckpointError(f"{what}: the network cannot be built ({type(err).__name__}: {first})") from None
+        if device == "real":
+            return net
+    raise AssertionError("unreachable")
 
 
 def match_to_network(state_dict: Mapping[str, torch.Tensor], net: torch.nn.Module) -> OrderedDict:

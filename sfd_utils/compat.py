@@ -18,9 +18,11 @@ negligible cost. All it does is lazy:
    if ever. The same variable disables this hook.
 4. Opt-in, ``SFD_BASICSR_SAFE_YAML=1`` (set by the user; the plugin never sets it): when basicsr
    finishes importing, ``basicsr.utils.options`` reads recipes with the plugin's safe loader
-   (``sfd_utils.recipe``: data only, ``!!python/...`` tags refused in one line) and parses
-   ``--force_yml`` without ``eval`` and with checked keys, so a fork's own ``basicsr/train.py`` and
-   ``basicsr/test.py`` get what this repo's launcher always does. Off by default: nothing of basicsr
+   (``sfd_utils.recipe``: data only, ``!!python/...`` tags refused in one line, bounded) and its
+   ``parse_options`` never sees a ``--force_yml``: the entries are applied without ``exec``, every
+   abbreviation of the flag is refused, and basicsr is handed the updated options
+   (``sfd_utils.train_command``), so a fork's own ``basicsr/train.py`` and ``basicsr/test.py`` get
+   what this repo's launcher does for the command line. Off by default: nothing of basicsr
    is changed unless asked. Independent of ``SFD_BASICSR_NO_AUTOLOAD``. In a traiNNer process the
    same switch makes ``traiNNer.utils.options.yaml_load`` refuse a recipe that is not data in one line
    (traiNNer already decodes with a safe loader; this only shortens its error).
@@ -42,7 +44,10 @@ SHIM_SOURCES = ("torchvision.transforms._functional_tensor", "torchvision.transf
 PLUGIN_PACKAGES = ("sfd_arch", "sfd_loss", "sfd_data", "sfd_metric", "sfd_model")
 AUTOLOAD_ENV = "SFD_BASICSR_NO_AUTOLOAD"
 SAFE_YAML_ENV = "SFD_BASICSR_SAFE_YAML"
-_SAFE_YAML = {"basicsr": "make_basicsr_safe", "traiNNer": "make_trainner_one_line"}
+_SAFE_YAML = {  # host -> (module, function) that makes its recipe reading safe
+    "basicsr": ("sfd_utils.train_command", "make_basicsr_safe"),
+    "traiNNer": ("sfd_utils.recipe", "make_trainner_one_line"),
+}
 TRAINNER = "traiNNer"
 TRAINNER_ADAPTER = "sfd_trainner.registration"
 
@@ -85,7 +90,8 @@ class _HostLoader(importlib.abc.Loader):
         _hooked.add(module.__name__)
         self._real.exec_module(module)
         if safe_yaml_requested():
-            getattr(importlib.import_module("sfd_utils.recipe"), _SAFE_YAML[module.__name__])()
+            safe_module, function = _SAFE_YAML[module.__name__]
+            getattr(importlib.import_module(safe_module), function)()
         if os.environ.get(AUTOLOAD_ENV, "") not in ("", "0"):
             return
         try:

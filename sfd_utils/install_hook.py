@@ -31,7 +31,9 @@ def write_hook(site: str | None = None) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        allow_abbrev=False, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--remove", action="store_true", help="remove the hook instead of writing it")
     parser.add_argument("--site", default=None, help="site-packages folder (default: this interpreter's)")
     args = parser.parse_args(argv)
@@ -45,4 +47,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from sfd_utils.cli import run_cli
+
+    raise SystemExit(run_cli(main))

@@ -9,7 +9,9 @@ basicsr (no file of the installed package is touched) and calls ``train_pipeline
   experiment's own folder (basicsr looks in ``./experiments`` relative to the working directory).
 - ``init_dist``: basicsr calls ``torch.cuda.set_device`` and NCCL; without CUDA we use gloo. The
   recipes' ``dist_params.port`` is dropped for torchrun (basicsr would pass it on and crash).
-- ``--local-rank=N`` (torch >= 2 launchers) is accepted as basicsr's ``--local_rank``.
+- The command line is read by :mod:`sfd_utils.train_command` (abbreviations refused, ``--force_yml``
+  applied without exec, ``--local-rank=N`` of torch >= 2 launchers accepted as ``--local_rank``) and
+  basicsr's ``parse_options`` is handed the already-updated options dict.
 - ``MessageLogger`` / ``build_model``: log lines with percent, rate and a non-negative ETA, a
   progress line at least every 20 s, and no duplicate final validation (``sfd_utils.progress``).
 - ``create_train_val_dataloader`` / ``build_dataset`` / ``EnlargedSampler``: exact resume
@@ -20,20 +22,27 @@ basicsr (no file of the installed package is touched) and calls ``train_pipeline
   network file), naming it, and removes temporaries of interrupted writes.
 - ``BaseModel.save_network`` / ``save_training_state``: written atomically (temporary + rename)
   for every model, not only the plugin's.
-- ``parse_options``: after parsing, every file the recipe needs is checked (sfd_utils.options_check),
-  and the RNGs are seeded again from the final ``manual_seed``: basicsr seeds *before* applying
-  ``--force_yml``, so ``--force_yml manual_seed=1`` was logged but silently ignored.
-- Recipes are data (sfd_utils.recipe): basicsr's ``ordered_yaml`` / ``--force_yml`` parsing are
-  replaced by the safe ones, and before basicsr parses anything the recipe is read safely and
-  checked (sfd_utils.recipe_check); a refusal is one line. Errors a constructor raises while the data
-  sets or the model are built from the recipe are one line too (``SFD_BASICSR_TRACEBACK=1``: traceback).
+- ``parse_options``: after parsing, every file the recipe needs is checked (sfd_utils.options_check:
+  existing, regular, of sane size, weights loadable weights-only), and the RNGs are seeded again from
+  the final ``manual_seed``.
+- Recipes are data (sfd_utils.recipe, bounded in size, depth and nodes): before basicsr parses anything
+  the recipe is read safely and checked (sfd_utils.recipe_check: structure and kinds;
+  sfd_utils.recipe_values: ranges, the run's name, what this machine can hold); a refusal is one line.
+  Errors a constructor raises while the data sets or the model are built from the recipe are one line
+  too (``SFD_BASICSR_TRACEBACK=1``: traceback).
+- ``make_exp_dirs`` / ``mkdir_and_rename``: only run folders under the output root are created or
+  renamed (``experiments/<name>``, ``tb_logger/<name>``); a folder that cannot be created is one line.
+- Data (sfd_utils.train_data): the first image pair is checked against ``scale`` and ``gt_size``, one
+  batch against an epoch's samples; an item's data error during the run names the files.
 - ``--check``: everything up to the first iteration, nothing written (:func:`check_start`).
-- Exit status as every script's (sfd_utils.cli): 2 bad recipe or command line, 3 interrupted
-  (Ctrl-C, SIGTERM), 4 stopped on non-finite losses.
+- Exit status as every script's (sfd_utils.cli): 2 bad recipe, command line or data, or a machine that
+  cannot hold the run (out of memory, a loader worker killed); 3 interrupted (Ctrl-C, SIGTERM); 4
+  stopped on non-finite losses or failed unexpectedly (the traceback on screen and in the run's log).
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import os.path as osp
 import sys
@@ -78,7 +87,7 @@ def load_resume_state(opt: dict):
     elif opt["path"].get("resume_state"):
         path = opt["path"]["resume_state"]
         if not osp.isfile(path):
-            raise FileNotFoundError(f"path.resume_state: training state {path!r} does not exist")
+            raise RecipeError(f"path.resume_state: training state {path!r} does not exist")
         try:
             state = read_state(path, location)
         except ValueError as err:
@@ -105,12 +114,16 @@ def create_train_val_dataloader(opt: dict, logger):
     import torch
 
     from sfd_utils.resume import ResumableSampler
+    from sfd_utils.train_data import check_loader
 
     try:
         result = _basicsr_create_loaders(opt, logger)
+    except RecipeError:
+        raise
     except (*BUILD_ERRORS, OSError) as err:  # a data set the recipe describes but that cannot be built
         raise _build_error("the data sets", err) from None
     train_loader, train_sampler = result[0], result[1]
+    check_loader(opt, train_loader, train_sampler)
     if isinstance(train_sampler, ResumableSampler):
         train_sampler.seed = int(opt["manual_seed"])
         train_loader.generator = torch.Generator().manual_seed(int(opt["manual_seed"]))
@@ -129,12 +142,17 @@ def create_train_val_dataloader(opt: dict, logger):
 
 
 def build_dataset(dataset_opt: dict):
-    """basicsr's build_dataset; the training set draws each sample's randomness from its own seed."""
+    """basicsr's build_dataset, checked (not empty, the first pair fits ``scale`` and ``gt_size``) and with
+    its items' data errors named (:mod:`sfd_utils.train_data`); the training set draws each sample's
+    randomness from its own seed."""
     from basicsr.data import build_dataset as basicsr_build_dataset
 
     from sfd_utils.resume import SeededDataset
+    from sfd_utils.train_data import NamedDataErrors, check_dataset
 
     dataset = basicsr_build_dataset(dataset_opt)
+    check_dataset(dataset, dataset_opt)
+    dataset = NamedDataErrors(dataset, dataset_opt)
     return SeededDataset(dataset) if dataset_opt.get("phase") == "train" else dataset
 
 
@@ -152,59 +170,29 @@ def init_dist(launcher: str, backend: str = "nccl", **kwargs) -> None:
     dist_util.init_dist(launcher, backend=backend, **kwargs)
 
 
-def _normalise_argv(argv: list[str]) -> list[str]:
-    out = []
-    for arg in argv:
-        if arg.startswith("--local-rank"):
-            arg = "--local_rank" + arg[len("--local-rank") :]
-        out.append(arg)
-    return out
+def check_command_line(argv: list[str]) -> tuple[argparse.Namespace, dict, list[str]]:
+    """Everything that can be checked before basicsr parses anything: the command line (abbreviations,
+    unknown flags and ``--force_yml`` entries refused by name: :mod:`sfd_utils.train_command`), the
+    recipe read safely (:mod:`sfd_utils.recipe`) with the ``--force_yml`` entries applied, its structure
+    and values (:func:`sfd_utils.recipe_check.check_recipe`) and what this machine can hold
+    (:func:`sfd_utils.recipe_values.check_machine`). A ``--force_yml`` key the recipe does not have yet
+    is allowed (basicsr adds it) but warned about, with the closest existing key. Raises
+    :class:`~sfd_utils.recipe.RecipeError` (one line); prints the warnings and returns (the parsed
+    command line, the options, the warnings)."""
+    from sfd_utils.recipe import load_recipe
+    from sfd_utils.recipe_check import _Checker, check_recipe
+    from sfd_utils.recipe_values import check_machine
+    from sfd_utils.train_command import apply_force_yml, new_force_keys, parse_command_line
 
-
-def check_command_line(argv: list[str]) -> list[str]:
-    """Catch what basicsr would turn into a traceback or run as code, before it parses anything: a
-    missing ``-opt`` file, a recipe that is not data (:mod:`sfd_utils.recipe`: python tags refused),
-    a ``--force_yml`` entry without ``key=value``, with a key that breaks out of basicsr's ``exec``, or
-    below a key the recipe lacks, and a malformed recipe (:func:`sfd_utils.recipe_check.check_recipe`,
-    on the recipe with the ``--force_yml`` entries applied). A ``--force_yml`` key the recipe does not
-    have yet is allowed (basicsr adds it) but warned about, with the closest existing key. Raises
-    :class:`~sfd_utils.recipe.RecipeError` (one line); prints and returns the warnings."""
-    import argparse
-    import difflib
-
-    from sfd_utils.recipe import apply_force_yml, load_recipe, split_force_entry
-    from sfd_utils.recipe_check import check_recipe
-
-    # The two options basicsr's own parser reads here, parsed the same way (the rest is basicsr's).
-    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    parser.add_argument("-opt")
-    parser.add_argument("--force_yml", nargs="+", default=[])
-    args, _ = parser.parse_known_args(argv[1:])
-    recipe = args.opt
-    if not recipe:
-        return []  # basicsr's argparse reports the missing -opt
-    opt = load_recipe(recipe)
-    warnings = []
-    for entry in args.force_yml:
-        keys, _ = split_force_entry(entry)
-        node, path = opt, []
-        for i, key in enumerate(keys):
-            last = i == len(keys) - 1
-            if not isinstance(node, dict):
-                raise RecipeError(f"--force_yml {entry!r}: {':'.join(path)} is not a section")
-            if key not in node:
-                close = difflib.get_close_matches(key, [str(k) for k in node], n=1)
-                hint = f"; did you mean {':'.join([*path, close[0]])}?" if close else ""
-                where = ":".join([*path, key])
-                if not last:
-                    raise RecipeError(f"--force_yml {entry!r}: {where} is not in {recipe}{hint}")
-                warnings.append(f"warning: --force_yml adds {where}, which {recipe} does not have{hint}")
-                break
-            node, path = node[key], [*path, key]
-    warnings += [f"warning: {w}" for w in check_recipe(apply_force_yml(opt, args.force_yml), recipe)]
+    args, _ = parse_command_line(argv[1:], strict=True)
+    raw = load_recipe(args.opt)
+    opt = apply_force_yml(raw, args.force_yml)
+    warnings = [f"warning: {w}" for w in new_force_keys(raw, args.force_yml, args.opt)]
+    warnings += [f"warning: {w}" for w in check_recipe(opt, args.opt)]
+    check_machine(_Checker(args.opt), opt, dist=args.launcher != "none")
     for line in warnings:
         print(f"sfd-basicsr: {line}", file=sys.stderr)
-    return warnings
+    return args, opt, warnings
 
 
 def prepare_basicsr() -> None:
@@ -217,8 +205,8 @@ def prepare_basicsr() -> None:
     load_plugin()
     from basicsr.models.base_model import BaseModel
 
-    from sfd_utils.recipe import make_basicsr_safe
     from sfd_utils.resume import ResumableSampler, save_network, save_training_state
+    from sfd_utils.train_command import make_basicsr_safe
 
     make_basicsr_safe()  # recipes are data: safe loader, no eval/exec of --force_yml
     global _basicsr_create_loaders
@@ -233,6 +221,9 @@ def prepare_basicsr() -> None:
     BaseModel.save_training_state = save_training_state
     if not getattr(bt.parse_options, "_sfd_checked", False):
         bt.parse_options = _checked(bt.parse_options)
+    if not getattr(bt.make_exp_dirs, "_sfd_confined", False):
+        bt.make_exp_dirs = _confined(bt.make_exp_dirs, "experiments")
+        bt.mkdir_and_rename = _confined(bt.mkdir_and_rename, "tb_logger")
     from sfd_utils.progress import make_message_logger, with_progress
 
     if bt.MessageLogger.__module__ != "sfd_utils.progress":
@@ -256,6 +247,10 @@ def _one_line_build(build_model):
         try:
             return build_model(opt)
         except BUILD_ERRORS as err:
+            raise _build_error(str(opt.get("model_type")), err) from None
+        except RuntimeError as err:  # torch refusing a size (negative, overflowing); memory: see below
+            if _resource_problem(err):
+                raise
             raise _build_error(str(opt.get("model_type")), err) from None
 
     build._sfd_one_line = True
@@ -296,6 +291,29 @@ def _checked(parse_options):
     return parse_and_check
 
 
+def _confined(make, folder: str):
+    """basicsr's ``make_exp_dirs(opt)`` / ``mkdir_and_rename(path)``: what they create or rename (an
+    existing run folder is renamed ``<name>_archived_<time>``) must be a run folder under the output
+    root; a folder that cannot be created is one line naming it."""
+
+    def guarded(arg):
+        from sfd_utils.train_command import OutputError, check_run_folder
+
+        path = arg["path"].get("experiments_root") if isinstance(arg, dict) else arg
+        root = arg.get("root_path") if isinstance(arg, dict) else _output_root["path"]
+        check_run_folder(path, root, folder)
+        try:
+            return make(arg)
+        except OSError as err:
+            raise OutputError(f"cannot create {err.filename or path}: {err.strerror or err}") from None
+
+    guarded._sfd_confined = True
+    return guarded
+
+
+_output_root: dict = {"path": None}  # the root_path of the running train_pipeline
+
+
 CHECK_FLAG = "--check"
 
 
@@ -316,32 +334,77 @@ def check_start(root_path: str) -> None:
     print(f"sfd-basicsr: {args.opt}: start-up checks passed; {opt['model_type']} built, {n_train} training images")
 
 
+MEMORY_HINT = "lower datasets.train.batch_size_per_gpu, gt_size or num_worker_per_gpu, or the network's size"
+
+
+def _resource_problem(err: BaseException) -> str | None:
+    """One line for what only the run can tell about the machine: memory ran out (in this process or a
+    loader worker, which the kernel kills), or a loader worker died."""
+    text = str(err)
+    if isinstance(err, MemoryError):
+        return f"out of memory ({type(err).__name__}); {MEMORY_HINT}"
+    if not isinstance(err, RuntimeError):
+        return None
+    if "out of memory" in text or "can't allocate memory" in text or "not enough memory" in text:
+        return f"out of memory ({text.splitlines()[0][:160]}); {MEMORY_HINT}"
+    if "DataLoader worker" in text and ("killed" in text or "exited unexpectedly" in text):
+        return (
+            f"a data loader worker died ({text.splitlines()[0][:160]}), most often for memory: "
+            "lower datasets.train.num_worker_per_gpu or batch_size_per_gpu"
+        )
+    return None
+
+
+def _keep_traceback() -> None:
+    """The traceback of an unexpected error on screen and, once the run has one, in its log file."""
+    import logging
+    import traceback
+
+    traceback.print_exc()
+    record = logging.LogRecord("basicsr", logging.ERROR, __file__, 0, "failed unexpectedly", None, sys.exc_info())
+    for handler in logging.getLogger("basicsr").handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
+
+
+def _usage(argv: list[str]) -> None:
+    """``--help`` and command-line mistakes before anything heavy is imported."""
+    from sfd_utils.cli import with_exit_codes
+    from sfd_utils.train_command import parse_command_line, training_parser
+
+    if "-h" in argv[1:] or "--help" in argv[1:]:
+        with_exit_codes(training_parser()).parse_args(["--help"])
+    parse_command_line(argv[1:], strict=True)
+
+
 def train_pipeline(root_path: str) -> None:
     """``basicsr.train.train_pipeline`` with the plugin; outputs go under ``root_path``. Exit status as
-    every script's (sfd_utils.cli): 2 for a bad command line or recipe (one line), 3 when interrupted
-    (Ctrl-C, SIGTERM; resume with ``--auto_resume``), 4 when training stopped on non-finite losses."""
+    every script's (sfd_utils.cli): 2 for a bad command line, recipe or data, or a machine that cannot
+    hold the run (one line), 3 when interrupted (Ctrl-C, SIGTERM; resume with ``--auto_resume``), 4 when
+    training stopped on non-finite losses or failed unexpectedly (traceback on screen and in the log)."""
     from sfd_utils.checkpoint import CheckpointError
     from sfd_utils.resume import NonFiniteLossError
+    from sfd_utils.train_data import one_line
 
     def stop(message: str, code: int):
         print(message, file=sys.stderr)
         raise SystemExit(code)
 
+    _output_root["path"] = root_path
     with sigterm_interrupts():
         try:
+            _usage(sys.argv)
             prepare_basicsr()
             import basicsr.train as bt
 
-            sys.argv = _normalise_argv(sys.argv)
-            check_only = CHECK_FLAG in sys.argv
+            args, _, _ = check_command_line(sys.argv)
             sys.argv = [a for a in sys.argv if a != CHECK_FLAG]
-            check_command_line(sys.argv)
-            if check_only:
+            if args.check:
                 check_start(root_path)
             else:
                 bt.train_pipeline(root_path)
         except (CheckpointError, RecipeError) as err:  # the user's to fix: one line, no traceback
-            stop(f"sfd-basicsr: {err}", EXIT_USAGE)
+            stop(f"sfd-basicsr: {one_line(err)}", EXIT_USAGE)
         except NonFiniteLossError as err:
             stop(f"sfd-basicsr: {err}", EXIT_FAILED)
         except KeyboardInterrupt:
@@ -350,11 +413,23 @@ def train_pipeline(root_path: str) -> None:
             if isinstance(err.code, str):  # basicsr's and our one-line start-up refusals
                 stop(err.code, EXIT_USAGE)
             raise
+        except Exception as err:
+            problem = _resource_problem(err)
+            if problem:
+                stop(f"sfd-basicsr: {problem}", EXIT_USAGE)
+            _keep_traceback()
+            stop(
+                f"sfd-basicsr: failed unexpectedly (exit status {EXIT_FAILED}); the traceback above says where",
+                EXIT_FAILED,
+            )
 
 
 def main() -> None:
-    """Console script ``sfd-train``: like ``python basicsr/train.py`` with the current folder as root."""
-    train_pipeline(os.getcwd())
+    """Console script ``sfd-train``: like ``python basicsr/train.py`` with the current folder as root,
+    under the exit-status contract's top-level handler (sfd_utils.cli.run_entry)."""
+    from sfd_utils.cli import run_entry
+
+    run_entry(lambda: train_pipeline(os.getcwd()))
 
 
 if __name__ == "__main__":

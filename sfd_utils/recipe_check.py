@@ -21,8 +21,10 @@ belongs or a misspelt ``type:`` surfaces as a KeyError or TypeError deep inside,
   (``network_t``, ``optim_t``, ``gan_opt``), the stock GAN hosts (``network_d``, ``optim_d``,
   ``gan_opt``; RealESRGANModel needs CUDA).
 
-Returns warnings (lines) for what is allowed but probably unintended. Files are checked by
-:mod:`sfd_utils.options_check`; this module reads nothing from disk.
+Then the values' ranges (:func:`sfd_utils.recipe_values.check_values`: the run's name, the seed,
+iteration counts, sizes, ratios, optimizer numbers). Returns warnings (lines) for what is allowed but
+probably unintended. Files are checked by :mod:`sfd_utils.options_check`; this module reads nothing
+from disk.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from collections.abc import Mapping
 
 from sfd_utils.option_kinds import GOT, accepts, describe, expected_kinds, kind, signature_params
 from sfd_utils.recipe import RecipeError
+from sfd_utils.recipe_values import check_values
 
 # RealESRGANModel / SFDRealModel read these at the top level of the recipe: kind, or list length
 SR_DEGRADATIONS = {
@@ -265,6 +268,9 @@ class _Checker:
             close = [k for k in known if k == str(name).lower()] or difflib.get_close_matches(str(name), known, n=1)
             hint = f"; did you mean {close[0]}?" if close else ""
             self.fail(f"{key}.type", f"{name!r} is not a storage backend basicsr reads ({', '.join(known)}){hint}")
+        backend_cls = getattr(FileClient, "_backends", {}).get(name)
+        if backend_cls is not None:  # the data set passes the other keys to the backend's constructor
+            self.arguments(key, backend, backend_cls, skip=("db_paths",))
 
     def networks(self, opt: Mapping, registry) -> None:
         self.mapping(opt, "network_g", why=" (the generator)")
@@ -484,4 +490,5 @@ def check_recipe(opt: Mapping, source: str = "recipe") -> list[str]:
     c.val(opt, METRIC_REGISTRY)
     c.logger(opt)
     c.model_needs(opt, model_cls)
+    check_values(c, opt)
     return c.warnings

@@ -1,11 +1,13 @@
-"""Tiny variants of the shipped training recipes and seeded random mutations of them (for the
-recipe mutation battery, tests/test_recipe_mutations.py).
+"""Tiny variants of the shipped training recipes, their fixtures, and seeded random mutations of them
+(for the recipe mutation battery, tests/test_recipe_mutations.py; the targeted cases are in
+tests/recipe_cases.py).
 
 A tiny variant is a shipped recipe with its data, CLIP and generator shrunk to a CPU start in a
-fraction of a second (the same overrides the end-to-end tests pass with ``--force_yml``). A mutant is
-a tiny variant with one to three mutations: a key dropped, a value swapped for one of another kind,
-a ``type:`` or a key misspelt, a python (or unknown) tag inserted, or the text damaged (a line
-dropped, indented or cut). Tags run ``touch <sentinel>``: a created sentinel means code ran.
+fraction of a second and a 2-iteration run in a few seconds (the same overrides the end-to-end tests
+pass with ``--force_yml``). A mutant is a tiny variant with one to three mutations: a key dropped, a
+value swapped for one of another kind, a ``type:`` or a key misspelt, a python (or unknown) tag
+inserted, or the text damaged (a line dropped, indented or cut). Tags run ``touch <sentinel>``: a
+created sentinel means code ran.
 """
 
 from __future__ import annotations
@@ -81,7 +83,36 @@ def tiny_variant(recipe: str, pairs: str, rain: str, clip_file: str, clip_config
             )
     opt["path"]["pretrain_network_g"] = None
     opt["train"]["perceptual_opt"] = None
+    opt["train"]["total_iter"] = 2  # a real run: 2 iterations, one checkpoint, one validation
+    opt["logger"].update(print_freq=1, save_checkpoint_freq=2)
+    opt["val"]["val_freq"] = 2
     return opt
+
+
+def make_data(root: str) -> dict[str, str]:
+    """Tiny paired SR data under ``root`` (HR 64² crops, LR ×4 and ×2, a meta_info file) and tiny
+    unpaired rain data; returns {'pairs', 'rain'}."""
+    import cv2
+
+    from sfd_tools.csud.synthetic_rain import make_synthetic_rain
+    from sfd_utils.photos import bicubic_down, load_photo, tiles
+
+    pairs, rain = os.path.join(root, "pairs"), os.path.join(root, "rain")
+    for sub in ("hr", "lr", "lr_x2"):
+        os.makedirs(os.path.join(pairs, sub), exist_ok=True)
+    names = []
+    for name in ("astronaut", "coffee"):
+        for i, crop in enumerate(tiles(load_photo(name), 64, 128)[:2]):
+            file = f"{name}_{i}.png"
+            bgr = cv2.cvtColor(crop, cv2.COLOR_RGB2BGR)
+            cv2.imwrite(os.path.join(pairs, "hr", file), bgr)
+            cv2.imwrite(os.path.join(pairs, "lr", file), cv2.cvtColor(bicubic_down(crop, 4), cv2.COLOR_RGB2BGR))
+            cv2.imwrite(os.path.join(pairs, "lr_x2", file), cv2.resize(bgr, (32, 32), interpolation=cv2.INTER_CUBIC))
+            names.append(file)
+    with open(os.path.join(pairs, "meta_info.txt"), "w", encoding="utf-8") as f:
+        f.write("".join(f"hr/{n}\n" for n in names))
+    make_synthetic_rain(rain, train_size=32, test_size=32, max_per_photo=1, max_test_per_photo=1)
+    return {"pairs": pairs, "rain": rain}
 
 
 def _paths(node, prefix=()) -> list[tuple]:

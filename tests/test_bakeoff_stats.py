@@ -123,3 +123,61 @@ def test_seedless_rows_broadcast_and_bad_shapes_fail():
     w = stats.resample_weights(5, 3, n_boot=50)
     assert w[0].shape == (50, 5) and (w[0].sum(1) == 5).all() and (w[1].sum(1) == 3).all()
     assert stats.boot_means(m, stats.resample_weights(4, 3, 1000)).mean() == pytest.approx(m.mean(), abs=0.3)
+
+
+def _settings():
+    from sfd_lab.bakeoff.contestants import BakeoffSettings
+
+    return BakeoffSettings(contestants=("l1", "sfd", "patchgan"), frontier=("sfd", "patchgan"), seeds=(0, 1, 2))
+
+
+def test_frontier_compares_at_matched_psnr():
+    """SFD's curve lies below PatchGAN's (better realism at every PSNR) by construction: the matched-PSNR
+    difference has the right sign and an interval that excludes zero; identical curves show none."""
+    from sfd_lab.bakeoff.analysis import frontier
+
+    rng = np.random.default_rng(0)
+    s = _settings()
+    noise = lambda: rng.normal(0, 0.01, size=(9, 3))  # noqa: E731
+    grids = {"l1@0": {"psnr": 26.0 + noise(), "realism": 0.80 + noise()}}
+    for key, offset in (("sfd", -0.05), ("patchgan", 0.0)):
+        for w, drop in zip(s.gan_weights, (0.2, 0.5, 1.0)):
+            grids[f"{key}@{w:g}"] = {"psnr": 26.0 - drop + noise(), "realism": 0.8 - 0.2 * drop + offset + noise()}
+    fr = frontier(grids, s, "realism", n_boot=500)
+    assert set(fr["curves"]) == {"sfd", "patchgan"} and fr["curves"]["sfd"]["methods"][0] == "l1@0"
+    rows = fr["matched"]
+    assert len(rows) == 3 and all(r["a"] == "sfd" and r["b"] == "patchgan" for r in rows)
+    assert all(r["verdict"] == "A better" and r["ci"][1] < 0 for r in rows), rows  # lower realism = better
+    for key in ("sfd",):
+        for w in s.gan_weights:
+            grids[f"{key}@{w:g}"] = dict(grids[f"patchgan@{w:g}"])
+    same = frontier(grids, s, "realism", n_boot=500)["matched"]
+    assert all(r["verdict"] == "no difference shown" and abs(r["delta"]) < 1e-9 for r in same), same
+
+
+def test_lr_choice_learning_and_sanity_flags():
+    from sfd_lab.bakeoff.analysis import choose_lr, learned, sanity_flags
+
+    def run(realism, psnr):
+        per = {"a": {"psnr": psnr, "niqe": 5.0}}
+        return {"val": {"per_image": per, "realism": {"accuracy": realism, "fold_std": 0.0}}}
+
+    assert choose_lr({1e-4: run(0.7, 25), 3e-4: run(0.6, 24), 1e-3: run(0.65, 26)})["chosen"] == 3e-4
+    assert choose_lr({1e-4: run(0.6, 25), 1e-3: run(0.6, 26)})["chosen"] == 1e-3  # tie: higher PSNR
+
+    def curve(*accs):
+        rows = [{"d_acc": a, "d_acc_real": a, "d_acc_fake": a} for a in accs]
+        return {"curve": rows, "d_acc_max": max(accs), "d_acc_final": accs[-1]}
+
+    flat, once, twice = curve(0.5, 0.5, 0.52), curve(0.5, 0.6, 0.5), curve(0.6, 0.7, 0.5)
+    assert learned([flat, once, flat])["label"] == "did not learn"  # one probe above 55 % can be chance
+    assert learned([twice, flat, twice])["label"] == "learned on 2/3 seeds"
+    assert learned([twice, twice])["label"] == "learned"
+    summary = {
+        "bicubic_usm": {"niqe": {"mean": 5.0}, "realism": {"mean": 0.9}},
+        "sfd@0.1": {"niqe": {"mean": 6.0}, "realism": {"mean": 0.7}},
+        "patchgan@0.1": {"niqe": {"mean": 4.0}, "realism": {"mean": 0.8}},
+    }
+    flags = sanity_flags(summary, ["sfd@0.1", "patchgan@0.1"])
+    assert flags["niqe"] == {"flagged": True, "rows": {"bicubic_usm": ["sfd@0.1"]}, "perceptual": True}
+    assert flags["realism"]["flagged"] is False

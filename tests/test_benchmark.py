@@ -52,14 +52,14 @@ def test_gan_step_row(smoke):
     row = smoke["rows"]["gan_step"]
     assert row["status"] == "ok" and row["baseline"] == BASELINE
     configs = {c["name"]: c for c in row["configs"]}
-    assert set(configs) == {"sr_only", BASELINE, "esrgan_unet", "sfd_tiny-rn", "sfd_tiny-vit"}
+    assert set(configs) == {"sr_only", BASELINE, "esrgan_unet", "sfd_tiny-rn_eager", "sfd_tiny-vit_eager"}
     for c in configs.values():
         assert is_num(c["median_s"]) and is_num(c["min_s"]) and len(c["times_s"]) == 1
         assert c["peak_mem_mb"] is None or is_num(c["peak_mem_mb"])
         assert is_num(c["gflops_per_iter"]) and c["gflops_per_iter"] > 0
         assert is_num(c["time_ratio"]) and is_num(c["flop_ratio"])
     assert configs[BASELINE]["time_ratio"] == pytest.approx(1.0)
-    for name in ("sfd_tiny-rn", "sfd_tiny-vit"):
+    for name in ("sfd_tiny-rn_eager", "sfd_tiny-vit_eager"):
         assert configs[name]["clip_forwards_per_iter"] == 2
         assert is_num(configs[name]["disc_part_s"])
     assert configs[BASELINE]["clip_forwards_per_iter"] is None
@@ -71,7 +71,7 @@ def test_gan_step_row(smoke):
 def test_clip_cost_row_counts_forwards(smoke):
     configs = {c["name"]: c for c in smoke["rows"]["clip_cost"]["configs"]}
     for clip in ("tiny-rn", "tiny-vit"):
-        sfd, naive = configs[f"sfd_{clip}"], configs[f"naive_esrgan_{clip}"]
+        sfd, naive = configs[f"sfd_{clip}_eager"], configs[f"naive_esrgan_{clip}"]
         assert sfd["model"] == "SFDModel" and naive["model"] == "ESRGANModel"
         assert sfd["clip_forwards_per_iter"] == 2
         assert isinstance(naive["clip_forwards_per_iter"], int) and naive["clip_forwards_per_iter"] > 2
@@ -88,7 +88,7 @@ def test_precision_row(smoke):
         assert all(k.startswith("l_") for k in c["losses_first_iters"])
         assert is_num(c["max_loss_rel_dev"])
     assert row["configs"][0]["max_loss_rel_dev"] == 0.0  # fp32 against itself
-    assert {t["what"].split(":")[0] for t in row["targets"]} == {f"sfd_tiny-rn_{v}" for v in expected[1:]}
+    assert {t["what"].split(":")[0] for t in row["targets"]} == {f"sfd_tiny-rn_eager_{v}" for v in expected[1:]}
 
 
 def test_iqa_row(smoke):
@@ -153,7 +153,7 @@ def test_noise_fields_and_load_per_row(smoke):
         assert c["time_ratio_min"] <= c["time_ratio_max"]
     for t in smoke["rows"]["gan_step"]["targets"]:
         assert t["verdict"] in ("met", "missed", "not judged", "unstable")
-    sfd = {c["name"]: c for c in smoke["rows"]["gan_step"]["configs"]}["sfd_tiny-rn"]
+    sfd = {c["name"]: c for c in smoke["rows"]["gan_step"]["configs"]}["sfd_tiny-rn_eager"]
     assert sfd["frozen_clip_dtype"] == "float32" and sfd["frozen_clip_mb"] > 0
     md = open(smoke["files"]["markdown"]).read()
     assert "(float32)" in md and "spread" in md and "## 6. Where the step's time goes" in md
@@ -163,8 +163,8 @@ def test_components_row(smoke):
     row = smoke["rows"]["components"]
     assert row["status"] == "ok"
     tables = {t["config"]: t for t in row["tables"]}
-    assert set(tables) == {"sfd_tiny-rn", "sfd_tiny-vit", BASELINE}
-    names = {r["component"] for r in tables["sfd_tiny-rn"]["rows"]}
+    assert set(tables) == {"sfd_tiny-rn_eager", "sfd_tiny-vit_eager", BASELINE}
+    names = {r["component"] for r in tables["sfd_tiny-rn_eager"]["rows"]}
     for piece in ("G fwd+bwd", "CLIP HR (no grad) [tiny-rn]", "CLIP SR fwd+bwd [tiny-rn]", "Feat-D heads D [tiny-rn]"):
         assert piece in names
     assert "text tower fwd+bwd [tiny-rn]" in names and "other (step − pieces)" in names
@@ -178,7 +178,7 @@ def test_components_row(smoke):
         other = t["rows"][-1]
         assert abs(other["gflops"]) <= 0.02 * t["step_gflops"], (t["config"], other)
     # the CLIP SR pass carries a backward, so it costs more FLOPs than the no-grad HR pass
-    rn = {r["component"]: r for r in tables["sfd_tiny-rn"]["rows"]}
+    rn = {r["component"]: r for r in tables["sfd_tiny-rn_eager"]["rows"]}
     assert rn["CLIP SR fwd+bwd [tiny-rn]"]["gflops"] > rn["CLIP HR (no grad) [tiny-rn]"]["gflops"]
 
 

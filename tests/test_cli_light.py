@@ -73,3 +73,81 @@ def test_python_without_dependencies_gets_one_line(tmp_path):
         assert proc.returncode == 2, proc.stderr
         assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
         assert "torch" in proc.stderr and "basicsr" in proc.stderr and ".venv" in proc.stderr
+
+
+def _parser_factories():
+    """Every ``*_parser()`` of the programs' and the lab's cli modules."""
+    import glob
+    import importlib
+    import inspect
+
+    found = []
+    for path in sorted(
+        glob.glob(os.path.join(ROOT, "sfd_tools", "*", "cli.py"))
+        + glob.glob(os.path.join(ROOT, "sfd_lab", "*", "cli.py"))
+    ):
+        module = importlib.import_module(os.path.relpath(path, ROOT)[:-3].replace(os.sep, "."))
+        for name, fn in inspect.getmembers(module, inspect.isfunction):
+            if name.endswith("_parser") and fn.__module__ == module.__name__:
+                found.append((f"{module.__name__}.{name}", fn))
+    return found
+
+
+def _with_subparsers(parser) -> list:
+    """``parser`` and every sub-command parser below it."""
+    import argparse
+
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return [parser, *(p for sub in subs for child in sub.choices.values() for p in _with_subparsers(child))]
+
+
+@pytest.mark.parametrize("name, factory", _parser_factories(), ids=[n for n, _ in _parser_factories()])
+def test_every_parser_refuses_abbreviations(name, factory):
+    """``--forc`` must not be taken for ``--force``: no parser of ours (nor a sub-command's) accepts an
+    abbreviated option."""
+    import argparse
+
+    for parser in _with_subparsers(factory()):
+        assert parser.allow_abbrev is False, parser.prog
+        if any(isinstance(a, argparse._SubParsersAction) for a in parser._actions):
+            continue  # its options are tried on each sub-command's parser
+        for action in parser._actions:  # so that only the option under test is parsed
+            action.required = False
+        longs = [o for a in parser._actions for o in a.option_strings if o.startswith("--") and len(o) > 4]
+        assert longs, parser.prog
+        positionals = [str(next(iter(a.choices or ["x"]))) for a in parser._actions if not a.option_strings]
+        for option in longs:
+            abbrev = option[:-1]
+            if abbrev not in parser._option_string_actions:
+                ns, extra = parser.parse_known_args([*positionals, abbrev])
+                # an argument list handed on whole (nargs=REMAINDER, e.g. pytest's) may take it as it is
+                passed_on = [v for a in parser._actions if a.nargs == argparse.REMAINDER for v in getattr(ns, a.dest)]
+                assert abbrev in extra or abbrev in passed_on, (parser.prog, option)
+
+
+def test_every_argument_parser_is_built_without_abbreviations():
+    """Every ``ArgumentParser(...)`` (or subclass) construction in our code says ``allow_abbrev=False``."""
+    import ast
+
+    problems, sources = [], []
+    for root in ("scripts", "basicsr", *(d for d in os.listdir(ROOT) if d.startswith("sfd_"))):
+        for dirpath, _, names in os.walk(os.path.join(ROOT, root)):
+            sources += [os.path.join(dirpath, f) for f in names if f.endswith(".py")]
+    trees = {p: ast.parse(open(p, encoding="utf-8").read()) for p in sources}
+    parsers = {"ArgumentParser"} | {
+        node.name
+        for tree in trees.values()
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ClassDef)
+        and any(getattr(b, "attr", getattr(b, "id", "")) == "ArgumentParser" for b in node.bases)
+    }
+    count = 0
+    for path, tree in trees.items():
+        for node in ast.walk(tree):
+            called = getattr(node.func, "attr", getattr(node.func, "id", None)) if isinstance(node, ast.Call) else None
+            if called in parsers or called == "add_parser":
+                count += 1
+                kw = {k.arg: k.value for k in node.keywords}
+                if not (isinstance(kw.get("allow_abbrev"), ast.Constant) and kw["allow_abbrev"].value is False):
+                    problems.append(f"{os.path.relpath(path, ROOT)}:{node.lineno}")
+    assert count >= 20 and not problems, problems

@@ -174,3 +174,36 @@ def test_fast_path_sfd_model_matches_eager(amp, tmp_path):
             _close(sd_off[k], sd_on[k], k)
     assert stats["replays"] >= 3 * 6 and stats["recomputes"] == 0, stats
     assert any(s.endswith(": CUDA graphs") for s in stats["said"]), stats
+
+
+# -- issue 31: the evidence for making fast_path auto the default ----------------------------------------
+@pytest.mark.parametrize("clip", ["RN50", "ViT-B-16"])
+def test_fast_path_gradients_equal_eager_at_real_size(clip):
+    """RN50 / ViT-B-16 (random weights in the real layout), batch 16, 256², bf16 and fp16, the SRGAN, ESRGAN
+    (retain_graph) and traiNNer orders, reuse_features on and off, deterministic cuDNN: every discriminator
+    parameter's gradient and the SR image's gradient within 1e-3 (relative L2) of eager's, and every graphed
+    region replayed without an eager recompute (sfd_lab/gpu_check/equality.py; `make gpu-decide` runs the same)."""
+    from sfd_lab.gpu_check.equality import TOLERANCE, run_equality
+
+    result = run_equality([clip], 16, 256, ["bf16", "fp16"], iterations=2, emulate=False)
+    assert result["graphs"] == "CUDA" and len(result["cases"]) == 2 * 3 * 2
+    failed = [
+        f"{c['amp']} {c['order']} reuse {c['reuse_features']}: {c['problems']}"
+        for c in result["cases"]
+        if not c["passed"]
+    ]
+    assert result["passed"] and not failed, failed
+    for c in result["cases"]:
+        assert c["worst"]["gradient"]["rel_l2"] <= TOLERANCE
+        assert all(r["replays"] > 0 and r["recomputes"] == 0 for r in c["regions"].values()), c["regions"]
+        assert not any("failed" in s for s in c["said"]), c["said"]
+
+
+def test_fast_path_sfd_model_ab_200_iterations():
+    """Same seed, 200 SFDModel iterations (bf16, tiny data), fast_path off vs auto: the first iteration's
+    losses within 1e-3 and every 20-iteration window mean within 2 % (sfd_lab/gpu_check/ab_training.py)."""
+    from sfd_lab.gpu_check.ab_training import run_ab
+
+    result = run_ab("RN50", 64, 2, 200, "bf16", emulate=False)
+    assert result["graphs"] == "CUDA"
+    assert result["passed"], (result["problems"], result["terms"])

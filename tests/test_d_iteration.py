@@ -29,10 +29,10 @@ def test_d_iteration_configs(before_after):
     run = before_after["runs"][1]
     assert os.path.realpath(run["code_root"]) == os.path.realpath(ROOT) and run["threads"] == 1
     configs = {c["name"]: c for c in run["configs"]}
-    assert set(configs) == {"floor", UNET, "sfd_tiny-rn", "sfd_tiny-rn_srgan", "sfd_tiny-vit"}
+    assert set(configs) == {"floor", UNET, "sfd_tiny-rn_eager", "sfd_tiny-rn_srgan_eager", "sfd_tiny-vit_eager"}
     assert (
-        configs["sfd_tiny-rn"]["host_model"] == "SFDModel"
-        and configs["sfd_tiny-rn_srgan"]["host_model"] == "SRGANModel"
+        configs["sfd_tiny-rn_eager"]["host_model"] == "SFDModel"
+        and configs["sfd_tiny-rn_srgan_eager"]["host_model"] == "SRGANModel"
     )
     assert configs[UNET]["network_d"] == "UNetDiscriminatorSN_basicsr" and configs["floor"]["network_d"] is None
     for c in configs.values():
@@ -45,17 +45,21 @@ def test_d_iteration_configs(before_after):
     assert all(c["dispatched"]["compute_ops"] > 5 * floor for n, c in configs.items() if n != "floor")
     # the cost rule holds in both hosts (SRGANModel through feature reuse)
     assert (
-        configs["sfd_tiny-rn"]["clip_forwards_per_iter"] == configs["sfd_tiny-rn_srgan"]["clip_forwards_per_iter"] == 2
+        configs["sfd_tiny-rn_eager"]["clip_forwards_per_iter"]
+        == configs["sfd_tiny-rn_srgan_eager"]["clip_forwards_per_iter"]
+        == 2
     )
     assert configs[UNET]["wall_vs_unet"] == pytest.approx(1.0)
     verdicts = {t["what"]: t["verdict"] for t in run["targets"]}
-    assert verdicts["sfd_tiny-rn: kernel launches per iteration"] == "not judged (GPU target)"
-    assert "sfd_tiny-vit: wall / GPU time" not in verdicts  # the issue's targets: the first CLIP model
+    assert verdicts["sfd_tiny-rn_eager: kernel launches per iteration"] == "not judged (GPU target)"
+    assert "sfd_tiny-vit_eager: wall / GPU time" not in verdicts  # the issue's targets: the first CLIP model
+    for name in ("sfd_tiny-rn_eager", "sfd_tiny-vit_eager"):  # issue 31: SFDModel reads nothing back unless logging
+        assert configs[name]["dispatched"]["host_reads"] == 0 and configs[name]["host_reads_logged"] >= 1
 
 
 def test_before_after_comparison_and_files(before_after):
     by_name = {c["name"]: c for c in before_after["comparison"]}
-    assert set(by_name) == {"floor", UNET, "sfd_tiny-rn", "sfd_tiny-rn_srgan", "sfd_tiny-vit"}
+    assert set(by_name) == {"floor", UNET, "sfd_tiny-rn_eager", "sfd_tiny-rn_srgan_eager", "sfd_tiny-vit_eager"}
     for c in by_name.values():  # the same code on both sides: the same operators, op for op
         assert c["compute_ops"][0] == c["compute_ops"][1] and c["compute_ops_ratio"] == pytest.approx(1.0)
     files = before_after["files"]
@@ -162,3 +166,27 @@ def test_parser_profiles_match():
     gpu = D_PROFILES["gpu"]
     assert (gpu.batch, gpu.size, gpu.amp, gpu.max_spread) == (16, 256, "bf16", 0.05)
     assert gpu.clip_models[0] == "RN50" and gpu.reentry >= 1 and gpu.profile_iters >= 2
+
+
+@pytest.mark.parametrize("after_s", [4.0, 25.0])
+def test_sigterm_leaves_the_json(tmp_path, after_s):
+    """The GPU check's time limit (SIGTERM) at any moment: scripts/bench_d_iteration.py exits with status 3
+    and leaves a JSON saying 'stopped' (before the measurement began: d_iteration-stopped.json; during it:
+    the configurations measured so far)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "out"
+    cmd = [sys.executable, os.path.join(ROOT, "scripts", "bench_d_iteration.py"), "--profile", "smoke"]
+    proc = subprocess.Popen([*cmd, "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    time.sleep(after_s)
+    proc.send_signal(signal.SIGTERM)
+    log = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 3, log[-3000:]
+    files = sorted(out.glob("*.json"), key=os.path.getmtime)
+    assert files, log[-3000:]
+    with open(files[-1]) as f:
+        written = json.load(f)
+    assert written["status"] == "stopped"

@@ -214,3 +214,164 @@ def test_derain_skipped_1_none_2(tmp_path, capsys):
     only_broken = images(tmp_path / "bad", n=0, broken=("x.png",))
     assert main(["-i", only_broken, "-o", str(tmp_path / "o2"), *argv]) == EXIT_USAGE
     assert "none of the 1 input image(s) could be derained" in capsys.readouterr().err
+
+
+# -- the contract by construction (issue 28) ---------------------------------------------------------------
+RAISE = """
+import builtins, os, sys
+_target, _what = os.environ["SFD_TEST_RAISE_AT"], os.environ["SFD_TEST_RAISE"]
+class _Raise:
+    def find_spec(self, name, path=None, target=None):
+        if name == _target:
+            raise SystemExit(1) if _what == "exit1" else getattr(builtins, _what)("injected at " + name)
+sys.meta_path.insert(0, _Raise())
+"""
+
+
+def console_scripts() -> dict[str, str]:
+    """name -> "module:function" of every console script setup.py installs."""
+    text = open(os.path.join(ROOT, "setup.py"), encoding="utf-8").read()
+    return dict(re.findall(r'"([\w-]+)=([\w.]+:\w+)"', text))
+
+
+def entry_points() -> list[tuple[str, list[str], str]]:
+    """(label, command, module the program imports first) of every entry point: the scripts, the
+    console scripts and the training launcher."""
+    recipe = os.path.join(ROOT, "options", "demo_SR_psnr_cpu.yml")
+    args = {
+        "plot_pd": ["x.json"],
+        "inference_sr": ["-i", "x"],
+        "derain": ["-i", "x", "-w", "y"],
+        "export": ["--model", "x"],
+    }
+    args.update({"sfd_iqa_eval": ["x", "-c", "y"], "evaluate_sr": ["--sr", "x", "--gt", "y"]})
+    out = [(s, [f"scripts/{s}.py", *args.get(s, [])], runner_module(s)) for s in SCRIPTS]
+    out.append(("basicsr/train.py", ["basicsr/train.py", "-opt", recipe], "basicsr.train"))
+    for name, target in console_scripts().items():
+        module, func = target.split(":")
+        script = {"sfd-train": None}.get(
+            name,
+            next(
+                (
+                    s
+                    for s in SCRIPTS
+                    if f"import {func} as main"
+                    in open(os.path.join(ROOT, "scripts", f"{s}.py"), encoding="utf-8").read()
+                ),
+                None,
+            ),
+        )
+        argv = ["-opt", recipe] if name == "sfd-train" else args.get(script, [])
+        code = f"import sys; sys.argv = [{name!r}, *{argv!r}]; from {module} import {func}; sys.exit({func}())"
+        out.append((name, ["-c", code], "basicsr.train" if name == "sfd-train" else runner_module(script)))
+    return out
+
+
+@pytest.mark.parametrize("label, cmd, first", entry_points(), ids=[e[0] for e in entry_points()])
+def test_every_entry_point_maps_the_unexpected_to_4(label, cmd, first, tmp_path):
+    """A bug (an exception nobody expects) and a stray ``sys.exit(1)`` inside any entry point end in
+    status 4 with the traceback, never 1 (which says: done, inputs skipped)."""
+    (tmp_path / "sitecustomize.py").write_text(RAISE)
+    for what in ("ZeroDivisionError", "exit1"):
+        env = {
+            **os.environ,
+            "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+            "SFD_TEST_RAISE_AT": first,
+            "SFD_TEST_RAISE": what,
+        }
+        proc = subprocess.run([sys.executable, *cmd], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == EXIT_FAILED, (what, proc.stderr[-2000:])
+        assert "Traceback (most recent call last)" in proc.stderr
+        assert ("ZeroDivisionError: injected at" if what != "exit1" else "status 1 (sys.exit)") in proc.stderr
+
+
+def test_status_1_only_from_skipped_status(capsys):
+    from sfd_utils.cli import skipped_status
+
+    assert run_cli(lambda argv: skipped_status(2)) == EXIT_SKIPPED
+    assert run_cli(lambda argv: skipped_status(0)) == 0 and run_cli(lambda argv: None) == 0
+    for bad in (1, True, 7, "1"):
+        assert run_cli(lambda argv, bad=bad: bad) == EXIT_FAILED
+        assert "without naming skipped inputs" in capsys.readouterr().err
+    for code, want in ((1, EXIT_FAILED), ("sfd-basicsr: cannot start: a reason", EXIT_USAGE)):
+
+        def exits(argv, code=code):
+            raise SystemExit(code)
+
+        assert run_cli(exits) == want
+    with pytest.raises(SystemExit) as passed:  # argparse's own statuses go on as they are
+        run_cli(lambda argv: (_ for _ in ()).throw(SystemExit(2)))
+    assert passed.value.code == EXIT_USAGE
+    capsys.readouterr()
+    for err in (IsADirectoryError(21, "Is a directory", "x.png"), PermissionError(13, "Permission denied", "/x")):
+        assert run_cli(lambda argv, err=err: (_ for _ in ()).throw(err)) == EXIT_USAGE
+        assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_the_traceback_also_goes_to_the_open_log_file(tmp_path, capsys):
+    import logging
+
+    log = tmp_path / "train.log"
+    handler = logging.FileHandler(log)
+    logger = logging.getLogger("basicsr")
+    logger.addHandler(handler)
+    try:
+        assert run_cli(lambda argv: 1 / 0) == EXIT_FAILED
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+    text = log.read_text()
+    assert "Traceback (most recent call last)" in text and "ZeroDivisionError" in text and "exit status 4" in text
+    assert "ZeroDivisionError" in capsys.readouterr().err
+
+
+def _our_sources() -> list[str]:
+    roots = [
+        "scripts",
+        "basicsr",
+        *(d for d in os.listdir(ROOT) if d.startswith("sfd_") and os.path.isdir(os.path.join(ROOT, d))),
+    ]
+    return sorted(
+        os.path.join(dirpath, f)
+        for root in roots
+        for dirpath, _, names in os.walk(os.path.join(ROOT, root))
+        for f in names
+        if f.endswith(".py")
+    )
+
+
+def _runner_functions() -> set[tuple[str, str]]:
+    """(module, function) of every program an entry point launches."""
+    found = set()
+    for path in _our_sources():
+        text = open(path, encoding="utf-8").read()
+        found.update(re.findall(r'launch\(\s*\w+,\s*"([\w.]+):(\w+)"', text))
+    return found | {("sfd_utils.launcher", "train_pipeline"), ("sfd_utils.launcher", "main")}
+
+
+def test_no_code_path_exits_1():
+    """Exit status 1 comes only from ``skipped_status``: no ``sys.exit(1)``, ``SystemExit(1)``, ``exit(1)``
+    or ``os._exit(1)`` anywhere, no program returns a literal 1, and only sfd_utils.cli names EXIT_SKIPPED."""
+    import ast
+
+    exits = {"exit", "_exit", "SystemExit", "quit"}
+    problems = []
+    runners = _runner_functions()
+    assert len(runners) >= 20
+    for path in _our_sources():
+        rel = os.path.relpath(path, ROOT)
+        tree = ast.parse(open(path, encoding="utf-8").read(), rel)
+        module = rel[:-3].replace(os.sep, ".")
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None)) in exits:
+                if node.args and isinstance(node.args[0], ast.Constant) and node.args[0].value in (1, True):
+                    problems.append(f"{rel}:{node.lineno} exits with 1")
+            if isinstance(node, ast.Name) and node.id == "EXIT_SKIPPED" and rel != os.path.join("sfd_utils", "cli.py"):
+                problems.append(f"{rel}:{node.lineno} names EXIT_SKIPPED (use skipped_status)")
+            if isinstance(node, ast.FunctionDef) and (module, node.name) in runners:
+                for ret in ast.walk(node):
+                    value = getattr(ret, "value", None) if isinstance(ret, ast.Return) else None
+                    branches = [value.body, value.orelse] if isinstance(value, ast.IfExp) else [value]
+                    if any(isinstance(b, ast.Constant) and b.value in (1, True) for b in branches):
+                        problems.append(f"{rel}:{ret.lineno} {node.name} returns 1")
+    assert not problems, "\n".join(problems)

@@ -352,3 +352,113 @@ def test_compiled_spectral_norms_match_eager():
                     p.sub_(0.1 * p.grad)
         assert_same(*results, exact=False)
     assert compiled.graphs.policy.status()["said"] == ["Feat-D spectral norms: torch.compile"]
+
+
+def test_eval_scores_after_graph_replays_are_not_stale(tiny_clip_files):
+    """Iterations without a discriminator step (the non-finite guard skips it) still move the spectral
+    norms' u, v in the generator step's pass. A graph replay writes them without bumping their version
+    counters (a CUDA graph runs no Python; the emulation leaves them too), so the eval-mode cache of the
+    normalised head weights (validation, SFD-IQA) must see the replays: scores equal eager's."""
+    real = photo_tensor("astronaut", 64, 2)
+    scores = {}
+    for mode in ("off", "auto"):
+        disc = make_disc(tiny_clip_files["tiny-rn"], mode)
+        disc.requires_grad_(False)  # the generator step: D frozen, gradient to the image
+        scores[mode] = []
+        with emulated_graphs():
+            for _ in range(3):
+                disc.train()
+                disc(real.clone().requires_grad_(True)).mean().backward()
+                disc.eval()
+                with torch.no_grad():
+                    scores[mode].append(disc(real))
+        if mode == "auto":
+            assert disc.fast_path.status()["regions"]["Feat-D spectral norms"]["replays"] >= 3
+    assert not torch.equal(scores["off"][0], scores["off"][1])  # u, v moved between the evaluations
+    assert all(torch.equal(a, b) for a, b in zip(scores["off"], scores["auto"]))
+
+
+def _storages(tensors) -> set[int]:
+    return {t.untyped_storage().data_ptr() for t in tensors if isinstance(t, torch.Tensor)}
+
+
+def test_no_static_tensor_escapes_a_region(tiny_clip_files, monkeypatch):
+    """The pool invariant (cuda_graphs.GraphedRegion._replay): every tensor a region hands out (outputs,
+    aux outputs, gradients) is a copy, never a graph's static tensor that the next replay overwrites;
+    and what a caller holds stays as it was after the next replays."""
+    from sfd_arch.cuda_graphs import GraphedRegion
+
+    handed: list[tuple[GraphedRegion, list[torch.Tensor]]] = []
+    run, run_vjp, backward = GraphedRegion.run, GraphedRegion.run_vjp, GraphedRegion.backward
+
+    def spy_run(self, *args, **kwargs):
+        out = run(self, *args, **kwargs)
+        handed.append((self, list(out or [])))
+        return out
+
+    def spy_run_vjp(self, *args, **kwargs):
+        got = run_vjp(self, *args, **kwargs)
+        if got is not None:
+            handed.append((self, list(got[0])))
+        return got
+
+    def spy_backward(self, *args, **kwargs):
+        grads = backward(self, *args, **kwargs)
+        handed.append((self, [g for g in grads if g is not None]))
+        return grads
+
+    monkeypatch.setattr(GraphedRegion, "run", spy_run)
+    monkeypatch.setattr(GraphedRegion, "run_vjp", spy_run_vjp)
+    monkeypatch.setattr(GraphedRegion, "backward", spy_backward)
+    real, fake = photo_tensor("astronaut", 64, 2), photo_tensor("coffee", 64, 2)
+    for reuse in (True, False):
+        disc = make_disc(tiny_clip_files["tiny-rn"], reuse_features=reuse)
+        with emulated_graphs():
+            first = [t.detach().clone() for t in host_iteration(disc, real, fake, "srgan")]
+            kept = host_iteration(disc, real, fake, "srgan")
+            snapshot = [t.clone() for t in kept]
+            host_iteration(disc, fake, real, "srgan")  # more replays of every pool
+        assert all(torch.equal(a, b) for a, b in zip(kept, snapshot))
+        assert len(first) == len(kept)
+    regions = {region.name for region, _ in handed}
+    assert regions == {"CLIP tiny-rn image tower", "Feat-D spectral norms", "prompt pair text path"}
+    for region, tensors in handed:
+        statics = [
+            t
+            for entry in region._entries.values()
+            for t in (*entry.static_in, *entry.static_out, *entry.static_aux, *entry.static_grads)
+        ]
+        assert not (_storages(tensors) & _storages(statics)), f"{region.name} handed out a static tensor"
+
+
+def test_every_eager_fallback_is_said_once_with_its_reason(tiny_clip_files, caplog):
+    """No graph memory pool free (three forwards awaiting one backward) and a backward that cannot replay
+    are logged once each with their reason; the counters are kept per region."""
+    disc = make_disc(tiny_clip_files["tiny-rn"], reuse_features=False, use_text=False)
+    imgs = [photo_tensor(n, 64) for n in ("astronaut", "coffee", "chelsea")]
+    with emulated_graphs(), caplog.at_level(logging.INFO, logger="basicsr"):
+        for _ in range(2):
+            xs = [i.clone().requires_grad_(True) for i in imgs]
+            sum(disc(x).mean() for x in xs).backward()
+        x = imgs[0].clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(disc(x).sum(), x, create_graph=True)
+        g.sum().backward()
+    said = [r.getMessage() for r in caplog.records if "SFD fast path" in r.getMessage()]
+    busy = [m for m in said if "no graph memory pool free" in m]
+    assert sorted(busy) == [
+        "SFD fast path, CLIP tiny-rn image tower: eager (no graph memory pool free: each holds a forward awaiting "
+        "its backward)",
+        "SFD fast path, Feat-D spectral norms: eager (no graph memory pool free: each holds a forward awaiting "
+        "its backward)",
+    ]
+    assert (
+        "SFD fast path, CLIP tiny-rn image tower: backward recomputed eagerly (create_graph: a gradient of the "
+        "gradient)" in said
+    )
+    assert len(said) == len(set(said))  # each once
+    regions = disc.fast_path.status()["regions"]
+    # two rounds of three pending forwards: the tower has one pool, the spectral norms two
+    tower, spectral = regions["CLIP tiny-rn image tower"], regions["Feat-D spectral norms"]
+    assert tower["eager"] == 4 and spectral["eager"] == 2
+    assert tower["recomputes"] >= 1 and spectral["recomputes"] == 0  # spectral norms: a repeatable backward
+    assert all(r["replays"] > 0 for r in regions.values())

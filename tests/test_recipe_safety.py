@@ -16,16 +16,8 @@ import torch
 import yaml
 from conftest import ROOT
 
-from sfd_utils.recipe import (
-    RecipeError,
-    apply_force_yml,
-    dump_recipe,
-    force_entries_in,
-    load_recipe,
-    parse_force_value,
-    parse_recipe,
-    split_force_entry,
-)
+from sfd_utils.recipe import RecipeError, dump_recipe, load_recipe, parse_recipe
+from sfd_utils.train_command import apply_force_yml, parse_force_value, split_force_entry
 
 EVIL = 'name: x\nx: !!python/object/apply:os.system ["touch {sentinel}"]\n'
 RECIPES = sorted(f for f in os.listdir(os.path.join(ROOT, "options")) if f.endswith(".yml"))
@@ -100,7 +92,7 @@ def test_tags_that_are_not_data_are_refused_in_one_line(value, line, shown, tmp_
         ("a: 1\n b: 2\n", "r.yml:2:3: not valid YAML: mapping values are not allowed"),
         ("- 1\n- 2\n", "r.yml: a recipe is a mapping of options (key: value lines), not a list"),
         ("just text\n", "r.yml: a recipe is a mapping of options (key: value lines), not a str"),
-        ("? [a, b]\n: 1\n", "r.yml:1: a mapping key must be a plain value, not a list"),
+        ("? [a, b]\n: 1\n", "r.yml:1: a key under the top level is ['a', 'b'], not text"),
     ],
 )
 def test_malformed_yaml_is_one_line(text, expected, tmp_path):
@@ -130,40 +122,48 @@ def _write(path, text):
     "text, value",
     [
         ("~", None),
-        ("none", None),
+        ("none", None),  # as BasicSR reads it
         ("True", True),
         ("false", False),
         ("!!float 1e-4", 1e-4),
         ("12", 12),
         ("1.5", 1.5),
-        ("1e-3", "1e-3"),  # as BasicSR: a string (the option check then names it)
-        ("-1", "-1"),
+        ("1e-3", "1e-3"),  # as in a recipe file (YAML 1.1): text; the option check then names it
+        ("-1", -1),
         ("[1, 2]", [1, 2]),
         ("['a', 'b']", ["a", "b"]),
         ("abc", "abc"),
+        ("{type: Adam, lr: 0.1}", OrderedDict(type="Adam", lr=0.1)),
     ],
 )
-def test_force_yml_values_as_basicsr_reads_them(text, value):
+def test_force_yml_values_are_read_as_recipe_data(text, value):
     assert parse_force_value(text) == value and type(parse_force_value(text)) is type(value)
 
 
 def test_force_yml_cannot_run_code(tmp_path):
     sentinel = tmp_path / "pwned"
-    with pytest.raises(RecipeError, match="a list must be a literal"):
-        parse_force_value(f'[__import__("os").system("touch {sentinel}")]')
-    # basicsr execs opt["<key>"]=value: this key would run `touch` (one "=", no ":")
-    with pytest.raises(RecipeError, match="may not hold quotes"):
-        split_force_entry(f'a"];__import__("os").system("touch {sentinel}");opt["a=1')
-    with pytest.raises(RecipeError, match="may not hold quotes"):
+    # a python-looking list is text in a YAML list, never evaluated
+    assert parse_force_value(f'[__import__("os").system("touch {sentinel}")]') == [
+        f'__import__("os").system("touch {sentinel}")'
+    ]
+    with pytest.raises(RecipeError, match="refused tag !!python/object/apply:os.system"):
+        parse_force_value(f'!!python/object/apply:os.system ["touch {sentinel}"]')
+    # basicsr execs opt["<key>"]=value: this key would run `touch`
+    with pytest.raises(RecipeError, match="is not a recipe key"):
+        split_force_entry(f'name"];__import__("os").system("touch {sentinel}");opt["x=1')
+    with pytest.raises(RecipeError, match="is not a recipe key"):
         split_force_entry('a\\"]:b=1')
+    with pytest.raises(RecipeError, match="control characters"):
+        split_force_entry("name=x\nfoo: 1")
     assert not sentinel.exists()
+    assert split_force_entry("train.optim_g.lr=1e-4") == (["train", "optim_g", "lr"], "1e-4")
+    assert split_force_entry("train:optim_g:lr=1e-4") == (["train", "optim_g", "lr"], "1e-4")
+    assert split_force_entry("name=a=b") == (["name"], "a=b")
     opt = OrderedDict(train=OrderedDict(total_iter=10))
-    assert apply_force_yml(opt, ["train:total_iter=3", "train:new=[1]"])["train"] == {"total_iter": 3, "new": [1]}
+    assert apply_force_yml(opt, ["train:total_iter=3", "train.new=[1]"])["train"] == {"total_iter": 3, "new": [1]}
     assert opt["train"]["total_iter"] == 10  # a copy
-    with pytest.raises(RecipeError, match="trian is not in the recipe"):
+    with pytest.raises(RecipeError, match="trian is not in the recipe; did you mean train"):
         apply_force_yml(opt, ["trian:total_iter=3"])
-    argv = ["-opt", "x.yml", "--force_yml", "a=1", "b:c=2", "--auto_resume", "--force_yml=d=3"]
-    assert force_entries_in(argv) == ["a=1", "b:c=2", "d=3"]
 
 
 # -- the evil recipe through every entry point ----------------------------------------------------------
@@ -182,12 +182,12 @@ def test_launcher_and_sfd_train_refuse_the_evil_recipe(tmp_path):
         proc = run([console, "-opt", path, "--auto_resume"], str(tmp_path))
         assert proc.returncode == 2
         assert_refused(proc.stderr, path, sentinel)
-    injected = f'train:x=[__import__("os").system("touch {sentinel}")]'
+    injected = f'name"];__import__("os").system("touch {sentinel}");opt["x=1'
     recipe = os.path.join(ROOT, "options", "demo_SFD_cpu.yml")
     proc = run(
         [sys.executable, os.path.join(ROOT, "basicsr", "train.py"), "-opt", recipe, "--force_yml", injected], ROOT
     )
-    assert proc.returncode == 2 and "a list must be a literal" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 2 and "is not a recipe key" in proc.stderr and "Traceback" not in proc.stderr
     assert not os.path.exists(sentinel)
 
 

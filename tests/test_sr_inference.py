@@ -147,7 +147,8 @@ def test_folder_run_skips_bad_files_and_keeps_modes(tmp_path):
     up = Upscaler(tiny_rrdb(4), scale=4, device="cpu", tile=16, tile_pad=4)
     summary = upscale_paths(paths, str(tmp_path / "out"), up, suffix="sr", ext="jpg", progress=False)
     assert sorted(os.path.basename(p) for p, _ in summary.failed) == ["f_corrupt.png", "g_empty.jpg"]
-    assert all("unreadable or corrupt" in reason for _, reason in summary.failed)
+    reasons = dict((os.path.basename(p), reason) for p, reason in summary.failed)
+    assert "corrupt PNG" in reasons["f_corrupt.png"] and "empty file" in reasons["g_empty.jpg"]
     names = sorted(os.path.basename(p) for p in summary.written)
     # RGBA and 16-bit cannot be JPEG: written as PNG, with a note
     assert names == ["a_rgb_sr.jpg", "b_gray_sr.jpg", "c_rgba_sr.png", "d_16bit_sr.png", "e_jpeg_sr.jpg"]

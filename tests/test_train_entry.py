@@ -125,10 +125,10 @@ def test_missing_file_stops_at_startup_naming_the_key(tmp_path, pairs, tiny_clip
     entries = tiny_overrides(pairs, tiny_clip_files["tiny-rn"], "missing")
     entries.append(f"path:pretrain_network_g={tmp_path}/nope.pth")
     code, log = run_train(root, write_recipe(tmp_path), force(entries), expect_ok=False)
-    assert code != 0 and "path.pretrain_network_g" in log and "nope.pth" in log
+    assert code == 2 and "path.pretrain_network_g" in log and "nope.pth" in log and "Traceback" not in log
     entries[-1] = f"datasets:train:dataroot_gt={tmp_path}/no_data"
     code, log = run_train(root, write_recipe(tmp_path), force(entries), expect_ok=False)
-    assert code != 0 and "datasets.train.dataroot_gt" in log and "Traceback" not in log  # a message, not a trace
+    assert code == 2 and "datasets.train.dataroot_gt" in log and "Traceback" not in log  # a message, not a trace
     entries[-1] = "train:optim_d:lr=1e-3"  # BasicSR's --force_yml keeps this a string
     code, log = run_train(root, write_recipe(tmp_path), force(entries), expect_ok=False)
     assert code == 2 and "train.optim_d.lr: " in log and "got '1e-3' (a string)" in log
@@ -238,13 +238,56 @@ def test_command_line_mistakes_are_named_before_basicsr_starts(tmp_path, capsys)
     bad.write_text("train: [unclosed\n")
     with pytest.raises(RecipeError, match="bad.yml:2:1: not valid YAML"):
         check_command_line(["train.py", "-opt", str(bad)])
-    with pytest.raises(RecipeError, match="write one key=value"):
+    with pytest.raises(RecipeError, match="write key=value"):
         check_command_line(["train.py", "-opt", recipe, "--force_yml", "train:total_iter"])
     with pytest.raises(RecipeError, match="trian is not in .*did you mean train\\?"):
         check_command_line(["train.py", "-opt", recipe, "--force_yml", "trian:total_iter=3"])
     check_command_line(["train.py", "-opt", recipe, "--force_yml", "train:totl_iter=3", "--auto_resume"])
-    assert "did you mean train:total_iter?" in capsys.readouterr().err  # a new key: warned, not refused
-    check_command_line(["train.py", "-opt", recipe, "--force_yml", "train:total_iter=3", "name=x"])
-    assert capsys.readouterr().err == ""
+    assert "did you mean train.total_iter?" in capsys.readouterr().err  # a new key: warned, not refused
+    args, opt, warnings = check_command_line(
+        ["train.py", "-opt", recipe, "--force_yml", "train.total_iter=3", "name=x"]
+    )
+    assert capsys.readouterr().err == "" and warnings == [] and args.force_yml == ["train.total_iter=3", "name=x"]
+    assert opt["train"]["total_iter"] == 3 and opt["name"] == "x"
+    with pytest.raises(RecipeError, match="--force_y: write the flag in full"):
+        check_command_line(["train.py", "-opt", recipe, "--force_y", "name=x"])
     with pytest.raises(RecipeError, match="train.total_iter: expected a number, got 'x'"):
         check_command_line(["train.py", "-opt", recipe, "--force_yml", "train:total_iter=x"])
+
+
+def test_help_lists_the_flags_and_exit_statuses(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "basicsr", "train.py"), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    for text in ("-opt RECIPE.yml", "--force_yml KEY=VALUE", "never run", "--check", "exit status:", "4 "):
+        assert text in proc.stdout, text
+
+
+def test_an_unexpected_error_exits_4_with_the_traceback_on_screen_and_in_the_log(tmp_path, pairs):
+    """Not the user's input: status 4 (never 1, which means skipped inputs), the traceback kept."""
+    root = launcher_root(tmp_path)
+    recipe = write_recipe(tmp_path, "demo_SR_psnr_cpu.yml")
+    entries = [e for e in tiny_overrides(pairs, "unused", "boom") if not e.startswith(("network_d", "train:perc"))]
+    code = f"""
+import sys
+import basicsr.train as bt
+
+def create_train_val_dataloader(opt, logger):
+    raise ZeroDivisionError("injected")
+
+bt.create_train_val_dataloader = create_train_val_dataloader
+from sfd_utils.launcher import train_pipeline
+sys.argv = ["train.py", "-opt", {recipe!r}, "--force_yml", *{entries!r}]
+train_pipeline({root!r})
+"""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 4, proc.stderr[-3000:]
+    assert "Traceback" in proc.stderr and "ZeroDivisionError: injected" in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("sfd-basicsr: failed unexpectedly (exit status 4)")
+    logs = list((tmp_path / "experiments" / "boom").glob("train_boom_*.log"))
+    assert logs and "ZeroDivisionError: injected" in logs[0].read_text()

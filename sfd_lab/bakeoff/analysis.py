@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from sfd_lab.bakeoff import stats
-from sfd_lab.bakeoff.contestants import CONTESTANTS, LEARNED_ACCURACY
+from sfd_lab.bakeoff.contestants import CONTESTANTS, LEARNED_ACCURACY, LEARNED_PROBES
 from sfd_lab.bakeoff.data import SANITY_ROWS
 from sfd_lab.bakeoff.evaluate import MEASURES, PERCEPTUAL, per_scene
 
@@ -21,6 +21,22 @@ REFERENCES = ("hr", *SANITY_ROWS, "stage1")
 
 def method_id(key: str, weight: float) -> str:
     return f"{key}@{weight:g}"
+
+
+def run_id(key: str, w: float, seed: int) -> str:
+    """A fine-tuning run's task name part: contestant, GAN weight, seed."""
+    return f"{key}-w{w:g}-s{seed}"
+
+
+def lrsel_id(key: str, lr: float) -> str:
+    """The task of a learning-rate candidate (first seed, middle GAN weight, validation measures)."""
+    return f"lrsel-{key}-lr{lr:g}"
+
+
+def reused_run(s, key: str, w: float, seed: int) -> bool:
+    """The run of the chosen learning rate at the middle weight and first seed is the lr-choice run
+    itself (trained identically): it is not trained twice."""
+    return CONTESTANTS[key].has_d and w == s.mid_weight and seed == s.seeds[0]
 
 
 def choose_lr(val_runs: dict[float, dict]) -> dict:
@@ -42,15 +58,16 @@ def choose_lr(val_runs: dict[float, dict]) -> dict:
 
 
 def learned(runs: list[dict]) -> dict:
-    """Did the discriminator learn? Per seed: its highest accuracy on the validation probe during
-    training; "did not learn" when no seed ever exceeds LEARNED_ACCURACY."""
-    peaks = [r["d_acc_max"] for r in runs]
-    n = sum(p > LEARNED_ACCURACY for p in peaks)
-    label = "did not learn" if n == 0 else ("learned" if n == len(peaks) else f"learned on {n}/{len(peaks)} seeds")
+    """Did the discriminator learn? A seed counts when its accuracy on the validation probe exceeds
+    LEARNED_ACCURACY at LEARNED_PROBES or more probes; "did not learn" when no seed does."""
+    above = [sum(row["d_acc"] > LEARNED_ACCURACY for row in r["curve"]) for r in runs]
+    n = sum(a >= LEARNED_PROBES for a in above)
+    label = "did not learn" if n == 0 else ("learned" if n == len(runs) else f"learned on {n}/{len(runs)} seeds")
     return {
         "label": label,
         "seeds_learned": n,
-        "d_acc_max": peaks,
+        "probes_above": above,
+        "d_acc_max": [r["d_acc_max"] for r in runs],
         "d_acc_final": [r["d_acc_final"] for r in runs],
         "d_acc_real_final": [r["curve"][-1]["d_acc_real"] for r in runs],
         "d_acc_fake_final": [r["curve"][-1]["d_acc_fake"] for r in runs],
@@ -118,32 +135,39 @@ def comparisons(grids: dict, s) -> list[dict]:
 
 
 # -- frontier ----------------------------------------------------------------------------------------------
-def _curve(points: list[tuple[float, float]]) -> tuple[np.ndarray, np.ndarray]:
-    pts = sorted(points)
-    return np.array([p[0] for p in pts]), np.array([p[1] for p in pts])
+def _overlap(pa: list, pb: list) -> tuple[float, float]:
+    """The PSNR range two curves share (lo > hi: none)."""
+    return max(min(p[0] for p in pa), min(p[0] for p in pb)), min(max(p[0] for p in pa), max(p[0] for p in pb))
 
 
 def _interp(points: list[tuple[float, float]], x: float) -> float:
-    """Piecewise-linear value at PSNR ``x`` of (PSNR, y) points; NaN outside their PSNR range."""
-    xs, ys = _curve(points)
-    if x < xs[0] - 1e-12 or x > xs[-1] + 1e-12:
+    """Piecewise-linear value at PSNR ``x`` of (PSNR, y) points (sorted by PSNR)."""
+    pts = sorted(points)
+    return float(np.interp(x, [p[0] for p in pts], [p[1] for p in pts]))
+
+
+def _matched(pa: list, pb: list, frac: float) -> float:
+    """A − B at the PSNR a fraction ``frac`` of the way through the curves' shared range (NaN if none)."""
+    lo, hi = _overlap(pa, pb)
+    if lo > hi:
         return float("nan")
-    return float(np.interp(x, xs, ys))
+    x = lo + frac * (hi - lo)
+    return _interp(pa, x) - _interp(pb, x)
 
 
 def frontier(grids: dict, s, measure: str, n_boot: int = stats.N_BOOT) -> dict:
     """Each frontier contestant's perception–distortion curve (PSNR, ``measure``) over its GAN weights,
     the L1 control as the common weight-0 end, and SFD against each other curve at matched PSNR: the
-    difference of the interpolated ``measure`` at PSNRs inside both curves' ranges (SFD's own points
-    where they fall inside the other's range, else the middle of the overlap), with a two-way
-    bootstrap interval (the same scene/seed draws for every curve)."""
+    difference of the linearly interpolated ``measure`` at SFD's own PSNRs inside the range both curves
+    share (else the middle of that range). Interval: the two-way bootstrap (the same scene/seed draws
+    for every curve), each replicate compared at the same relative place in its own shared range (a
+    fixed PSNR would fall outside a replicate's range whenever it sits at a curve's end)."""
     keys = [k for k in s.frontier if all(method_id(k, w) in grids for w in s.gan_weights)]
     anchor = method_id("l1", 0.0) if method_id("l1", 0.0) in grids else None
     members = {k: ([anchor] if anchor else []) + [method_id(k, w) for w in s.gan_weights] for k in keys}
     if not keys:
         return {"measure": measure, "curves": {}, "matched": []}
-    any_grid = grids[members[keys[0]][-1]]["psnr"]
-    draws = stats.resample_weights(*any_grid.shape, n_boot, seed=1)
+    draws = stats.resample_weights(*grids[members[keys[0]][-1]]["psnr"].shape, n_boot, seed=1)
 
     def points(k: str, boot: bool):
         if boot:
@@ -156,33 +180,33 @@ def frontier(grids: dict, s, measure: str, n_boot: int = stats.N_BOOT) -> dict:
     first = "sfd" if "sfd" in keys else keys[0]
     for a, b in ((first, k) for k in keys if k != first):
         pa, pb = curves[a]["points"], curves[b]["points"]
-        lo = max(min(p[0] for p in pa), min(p[0] for p in pb))
-        hi = min(max(p[0] for p in pa), max(p[0] for p in pb))
+        lo, hi = _overlap(pa, pb)
         if lo > hi:
             matched.append({"a": a, "b": b, "overlap": None})
             continue
-        targets = sorted({round(p[0], 4) for p in pa[1 if anchor else 0 :] if lo <= p[0] <= hi}) or [(lo + hi) / 2]
+        own = sorted({p[0] for p in pa[1 if anchor else 0 :] if lo <= p[0] <= hi})
+        fracs = [(x - lo) / (hi - lo) if hi > lo else 0.5 for x in own] or [0.5]
         ba, bb = points(a, True), points(b, True)
-        for x in targets:
-            diffs = []
-            for i in range(n_boot):
-                ya = _interp([(p[0][i], p[1][i]) for p in ba], x)
-                yb = _interp([(p[0][i], p[1][i]) for p in bb], x)
-                diffs.append(ya - yb)
-            diffs = np.array(diffs)
+        for frac in fracs:
+            diffs = np.array(
+                [
+                    _matched([(p[0][i], p[1][i]) for p in ba], [(p[0][i], p[1][i]) for p in bb], frac)
+                    for i in range(n_boot)
+                ]
+            )
             ok = np.isfinite(diffs)
-            d = _interp(pa, x) - _interp(pb, x)
-            ci = stats.percentile_ci(diffs[ok]) if ok.sum() >= 100 else (float("nan"), float("nan"))
+            enough = ok.sum() >= 0.9 * n_boot  # replicates whose curves still share a range
+            ci = stats.percentile_ci(diffs[ok]) if enough else (float("nan"), float("nan"))
             matched.append(
                 {
                     "a": a,
                     "b": b,
-                    "psnr": x,
+                    "psnr": lo + frac * (hi - lo),
                     "overlap": [lo, hi],
-                    "delta": d,
+                    "delta": _matched(pa, pb, frac),
                     "ci": list(ci),
-                    "boot_inside": float(ok.mean()),
-                    "verdict": stats.verdict(*ci, MEASURES[measure][1]) if ok.sum() >= 100 else "not comparable",
+                    "boot_shared": float(ok.mean()),
+                    "verdict": stats.verdict(*ci, MEASURES[measure][1]) if enough else "not comparable",
                 }
             )
     return {"measure": measure, "curves": curves, "matched": matched}

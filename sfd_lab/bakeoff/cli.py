@@ -37,7 +37,9 @@ def _positive_float(text: str) -> float:
 def bakeoff_parser() -> argparse.ArgumentParser:
     from sfd_utils.cli import positive_int
 
-    p = argparse.ArgumentParser(description=BAKEOFF_DOC, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        allow_abbrev=False, description=BAKEOFF_DOC, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--out", default="results/bakeoff", help="output and resume folder (default: %(default)s)")
     p.add_argument(
         "--quick",
@@ -92,3 +94,30 @@ def bakeoff_command(a: argparse.Namespace) -> str:
         else:
             parts += [flag, str(value)]
     return shlex.join(parts)
+
+
+# -- scripts/prepare_photos.py (the photo set the bake-off and the studies use: sfd_lab.photos) ----------
+PREPARE_DOC = """Prepare the lab's real photographs (train / val / test split by scene) under --root.
+
+By default fetches the Debian wallpaper packages the committed manifest (benchmarks/photos/manifest.json)
+names, without root (apt-get download + dpkg-deb -x), checks each photo's SHA-256, downsamples x2 (area)
+and writes <root>/<split>/<name>.png. About 110 MB of packages; under a minute with a fast mirror.
+
+Examples:
+  python scripts/prepare_photos.py                               # datasets/photos from Debian
+  python scripts/prepare_photos.py --debs-dir ~/debs             # .deb files you already have
+  python scripts/prepare_photos.py --from-folder ~/DIV2K_valid_HR --root datasets/photos_div2k
+"""
+
+
+def prepare_photos_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description=PREPARE_DOC, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
+    )
+    p.add_argument("--root", help="output folder (default: datasets/photos in the repository)")
+    p.add_argument("--debs-dir", help="folder holding the packages' .deb files (default: apt-get download)")
+    p.add_argument("--allow-changed", action="store_true", help="use files whose SHA-256 differs from the manifest")
+    p.add_argument("--from-folder", help="prepare this folder of your own photos instead (one scene per file)")
+    p.add_argument("--val", type=int, default=2, help="--from-folder: validation scenes (default: %(default)s)")
+    p.add_argument("--test", type=int, default=8, help="--from-folder: held-out scenes (default: %(default)s)")
+    return p

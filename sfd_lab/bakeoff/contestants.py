@@ -42,7 +42,9 @@ STAGE1_RECIPE = os.path.join(ROOT, "options", "demo_SR_psnr_cpu.yml")
 STAGE2_RECIPE = os.path.join(ROOT, "options", "demo_SFD_cpu.yml")
 QUALITY_CLIP_MODEL = "quality-tiny-rn"  # sfd_lab.checks.quality_clip.QUALITY_CLIP_MODEL
 PROBE_CROPS = 16  # validation crops the discriminator accuracy is measured on
-LEARNED_ACCURACY = 0.55  # a discriminator whose accuracy never exceeds this on any seed "did not learn"
+# A discriminator learned on a seed when its probe accuracy exceeds LEARNED_ACCURACY at LEARNED_PROBES or more
+# of the ten probes (one probe above it can be chance: 16 crops, one logit each for VGG-style and TG-D).
+LEARNED_ACCURACY, LEARNED_PROBES = 0.55, 2
 
 
 @dataclasses.dataclass(frozen=True)

@@ -32,7 +32,9 @@ FEATD_CONFIGS = ("feat", "sfd")
 
 
 def featd_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=FEATD_DOC, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        allow_abbrev=False, description=FEATD_DOC, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--out", default="results/featd_study", help="output folder, kept for reruns (default: %(default)s)")
     p.add_argument("--quick", action="store_true", help="toy sizes (3 variants, 2 iterations): a rehearsal")
     p.add_argument("--results-dir", help="also write featd_study-<date>.{md,json} here")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 
@@ -90,15 +91,18 @@ def check_plan(out_dir: str, plan: dict) -> None:
 
 
 def call_one_thread(fn: Callable[..., dict], kwargs: dict) -> dict:
-    """``fn(**kwargs)`` with one torch thread (restored afterwards)."""
+    """``fn(**kwargs)`` with one torch thread (restored afterwards); the result gains ``task_cpu_s``, the
+    CPU seconds the task used (what a shared machine's load does not inflate, unlike wall time)."""
     import torch
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)
+    start = time.process_time()
     try:
-        return fn(**kwargs)
+        out = fn(**kwargs)
     finally:
         torch.set_num_threads(before)
+    return {**out, "task_cpu_s": round(time.process_time() - start, 1)}
 
 
 class _InProcess:
@@ -121,8 +125,9 @@ class _InProcess:
 def _stop(pool) -> None:
     """Cancel what has not started and end the worker processes this run started (their task is lost,
     its result never written; every finished one is on disk)."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())  # shutdown() forgets them
     pool.shutdown(wait=False, cancel_futures=True)
-    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+    for proc in procs:
         if proc.is_alive():
             proc.terminate()
 
@@ -154,8 +159,6 @@ def run_tasks(
     """Run every unfinished task once its dependencies are finished. Returns ({id: result},
     {"skipped": finished before this call, "ran": finished now, "seconds": {id: wall s}}).
     ``stop_after``: raise :class:`BakeoffInterrupted` after that many new results (tests)."""
-    import time
-
     ids = [t.id for t in tasks]
     if len(set(ids)) != len(ids):
         raise ValueError("duplicate task ids")
@@ -195,7 +198,7 @@ def run_tasks(
     except (KeyboardInterrupt, BakeoffInterrupted) as e:
         _stop(pool)
         raise BakeoffInterrupted(
-            f"interrupted ({e or 'Ctrl-C'}): {len(results)} of {len(tasks)} results are kept in {store.folder}; "
+            f"{str(e) or 'interrupted'}: {len(results)} of {len(tasks)} results are kept in {store.folder}; "
             "rerun the same command to continue"
         ) from None
     except BaseException:

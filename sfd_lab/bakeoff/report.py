@@ -19,7 +19,7 @@ import statistics
 import numpy as np
 
 from sfd_lab.bakeoff import analysis
-from sfd_lab.bakeoff.contestants import CONTESTANTS, LEARNED_ACCURACY, ROOT
+from sfd_lab.bakeoff.contestants import CONTESTANTS, LEARNED_ACCURACY, LEARNED_PROBES, ROOT
 from sfd_lab.bakeoff.data import SANITY_ROWS, USM
 from sfd_lab.bakeoff.evaluate import MEASURES
 from sfd_lab.bakeoff.figures import montage, plot_frontier
@@ -33,14 +33,12 @@ FEATD_GLOB = os.path.join(ROOT, "benchmarks", "results", "featd_study-*.md")
 
 def _runs_of(results: dict, s, key: str, w: float) -> list[tuple[dict, dict]]:
     """[(training facts, test result)] per seed of one method."""
-    from sfd_lab.bakeoff.run import _lrsel_id, _run_id, reused_run
-
     out = []
     for seed in s.seeds:
-        rid = _run_id(key, w, seed)
-        if reused_run(s, key, w, seed):
-            lr = analysis.choose_lr({x: results[_lrsel_id(key, x)] for x in s.lr_grid})["chosen"]
-            train = results[_lrsel_id(key, lr)]
+        rid = analysis.run_id(key, w, seed)
+        if analysis.reused_run(s, key, w, seed):
+            lr = analysis.choose_lr({x: results[analysis.lrsel_id(key, x)] for x in s.lr_grid})["chosen"]
+            train = results[analysis.lrsel_id(key, lr)]
         else:
             train = results[f"train-{rid}"]
         out.append((train, results[f"test-{rid}"]))
@@ -48,8 +46,9 @@ def _runs_of(results: dict, s, key: str, w: float) -> list[tuple[dict, dict]]:
 
 
 def _costs(results: dict) -> list[dict]:
-    """Measured wall seconds per kind of task (median and total)."""
-    kinds: dict[str, list[float]] = {}
+    """Measured seconds per kind of task: wall (what the run took on this machine, its load included)
+    and CPU (the worker's own seconds: what the plan for another machine extrapolates from)."""
+    kinds: dict[str, list[tuple[float, float | None]]] = {}
     for tid, r in results.items():
         parts = tid.split("-")
         if parts[0] in ("lrsel", "train"):
@@ -61,11 +60,21 @@ def _costs(results: dict) -> list[dict]:
             kind = {"test": "held-out evaluation", "ref": "reference row", "capacity": "capacity"}[parts[0]]
         else:
             kind = parts[0]
-        kinds.setdefault(kind, []).append(r.get("task_wall_s", 0.0))
-    return [
-        {"kind": k, "n": len(v), "median_s": round(statistics.median(v), 1), "total_s": round(sum(v), 1)}
-        for k, v in sorted(kinds.items())
-    ]
+        kinds.setdefault(kind, []).append((r.get("task_wall_s", 0.0), r.get("task_cpu_s")))
+    out = []
+    for k, v in sorted(kinds.items()):
+        cpu = [c for _, c in v if c is not None]
+        out.append(
+            {
+                "kind": k,
+                "n": len(v),
+                "median_wall_s": round(statistics.median(w for w, _ in v), 1),
+                "total_wall_s": round(sum(w for w, _ in v), 1),
+                "median_cpu_s": round(statistics.median(cpu), 1) if cpu else None,
+                "total_cpu_s": round(sum(cpu), 1) if cpu else None,
+            }
+        )
+    return out
 
 
 def build_report(run: dict, results: dict, s) -> dict:
@@ -74,7 +83,7 @@ def build_report(run: dict, results: dict, s) -> dict:
     scenes = sorted({p["scene"] for p in prep["splits"]["test"]})
     grids, methods, runs, labels = {}, {}, [], dict(REF_LABELS)
     lr_choice = {
-        k: analysis.choose_lr({x: results[f"lrsel-{k}-lr{x:g}"] for x in s.lr_grid})
+        k: analysis.choose_lr({x: results[analysis.lrsel_id(k, x)] for x in s.lr_grid})
         for k in s.contestants
         if CONTESTANTS[k].has_d
     }
@@ -136,8 +145,9 @@ def build_report(run: dict, results: dict, s) -> dict:
         **run,
         "photos": {k: prep[k] for k in ("source", "manifest_sha256", "splits", "photos")},
         "test_scenes": scenes,
-        "clips": {k: v for k, v in results["clips"].items() if not k.startswith("task_")},
-        "stage1": {k: v for k, v in stage1.items() if not k.startswith("task_")},
+        # file names, not this machine's paths
+        "clips": {k: os.path.basename(v) if k in ("quality", "random") else v for k, v in results["clips"].items()},
+        "stage1": {k: os.path.basename(v) if k == "checkpoint" else v for k, v in stage1.items()},
         "labels": labels,
         "lr_choice": {k: {"chosen": v["chosen"], "candidates": v["candidates"]} for k, v in lr_choice.items()},
         "methods": methods,
@@ -318,8 +328,8 @@ def render_markdown(r: dict, files: dict) -> str:
         f"- Discriminator learning rate: per contestant from {tuple(st['lr_grid'])}, chosen on the **validation** "
         "photos (lowest realism-test accuracy of the first seed's run at the middle weight; that run is reused as "
         f"its seed-{st['seeds'][0]} run). D accuracy: on {16} fixed validation crops (real HR vs the generator's "
-        f"output, every output position), 10 times per run; **did not learn** = never above {LEARNED_ACCURACY} "
-        "on any seed.",
+        f"output, every output position), 10 times per run; **did not learn** = above {LEARNED_ACCURACY} at fewer "
+        f"than {LEARNED_PROBES} probes on every seed.",
         "- Measures on the whole held-out photos: PSNR/SSIM on Y (4-pixel border), NIQE on Y (BasicSR's), and the "
         "**realism test** — a small CNN trained from scratch (no CLIP, statistics-pooling head unlike every "
         f"contestant; {r['realism_critic']['params_at_width_16']:,} parameters) to tell HR from SR patches "
@@ -395,18 +405,31 @@ def render_markdown(r: dict, files: dict) -> str:
             lines += [("###" + x[1:]) if x.startswith("#") else x for x in f.read().splitlines()]
     else:
         lines.append("(no `benchmarks/results/featd_study-*.md` in this checkout)")
-    lines += ["", "## Measured cost per task", "", "| task | n | median s | total s |", "|---|---|---|---|"]
-    lines += [f"| {c['kind']} | {c['n']} | {c['median_s']} | {c['total_s']} |" for c in r["costs"]]
+    lines += [
+        "",
+        "## Measured cost per task",
+        "",
+        "Wall seconds on this machine (its load above) and CPU seconds of the task's own process (one torch thread).",
+        "",
+        "| task | n | median wall s | total wall s | median CPU s | total CPU s |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {c['kind']} | {c['n']} | {c['median_wall_s']} | {c['total_wall_s']} | {_f(c['median_cpu_s'], 1)} | "
+        f"{_f(c['total_cpu_s'], 1)} |"
+        for c in r["costs"]
+    ]
     return "\n".join(lines) + "\n"
 
 
-def write_report(report: dict, out_dir: str, results_dir: str | None) -> dict:
+def write_report(report: dict, out_dir: str, results_dir: str | None, photos: dict) -> dict:
     """``report.{md,json}``, ``pd.png`` and ``montage.png`` under ``out_dir``; with ``results_dir`` also
-    ``bakeoff-<date>[-quick].{md,json}`` and the PNGs there."""
+    ``bakeoff-<date>[-quick].{md,json}`` and the PNGs there. ``photos``: the run's photo set (for the
+    montage's HR column)."""
     from sfd_lab.bakeoff.jobs import pairs_of
 
     pd_path = plot_frontier(report, os.path.join(out_dir, "pd.png"))
-    pairs = pairs_of(report["photos_spec"], "test", os.path.join(out_dir, "lr_cache"))
+    pairs = pairs_of(photos, "test", os.path.join(out_dir, "lr_cache"))
     mid = report["settings"]["gan_weights"][(len(report["settings"]["gan_weights"]) - 1) // 2]
     seed0 = report["settings"]["seeds"][0]
     columns = [("HR", "HR"), ("Bicubic", os.path.join(out_dir, "sr", "bicubic"))]

@@ -27,7 +27,7 @@ import time
 
 from sfd_lab.bakeoff import contestants as bo
 from sfd_lab.bakeoff import jobs
-from sfd_lab.bakeoff.analysis import REFERENCES, choose_lr
+from sfd_lab.bakeoff.analysis import REFERENCES, choose_lr, lrsel_id, reused_run, run_id
 from sfd_lab.bakeoff.data import SANITY_ROWS
 from sfd_lab.bakeoff.plan import BakeoffInterrupted, Store, Task, check_plan, load_average, run_tasks
 
@@ -47,20 +47,6 @@ QUICK_PHOTOS = {"fallback": "--quick rehearses on scikit-image's small photos, n
 # rough CPU seconds per fine-tuning iteration at a 128² crop, batch 4, width 16, one thread (measured
 # 2026-12-07): only the order in which tasks start depends on them
 S_PER_ITER = {"none": 0.22, "unet": 0.8, "vgg": 0.45, "patchgan": 0.34, "sfd": 0.37}
-
-
-def _run_id(key: str, w: float, seed: int) -> str:
-    return f"{key}-w{w:g}-s{seed}"
-
-
-def _lrsel_id(key: str, lr: float) -> str:
-    return f"lrsel-{key}-lr{lr:g}"
-
-
-def reused_run(s: bo.BakeoffSettings, key: str, w: float, seed: int) -> bool:
-    """The run of the chosen learning rate at the middle weight and first seed is the lr-choice run
-    itself (trained identically): it is not trained twice."""
-    return bo.CONTESTANTS[key].has_d and w == s.mid_weight and seed == s.seeds[0]
 
 
 def build_tasks(
@@ -97,7 +83,7 @@ def build_tasks(
         def make(r: dict) -> dict:
             d_lr = lr
             if lr_from:
-                d_lr = choose_lr({x: r[_lrsel_id(key, x)] for x in s.lr_grid})["chosen"]
+                d_lr = choose_lr({x: r[lrsel_id(key, x)] for x in s.lr_grid})["chosen"]
             clips = {k: r["clips"][k] for k in ("quality", "random")}
             return {
                 "key": key, "gan_weight": w, "d_lr": d_lr, "seed": seed, "settings": s, "clips": clips,
@@ -109,18 +95,18 @@ def build_tasks(
     for key in s.contestants:
         c = bo.CONTESTANTS[key]
         cost = S_PER_ITER[c.kind if c.kind in S_PER_ITER else "sfd"] * s.iters
-        lrsel = [_lrsel_id(key, lr) for lr in s.lr_grid] if c.has_d else []
+        lrsel = [lrsel_id(key, lr) for lr in s.lr_grid] if c.has_d else []
         for lr in s.lr_grid if c.has_d else ():
             kwargs = train_kwargs(key, s.mid_weight, s.seeds[0], lr=lr, validate=True)
-            tasks.append(Task(_lrsel_id(key, lr), jobs.job_train, kwargs, ("clips", "stage1"), cost + 60))
+            tasks.append(Task(lrsel_id(key, lr), jobs.job_train, kwargs, ("clips", "stage1"), cost + 60))
         for w in s.weights_of(key):
             for seed in s.seeds:
-                rid = _run_id(key, w, seed)
+                rid = run_id(key, w, seed)
                 if reused_run(s, key, w, seed):
                     train_dep = tuple(lrsel)
 
                     def net_g(r, key=key):
-                        return r[_lrsel_id(key, choose_lr({x: r[_lrsel_id(key, x)] for x in s.lr_grid})["chosen"])]
+                        return r[lrsel_id(key, choose_lr({x: r[lrsel_id(key, x)] for x in s.lr_grid})["chosen"])]
                 else:
                     kwargs = train_kwargs(key, w, seed, lr_from=bool(lrsel))
                     tasks.append(Task(f"train-{rid}", jobs.job_train, kwargs, ("clips", "stage1", *lrsel), cost))
@@ -134,7 +120,7 @@ def build_tasks(
                     return {"method": method, "net_g": net_g(r)["net_g"], **where, "out_dir": out_dir}
 
                 tasks.append(Task(f"test-{rid}", jobs.job_test, test_kwargs, train_dep, 60))
-            deps = tuple(f"test-{_run_id(key, w, seed)}" for seed in s.seeds)
+            deps = tuple(f"test-{run_id(key, w, seed)}" for seed in s.seeds)
 
             def realism_kwargs(r, deps=deps, key=key, w=w):
                 dirs = [r[d]["sr_dir"] for d in deps]
@@ -216,10 +202,9 @@ def run_bakeoff(
         "tasks": {"total": len(tasks), **{k: v for k, v in task_stats.items() if k != "seconds"}},
         "settings": dataclasses.asdict(settings),
         "references": list(REFERENCES),
-        "photos_spec": photos,
     }
     report = build_report(run, results, settings)
-    return write_report(report, out_dir, results_dir)
+    return write_report(report, out_dir, results_dir, photos)
 
 
 def run_bakeoff_cli(a) -> int:

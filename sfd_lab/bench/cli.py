@@ -30,10 +30,11 @@ verdict GPU-bound / launch-bound, and the issue's targets. See sfd_lab.bench/d_i
 
     python scripts/bench_d_iteration.py                       # auto: gpu profile with CUDA, else cpu
     python scripts/bench_d_iteration.py --profile cpu --before-root /tmp/before
+    python scripts/bench_d_iteration.py --profile decide --clip-models RN50    # eager beside auto (GPU)
 
-Writes <out>/d_iteration-<device>-<date>.json and .md."""
+Writes <out>/d_iteration-<device>-<date>.json and .md; SIGTERM stops it with what it measured written."""
 # Kept equal to sfd_lab.bench.d_iteration.D_PROFILES (tests check it).
-D_PROFILE_NAMES = ("smoke", "cpu", "gpu")
+D_PROFILE_NAMES = ("smoke", "cpu", "gpu", "decide")
 # Kept equal to sfd_lab.bench.profiles.PROFILES / ROWS and sfd_lab.bench.csud.PROFILES (tests check it).
 PROFILE_NAMES = ("smoke", "cpu", "cpu-real", "gpu")
 ROW_NAMES = ("gan_step", "clip_cost", "precision", "iqa", "csud", "components")
@@ -41,7 +42,9 @@ CSUD_PROFILE_NAMES = ("tiny", "cpu", "full")
 
 
 def benchmark_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=BENCHMARK_DOC, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        allow_abbrev=False, description=BENCHMARK_DOC, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--profile", default="auto", choices=[*PROFILE_NAMES, "auto"], help="sizes (default: auto)")
     parser.add_argument(
         "--rows", default="all", help=f"comma list of 1-{len(ROW_NAMES)} or names {', '.join(ROW_NAMES)}"
@@ -66,7 +69,9 @@ def benchmark_parser() -> argparse.ArgumentParser:
 
 
 def d_iteration_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=D_ITERATION_DOC, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        allow_abbrev=False, description=D_ITERATION_DOC, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--profile", default="auto", choices=[*D_PROFILE_NAMES, "auto"], help="sizes (default: auto)")
     p.add_argument(
         "--before-root",
@@ -76,11 +81,18 @@ def d_iteration_parser() -> argparse.ArgumentParser:
     p.add_argument("--after-root", help="measure this checkout's components as 'after' (default: the one running)")
     p.add_argument("--out", default="benchmarks/results", help="folder for the JSON and Markdown files")
     p.add_argument("--tag", help="appended to the file names")
+    p.add_argument("--clip-models", help="comma list of open_clip models instead of the profile's (e.g. RN50)")
+    p.add_argument("--only-sfd", action="store_true", help="SFDModel rows only (eager beside auto)")
+    p.add_argument(
+        "--emulate-graphs",
+        action="store_true",
+        help="on a CPU, run the fast_path auto rows through the graphs' emulation (the GPU check's rehearsal)",
+    )
     return p
 
 
 def benchmark_csud_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=BENCHMARK_CSUD_DOC)
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=BENCHMARK_CSUD_DOC)
     parser.add_argument("--profile", default="cpu", choices=sorted(CSUD_PROFILE_NAMES), help="(default: %(default)s)")
     parser.add_argument("--out", default="benchmarks/results", help="output folder (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
@@ -88,7 +100,7 @@ def benchmark_csud_parser() -> argparse.ArgumentParser:
 
 
 def clip_backbone_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=CLIP_BACKBONE_DOC)
+    p = argparse.ArgumentParser(allow_abbrev=False, description=CLIP_BACKBONE_DOC)
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--repeats", type=int, default=5)
@@ -97,7 +109,7 @@ def clip_backbone_parser() -> argparse.ArgumentParser:
 
 
 def hosts_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=HOSTS_DOC)
+    p = argparse.ArgumentParser(allow_abbrev=False, description=HOSTS_DOC)
     p.add_argument("--clip", default="tiny-rn", help="open_clip model for the timing rows (random weights)")
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--size", type=int, default=128, help="HR crop size")
@@ -108,7 +120,7 @@ def hosts_parser() -> argparse.ArgumentParser:
 
 
 def text_tower_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=TEXT_TOWER_DOC)
+    p = argparse.ArgumentParser(allow_abbrev=False, description=TEXT_TOWER_DOC)
     p.add_argument("--clip-model", default="RN50", help="open_clip model (random weights)")
     p.add_argument("--n-ctx", type=int, default=16)
     p.add_argument("--repeats", type=int, default=7, help="interleaved timings per variant")
@@ -132,7 +144,7 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def big_image_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=BIG_IMAGE_DOC)
+    p = argparse.ArgumentParser(allow_abbrev=False, description=BIG_IMAGE_DOC)
     p.add_argument("--size", type=parse_size, default=(6000, 4000), help="input WIDTHxHEIGHT (default: 6000x4000)")
     p.add_argument("--scale", type=int, default=4)
     p.add_argument("--tile", type=int, default=256)

@@ -33,7 +33,7 @@ import torch
 
 from sfd_lab.bench.core import count_flops, sync_device, time_stats
 from sfd_lab.bench.profiles import BASELINE
-from sfd_lab.bench.steps import BenchContext, StepSpec, entry_row, free_entries, run_steps, sr_batches
+from sfd_lab.bench.steps import BenchContext, StepSpec, entry_row, free_entries, run_steps, sfd_config_name, sr_batches
 
 
 @dataclass
@@ -279,7 +279,7 @@ def row_components(ctx: BenchContext, trace: bool) -> dict:
     for clip in p.clip_models:
         specs.append(
             StepSpec(
-                f"sfd_{clip}",
+                sfd_config_name(clip),
                 "SFDModel",
                 ctx.sfd_network_d(clip),
                 p.generator,

@@ -11,12 +11,13 @@ import os
 import platform
 import random
 import re
-import signal
 import statistics
 from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
+
+from sfd_lab.bench.stop import StopRequested, stop_on_sigterm  # noqa: F401  (the benchmarks' names)
 
 
 def sync_device(device: torch.device) -> None:
@@ -168,19 +169,6 @@ def is_unstable(*spreads: float | None, limit: float = MAX_SPREAD) -> bool:
 
 def ratio_of(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None or b == 0 else a / b
-
-
-class StopRequested(Exception):
-    """A budget-limited runner asked this program to stop (SIGTERM): write what is measured, then exit."""
-
-
-def stop_on_sigterm() -> None:
-    """SIGTERM raises :class:`StopRequested` in the main thread (between Python bytecodes)."""
-
-    def handler(signum, frame):
-        raise StopRequested(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, handler)
 
 
 def seed_all(seed: int) -> None:

@@ -14,7 +14,8 @@ def _launches(c: dict) -> str:
 
 def _ops(c: dict) -> str:
     d = c["dispatched"]
-    return f"{d['compute_ops']} / {d['casts']} / {d['host_reads']}"
+    logged = c.get("host_reads_logged")
+    return f"{d['compute_ops']} / {d['casts']} / {d['host_reads']}" + ("" if logged is None else f" ({logged})")
 
 
 def configs_table(configs: list[dict]) -> list[str]:
@@ -30,7 +31,7 @@ def configs_table(configs: list[dict]) -> list[str]:
             "launches/iter",
             "syncs/iter",
             "verdict",
-            "ops dispatched: compute / casts / host reads (syncs on a GPU)",
+            "ops dispatched: compute / casts / host reads (syncs on a GPU; at a logged iteration)",
             "CLIP fwd",
             "× UNet-D wall",
             "peak MB",
@@ -82,15 +83,21 @@ def to_markdown(results: dict) -> str:
             "- **CPU: no GPU columns; times are from a shared CPU and indicative only. The ops are those of the fp32 "
             "graph (no autocast): a GPU run under bf16 autocast adds a cast per call for every fp32 weight (UNet-D, "
             "the Feat-D heads) and input, not for the frozen CLIP, which SFDModel holds in bf16 on CUDA. Host reads "
-            "here are `.item()`-like reads; `.cpu()` / `.tolist()` of a CUDA tensor, a sync on a GPU too, "
-            "dispatch nothing on a CPU and are not seen (the GPU profile counts them, and the profiler's syncs).**"
+            "here are the values our code reads back (`.item()`, `.tolist()`, `bool(t)`, `torch.equal`, ...: seen "
+            "at the Python level, so a CPU run counts what a GPU run waits for), not reads of values copied to the "
+            "host before (`sfd_utils/host_copy.py`); on a GPU the profiler's syncs count them too.**"
         )
+    if results.get("status") == "stopped":
+        lines.append("- **stopped (SIGTERM) before every configuration was measured: the rows below are those done**")
+    if meta.get("graphs"):
+        lines.append(f"- `_auto` rows: CUDA graphs {meta['graphs']}")
     for run in results["runs"]:
         lines += [
             "",
             f"## {run['code']}: {run['code_root']}" + (f" @ {run['commit']}" if run.get("commit") else ""),
             "",
-            f"fast_path option in this code: {run['fast_path_option']}; {run['threads']} threads; "
+            f"fast_path option in this code: {run['fast_path_option']}; graphs: {run.get('graphs', 'n/a')}; "
+            f"{run['threads']} threads; "
             f"run wall {_f(run['wall_s'], 0)} s; "
             f"load {run['load_avg']}.",
             "",
@@ -101,10 +108,16 @@ def to_markdown(results: dict) -> str:
             if c["host_model"] == "SFDModel" and c["dispatched"]["top"]:
                 body = ", ".join(f"{o['op'].replace('aten.', '')} {o['calls']}" for o in c["dispatched"]["top"][:8])
                 lines += ["", f"`{c['name']}` most frequent ops: {body}."]
-                sites = c["dispatched"].get("host_read_sites") or []
-                if sites:
-                    where = ", ".join(f"{s['site']} ×{s['calls']}" for s in sites[:8])
-                    lines += ["", f"`{c['name']}` values read back to the host (a sync each on a GPU) at: {where}."]
+                for label, sites in (
+                    ("an iteration not logged", c["dispatched"].get("host_read_sites") or []),
+                    ("a logged iteration", c.get("host_read_sites_logged") or []),
+                ):
+                    if sites:
+                        where = ", ".join(f"{s['site']} ×{s['calls']}" for s in sites[:8])
+                        lines += [
+                            "",
+                            f"`{c['name']}` values read back to the host (a sync each on a GPU) in {label}: {where}.",
+                        ]
             if c.get("allocator_events_in_timed_loop") and any(c["allocator_events_in_timed_loop"].values()):
                 lines += [
                     "",

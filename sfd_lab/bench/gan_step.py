@@ -3,7 +3,16 @@
 
 from sfd_lab.bench.core import is_unstable, paired_ratio, ratio_of
 from sfd_lab.bench.profiles import BASELINE, TARGET_CLIP_SPEEDUP, Profile
-from sfd_lab.bench.steps import BenchContext, StepSpec, entry_row, free_entries, is_vit, run_steps
+from sfd_lab.bench.steps import (
+    BenchContext,
+    StepSpec,
+    entry_row,
+    free_entries,
+    has_fast_path,
+    is_vit,
+    run_steps,
+    sfd_config_name,
+)
 
 
 def row_gan_step(ctx: BenchContext, trace: bool) -> dict:
@@ -20,11 +29,14 @@ def row_gan_step(ctx: BenchContext, trace: bool) -> dict:
                 "esrgan_unet", "ESRGANModel", ctx.unet_network_d(), p.generator, perceptual=p.perceptual, stock=True
             )
         )
-    for clip in p.clip_models:
-        amp = p.amp or "fp32"
-        specs.append(
-            StepSpec(f"sfd_{clip}", "SFDModel", ctx.sfd_network_d(clip), p.generator, clip, p.perceptual, precision=amp)
-        )
+    amp = p.amp or "fp32"
+    for i, clip in enumerate(p.clip_models):
+        # the default (fast_path off: eager); on a GPU the first CLIP model also with CUDA graphs (auto)
+        modes = ("off", "auto") if i == 0 and ctx.device.type == "cuda" and has_fast_path() else ("off",)
+        for mode in modes:
+            net_d = ctx.sfd_network_d(clip, mode)
+            name = sfd_config_name(clip, mode)
+            specs.append(StepSpec(name, "SFDModel", net_d, p.generator, clip, p.perceptual, precision=amp))
     entries = run_steps(specs, ctx, p.warmup)
     rows = [entry_row(e) for e in entries]
     by_name = {r["name"]: r for r in rows}
@@ -113,7 +125,8 @@ def row_clip_cost(ctx: BenchContext, trace: bool) -> dict:
     for clip in p.clip_models:
         net_d = ctx.sfd_network_d(clip)
         amp = p.amp or "fp32"  # the naive drop-in runs under the same autocast (stock=True)
-        specs.append(StepSpec(f"sfd_{clip}", "SFDModel", net_d, p.clip_row_generator, clip, False, precision=amp))
+        name = sfd_config_name(clip)
+        specs.append(StepSpec(name, "SFDModel", net_d, p.clip_row_generator, clip, False, precision=amp))
         naive_d = {**net_d, "reuse_features": False}  # the drop-in without feature reuse (see host_cost)
         specs.append(
             StepSpec(f"naive_esrgan_{clip}", "ESRGANModel", naive_d, p.clip_row_generator, clip, False, stock=True)
@@ -122,7 +135,7 @@ def row_clip_cost(ctx: BenchContext, trace: bool) -> dict:
     rows = [entry_row(e) for e in entries]
     targets = []
     for clip in p.clip_models:
-        sfd = next(r for r in rows if r["name"] == f"sfd_{clip}")
+        sfd = next(r for r in rows if r["name"] == sfd_config_name(clip))
         naive = next(r for r in rows if r["name"] == f"naive_esrgan_{clip}")
         for r in (sfd, naive):
             pairs = paired_ratio(naive["times_s"], r["times_s"])
@@ -130,11 +143,11 @@ def row_clip_cost(ctx: BenchContext, trace: bool) -> dict:
             r["speedup_vs_naive_min"], r["speedup_vs_naive_max"] = pairs["ratio_min"], pairs["ratio_max"]
             r["flop_ratio_vs_sfd"] = ratio_of(r["gflops_per_iter"], sfd["gflops_per_iter"])
         targets.append(
-            judge_target(f"sfd_{clip}: CLIP image forwards per iteration", sfd["clip_forwards_per_iter"], "==", 2, p)
+            judge_target(f"{sfd['name']}: CLIP image forwards per iteration", sfd["clip_forwards_per_iter"], "==", 2, p)
         )
         targets.append(
             judge_target(
-                f"sfd_{clip}: speed-up vs naive drop-in",
+                f"{sfd['name']}: speed-up vs naive drop-in",
                 sfd["speedup_vs_naive"],
                 ">=",
                 TARGET_CLIP_SPEEDUP,

@@ -2,7 +2,7 @@
 
 from sfd_lab.bench.core import paired_ratio, ratio_of
 from sfd_lab.bench.profiles import LOSS_TOLERANCE
-from sfd_lab.bench.steps import BenchContext, StepSpec, entry_row, free_entries, run_steps
+from sfd_lab.bench.steps import BenchContext, StepSpec, entry_row, free_entries, run_steps, sfd_config_name
 
 
 def _max_rel_dev(losses: dict[str, list[float]], ref: dict[str, list[float]]) -> tuple[float | None, str | None]:
@@ -20,8 +20,9 @@ def row_precision(ctx: BenchContext, trace: bool) -> dict:
     clip = p.clip_models[0]
     variants = [v for v in p.precisions if ctx.device.type == "cuda" or "fp16" not in v]  # fp16 autocast: CUDA only
     skipped = [v for v in p.precisions if v not in variants]
+    name = sfd_config_name(clip)
     specs = [
-        StepSpec(f"sfd_{clip}_{v}", "SFDModel", ctx.sfd_network_d(clip), p.generator, clip, p.perceptual, precision=v)
+        StepSpec(f"{name}_{v}", "SFDModel", ctx.sfd_network_d(clip), p.generator, clip, p.perceptual, precision=v)
         for v in variants
     ]
     repeats = p.precision_repeats or p.repeats

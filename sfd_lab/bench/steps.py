@@ -83,6 +83,21 @@ def write_vgg19_weights(path: str, seed: int = 0) -> str:
 
 
 # -- training-step configurations -----------------------------------------------------------------
+PRINT_FREQ = 100  # logger.print_freq of every configuration (the recipes' value)
+
+
+def has_fast_path() -> bool:
+    """True when this code's SFDDiscriminator has the ``fast_path`` option (CUDA graphs)."""
+    import inspect
+
+    from sfd_arch.sfd_discriminator_arch import SFDDiscriminator
+
+    return "fast_path" in inspect.signature(SFDDiscriminator.__init__).parameters
+
+
+def sfd_config_name(clip: str, fast_path: str = "off", host: str | None = None) -> str:
+    """``sfd_<clip>[_<host>]_<eager|auto>``: every SFD row says which fast path it ran."""
+    return f"sfd_{clip}" + (f"_{host}" if host else "") + ("_eager" if fast_path == "off" else f"_{fast_path}")
 
 
 @dataclass
@@ -114,7 +129,9 @@ class BenchContext:
             self._vgg = write_vgg19_weights(os.path.join(self.workdir, "vgg19-random.pth"), self.profile.seed)
         return self._vgg
 
-    def sfd_network_d(self, clip: str) -> dict:
+    def sfd_network_d(self, clip: str, fast_path: str = "off") -> dict:
+        """SFDDiscriminator options of a row; ``fast_path``: 'off' (the default: eager) or 'auto'
+        (CUDA graphs where they can serve; eager on a CPU). Row names say which (:func:`sfd_config_name`)."""
         p = self.profile
         return {
             "type": "SFDDiscriminator",
@@ -122,18 +139,13 @@ class BenchContext:
             "clip_pretrained": None,
             "feat_mid_channels": p.feat_mid_channels,
             "n_ctx": p.n_ctx,
-            **self.fast_path_option(),
+            **self.fast_path_option(fast_path),
         }
 
     @staticmethod
-    def fast_path_option() -> dict:
-        """``fast_path: auto`` where this code's discriminator has the option (default off until a GPU
-        run has checked it; on CPU auto runs eager, so CPU rows are unchanged)."""
-        import inspect
-
-        from sfd_arch.sfd_discriminator_arch import SFDDiscriminator
-
-        return {"fast_path": "auto"} if "fast_path" in inspect.signature(SFDDiscriminator.__init__).parameters else {}
+    def fast_path_option(mode: str = "off") -> dict:
+        """``fast_path: <mode>`` where this code's discriminator has the option (older code: none; eager)."""
+        return {"fast_path": mode} if has_fast_path() else {}
 
     def unet_network_d(self) -> dict:
         return {"type": "UNetDiscriminatorSN_basicsr", "num_in_ch": 3, "num_feat": self.profile.unet_feat}
@@ -178,6 +190,7 @@ class BenchContext:
             scale=self.profile.scale,
             device=self.device.type,
         )
+        opt["logger"]["print_freq"] = PRINT_FREQ  # as the recipes: logging statistics and reads every 100
         if spec.network_d is None:
             opt.pop("network_d")
         else:

@@ -12,9 +12,13 @@ prepared), then report its zero-shot quality accuracy on held-out photos. Writes
 state_dict (use it as `clip_model: quality-tiny-rn`, `clip_pretrained: <file>`) and a JSON sidecar. With
 --photos photo-set --results-dir DIR, also compares it with the scikit-image one, zero-shot on held-out crops."""
 
+ODD_INPUTS_DOC = """Run every program of a checkout against the odd inputs of issue 28 (image bombs, link loops,
+folders named like images, sparse files, hostile weights, output paths that are files or climb out
+of their root) and write a table of exit status, traceback, peak memory and escaped files."""
+
 
 def learning_check_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=LEARNING_CHECK_DOC)
+    p = argparse.ArgumentParser(allow_abbrev=False, description=LEARNING_CHECK_DOC)
     p.add_argument("--out", default="results/learning_check", help="output folder (default: %(default)s)")
     p.add_argument("--d-iters", type=int, default=1000, help="discriminator iterations (default: %(default)s)")
     p.add_argument("--g-iters", type=int, default=60, help="generator iterations (default: %(default)s)")
@@ -33,7 +37,7 @@ def learning_check_parser() -> argparse.ArgumentParser:
 
 
 def quality_clip_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=QUALITY_CLIP_DOC)
+    p = argparse.ArgumentParser(allow_abbrev=False, description=QUALITY_CLIP_DOC)
     p.add_argument(
         "--out",
         default="experiments/pretrained_models/quality_clip_tiny.pt",
@@ -63,3 +67,15 @@ def quality_clip_command(a: argparse.Namespace) -> str:
     defaults = vars(quality_clip_parser().parse_args([]))
     given = [f"--{k.replace('_', '-')} {v}" for k, v in vars(a).items() if k in defaults and v != defaults[k]]
     return " ".join(["python scripts/train_quality_clip.py", *given])
+
+
+def odd_inputs_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(allow_abbrev=False, description=ODD_INPUTS_DOC)
+    p.add_argument("--repo", default=".", help="checkout whose scripts/ to run (default: this one)")
+    p.add_argument("--out", default="results/odd_inputs", help="report folder (default: %(default)s)")
+    p.add_argument("--sparse-gb", type=int, default=8, help="size of the sparse files (default: %(default)s)")
+    p.add_argument("--bomb-side", type=int, default=16384, help="side of the PNG bomb (default: %(default)s)")
+    p.add_argument("--kill-above-mb", type=float, default=3000, help="watchdog memory limit (default: %(default)s)")
+    p.add_argument("--timeout", type=float, default=300, help="seconds per case (default: %(default)s)")
+    p.add_argument("--only", nargs="*", default=[], help="run only cases whose name contains one of these")
+    return p

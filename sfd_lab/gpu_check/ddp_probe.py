@@ -49,6 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     i = argv.index("--probe-out")
     out_dir = argv[i + 1]
     del argv[i : i + 2]
+    from sfd_lab.bench.stop import ResultFile
+
+    rank_env = int(os.environ.get("RANK", "0"))  # SIGTERM (the step's limit): this rank's JSON says so
+    ResultFile(os.path.join(out_dir, f"rank{rank_env}.json"), {"rank": rank_env}, write=False).stop_on_sigterm()
     from sfd_utils.compat import install
 
     install()
@@ -76,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         "backend": model.opt.get("dist_params", {}).get("backend"),
         "initial": initial,
         "final": network_digests(model),
+        "status": "ok",
     }
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:

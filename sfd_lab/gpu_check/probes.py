@@ -14,6 +14,74 @@ import time
 AMP = {"bf16": "bfloat16", "fp16": "float16"}
 
 
+def environment() -> dict:
+    """torch / CUDA / device / package versions, and which of our dependencies import."""
+    import importlib.metadata as md
+    import platform
+
+    import torch
+
+    def version(dist: str) -> str | None:
+        try:
+            return md.version(dist)
+        except md.PackageNotFoundError:
+            return None
+
+    mods = {}
+    for m in ("basicsr", "open_clip", "ftfy", "cv2", "skimage", "yaml", "pytest"):
+        try:
+            __import__(m)
+            mods[m] = "ok"
+        except Exception as err:  # a missing or broken dependency is reported, not raised
+            mods[m] = f"{type(err).__name__}: {err}"
+    cuda = torch.cuda.is_available()
+    dist = torch.distributed.is_available()
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cuda_available": cuda,
+        "devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
+        "bf16_supported": bool(cuda and torch.cuda.is_bf16_supported()),
+        "nccl": bool(torch.distributed.is_nccl_available()) if dist else False,
+        "gloo": bool(torch.distributed.is_gloo_available()) if dist else False,
+        "versions": {
+            d: version(d) for d in ("torchvision", "basicsr", "open_clip_torch", "numpy", "opencv-python-headless")
+        },
+        "imports": mods,
+    }
+
+
+def run_pytest(result, args: list[str]) -> int:
+    """``pytest args`` in this process; each test's outcome goes into ``result`` (a ResultFile) as it
+    finishes, the counts at the end. SIGTERM ends the session like Ctrl-C (pytest stops cleanly)."""
+    import signal
+
+    import pytest
+
+    def stop(signum, frame):
+        result.update(status="stopped", stopped="SIGTERM (the step's time limit)")
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    tests: dict[str, str] = {}
+
+    class Collector:
+        def pytest_runtest_logreport(self, report):
+            if report.when == "call" or report.outcome != "passed":
+                failed = report.outcome == "failed"
+                tests[report.nodeid] = "error" if failed and report.when != "call" else report.outcome
+                result.update(tests=tests)
+
+    rc = int(pytest.main(args, plugins=[Collector()]))
+    counts = {k: sum(v == k for v in tests.values()) for k in ("passed", "failed", "skipped")}
+    counts["errors"] = sum(v == "error" for v in tests.values())
+    if result.data.get("status") != "stopped":
+        result.update(status="ok" if rc in (0, 5) else "failed")
+    result.update(exit_code=rc, **counts)
+    return rc
+
+
 def _amp_dtype(amp: str | None):
     import torch
 

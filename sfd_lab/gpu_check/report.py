@@ -78,18 +78,22 @@ def summarise_benchmark(bench: dict) -> dict:
 
 def summarise_d_iteration(result: dict) -> dict:
     """The numbers the GPU check reports from a ``bench_d_iteration`` JSON (its last run: this checkout)."""
+    meta = result.get("meta") or {}
+    if not result.get("runs"):  # stopped (SIGTERM) before the measurement began
+        return {"device": meta.get("device"), "d_iteration": {"status": result.get("status", "stopped"), "configs": {}}}
     run = result["runs"][-1]
     return {
-        "device": result["meta"]["device"],
-        "profile": result["meta"]["profile"]["name"],
+        "device": meta["device"],
+        "profile": meta["profile"]["name"],
         "d_iteration": {
-            "status": "ok",
+            "status": run.get("status", "ok"),
             "configs": {
                 c["name"]: {
                     **{k: c.get(k) for k in D_KEYS},
                     "compute_ops": c["dispatched"]["compute_ops"],
                     "casts": c["dispatched"]["casts"],
                     "host_reads": c["dispatched"]["host_reads"],
+                    "host_reads_logged": c.get("host_reads_logged"),
                 }
                 for c in run["configs"]
             },

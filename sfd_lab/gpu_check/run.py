@@ -28,21 +28,17 @@ A test runs it.
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import shutil
-import subprocess
 import sys
-import time
 
 from sfd_lab.gpu_check import steps as S
 from sfd_lab.gpu_check.report import summary_lines, targets_of, to_markdown
-from sfd_lab.gpu_check.runner import Runner
+from sfd_lab.gpu_check.runner import publish, run_plan
 
 ROOT = S.ROOT
 SCHEMA = "sfd-basicsr-gpu-check/2"
 DEFAULT_BUDGET = {"gpu": 360.0, "cpu": 2400.0}  # whole check, setup included (CPU: a shared 2-core machine)
-REPORT_RESERVE_S = 5.0  # kept back for writing the report
 # (step, function, cap s on a GPU, floor s: what the steps after a step keep for themselves)
 PLAN = (
     ("env", S.env_step, 30, 8),
@@ -56,7 +52,6 @@ PLAN = (
     ("clip_full", S.clip_step, 45, 15),
 )
 STEPS = tuple(name for name, *_ in PLAN)
-CPU_SCALE = 6  # caps and floors on the CPU rehearsal (tiny sizes, but a slow shared machine)
 SIZES = {
     "gpu": {
         "bench_profile": "gpu",
@@ -85,34 +80,6 @@ SIZES = {
 }
 
 
-def gpu_count() -> int:
-    """GPUs listed by ``nvidia-smi -L`` (0 without the tool)."""
-    exe = shutil.which("nvidia-smi")
-    if not exe:
-        return 0
-    try:
-        out = subprocess.run([exe, "-L"], capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return 0
-    return sum(1 for line in out.stdout.splitlines() if line.startswith("GPU "))
-
-
-def run_steps(runner: Runner, sizes: dict, only: tuple[str, ...] | None = None) -> list[dict]:
-    """Every step of PLAN in order (``only``: those named; the others are recorded as not selected)."""
-    scale = 1 if runner.mode == "gpu" else CPU_SCALE
-    records = []
-    for i, (name, fn, cap, _) in enumerate(PLAN):
-        if only and name not in only:
-            records.append(runner.skipped(name, "not selected (--steps)"))
-            continue
-        runner.floors_after = scale * sum(f for n, *_, f in PLAN[i + 1 :] if not only or n in only)
-        try:
-            records.append(fn(runner, sizes, scale * cap))
-        except Exception as err:  # a broken step body is that step's failure, never the check's
-            records.append({"step": name, "status": "failed", "reason": f"{type(err).__name__}: {err}", "wall_s": 0.0})
-    return records
-
-
 def run_check(args) -> int:
     """``gpu_check.sh``'s main part: the steps, the files and the summary; 0 when no step failed.
 
@@ -120,36 +87,11 @@ def run_check(args) -> int:
     benchmark steps' full results as ``<stem>-<step>.json/.md``; logs and step outputs go to ``args.work``.
     """
     sizes = SIZES[args.mode]
-    os.makedirs(args.out, exist_ok=True)
-    work = args.work or os.path.join(args.out, "gpu-check-work")
-    os.makedirs(work, exist_ok=True)
-    started = time.time()
-    setup_s = args.setup_seconds or 0.0
-    budget = DEFAULT_BUDGET[args.mode] if args.budget is None else args.budget
-    runner = Runner(work, budget - setup_s, args.mode, ROOT, reserve_s=REPORT_RESERVE_S)
-    gpus = gpu_count()
-    only = tuple(s.strip() for s in args.steps.split(",")) if args.steps else None
-    unknown = set(only or ()) - set(STEPS)
-    if unknown:
-        raise SystemExit(f"--steps: unknown step(s) {sorted(unknown)}; choose from {list(STEPS)}")
-    steps = run_steps(runner, sizes, only)
-    env = steps[0].get("result") or {}
+    steps, meta = run_plan(args, PLAN, sizes, DEFAULT_BUDGET[args.mode], "gpu-check-work", ROOT)
     date = datetime.date.today().isoformat()
     report = {
         "schema": SCHEMA,
-        "meta": {
-            "mode": args.mode,
-            "date": datetime.datetime.now().isoformat(timespec="seconds"),
-            "command": args.command or " ".join(sys.argv),
-            "device": (env.get("devices") or ["cpu"])[0] if env else None,
-            "gpus": gpus,
-            "budget_s": budget,
-            "setup": args.setup,
-            "setup_s": setup_s,
-            "sizes": sizes,
-            "work": work,
-            "wall_s": time.time() - started + setup_s,
-        },
+        "meta": meta,
         "steps": steps,
         "failed": [s["step"] for s in steps if s["status"] in ("failed", "timeout")],
         "not_finished": [s["step"] for s in steps if s["status"] != "ok"],
@@ -162,14 +104,9 @@ def run_check(args) -> int:
         for rel in step.get("files", []):
             ext = os.path.splitext(rel)[1]
             if ext in (".json", ".md"):
-                shutil.copy(os.path.join(work, rel), f"{stem}-{step['step']}{ext}")
+                shutil.copy(os.path.join(meta["work"], rel), f"{stem}-{step['step']}{ext}")
                 step.setdefault("copied", []).append(os.path.basename(f"{stem}-{step['step']}{ext}"))
-    with open(stem + ".json", "w") as f:
-        json.dump(report, f, indent=1, default=str)
-    with open(stem + ".md", "w") as f:
-        f.write(to_markdown(report))
-    print("\n".join(summary_lines(report)))
-    print(f"wrote {stem}.json and {stem}.md")
+    publish(report, stem, to_markdown(report), summary_lines(report))
     return 1 if report["failed"] else 0
 
 
@@ -178,22 +115,75 @@ def main(argv: list[str] | None = None) -> int:
 
     args = gpu_check_parser().parse_args(argv)
     if args.action == "run":
+        if args.plan == "decide":
+            from sfd_lab.gpu_check.decide import run_decide
+
+            return run_decide(args)
         return run_check(args)
-    from sfd_utils.compat import install
+    return run_program(args)
 
-    install()
-    from sfd_lab.gpu_check import probes
 
-    amp = None if args.amp == "none" else args.amp
-    if args.action == "clip":
-        result = probes.clip_forward_backward(args.models.split(","), args.size, args.batch, args.repeats, amp)
-        failed = any(r.get("error") for r in result["models"])
+def run_program(args) -> int:
+    """One step's program: its JSON (``--json``) is written at the start, as results come in, and at once
+    on SIGTERM (status 'stopped', exit status 3); exit status 1 when the step's check failed."""
+    from sfd_lab.bench.stop import ResultFile, StopRequested
+
+    result = ResultFile(args.json, {"step": args.action})
+    if args.action != "pytest":  # pytest: its own handler (it stops its session cleanly)
+        result.stop_on_sigterm()
+    if args.action in ("equality", "ab"):
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # before the first cuBLAS call
+    try:
+        from sfd_utils.compat import install
+
+        install()
+        from sfd_lab.gpu_check import probes
+
+        return _program(args, result, probes)
+    except StopRequested:
+        return 3
+
+
+def _program(args, result, probes) -> int:
+    amp = None if getattr(args, "amp", None) in (None, "none") else args.amp
+    if args.action == "pytest":
+        rc = probes.run_pytest(result, [a for a in args.args if a != "--"])
+        return 0 if rc in (0, 5) else 1
+    if args.action == "env":
+        result.update(status="ok", **probes.environment())
+        return 0
+    if args.action in ("equality", "ab", "clip"):
+        import open_clip
+
+        from sfd_arch.clip_backbone import TINY_CLIP_CONFIGS
+
+        open_clip.add_model_config(TINY_CLIP_CONFIGS)
+    if args.action == "equality":
+        from sfd_lab.gpu_check.equality import run_equality
+
+        models, amps = args.models.split(","), args.amps.split(",")
+        out = run_equality(models, args.batch, args.size, amps, iterations=args.iterations, on_case=_progress(result))
+        ok = out["passed"]
+    elif args.action == "ab":
+        from sfd_lab.gpu_check.ab_training import run_ab
+
+        out = run_ab(args.clip, args.size, args.batch, args.iterations, amp, on_progress=_progress(result))
+        ok = out["passed"]
+    elif args.action == "clip":
+        out = probes.clip_forward_backward(args.models.split(","), args.size, args.batch, args.repeats, amp)
+        ok = not any(r.get("error") for r in out["models"])
     else:
-        result = probes.csud_check(args.networks, args.size, args.batch, args.iters, amp, args.image, args.tile)
-        failed = not result["ok"]
-    with open(args.json, "w") as f:
-        json.dump(result, f, indent=1)
-    return 1 if failed else 0
+        out = probes.csud_check(args.networks, args.size, args.batch, args.iters, amp, args.image, args.tile)
+        ok = out["ok"]
+    result.update(status="ok" if ok else "failed", **out)
+    return 0 if ok else 1
+
+
+def _progress(result):
+    def update(partial: dict) -> None:
+        result.update(**partial)
+
+    return update
 
 
 if __name__ == "__main__":

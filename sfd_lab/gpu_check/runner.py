@@ -10,11 +10,14 @@ that runs long cannot take the minimum the later steps need.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import time
 
 GRACE_S = 10.0  # between SIGTERM and SIGKILL
+CPU_SCALE = 6  # caps and floors on the CPU rehearsal (tiny sizes, but a slow shared machine)
+REPORT_RESERVE_S = 5.0  # kept back for writing the report
 MIN_STEP_S = 5.0  # a step with less time than this is skipped, not started
 
 
@@ -100,3 +103,104 @@ def _wait(proc: subprocess.Popen, timeout: float) -> tuple[int | None, str]:
         proc.wait()
     _signal_group(proc, signal.SIGKILL)  # children that outlived their parent
     return None, "timeout"
+
+
+def gpu_count() -> int:
+    """GPUs listed by ``nvidia-smi -L`` (0 without the tool)."""
+    exe = shutil.which("nvidia-smi")
+    if not exe:
+        return 0
+    try:
+        out = subprocess.run([exe, "-L"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return 0
+    return sum(1 for line in out.stdout.splitlines() if line.startswith("GPU "))
+
+
+def parse_caps(given: list[str], steps: tuple[str, ...]) -> dict[str, float]:
+    """``--cap STEP=SECONDS`` values -> {step: seconds}; a bad one stops with one line."""
+    caps = {}
+    for item in given or []:
+        name, _, value = item.partition("=")
+        try:
+            seconds = float(value)
+        except ValueError:
+            seconds = -1.0
+        if name not in steps or seconds <= 0:
+            raise SystemExit(f"--cap: expected STEP=SECONDS with STEP one of {list(steps)}, got {item!r}")
+        caps[name] = seconds
+    return caps
+
+
+def run_steps(
+    runner: Runner,
+    sizes: dict,
+    only: tuple[str, ...] | None = None,
+    plan: tuple = (),
+    caps: dict[str, float] | None = None,
+) -> list[dict]:
+    """Every step of ``plan`` in order (``only``: those named; the others are recorded as not selected);
+    ``caps``: a step's limit in seconds instead of the plan's (not scaled for the CPU rehearsal)."""
+    scale = 1 if runner.mode == "gpu" else CPU_SCALE
+    caps = caps or {}
+    records = []
+    for i, (name, fn, cap, _) in enumerate(plan):
+        if only and name not in only:
+            records.append(runner.skipped(name, "not selected (--steps)"))
+            continue
+        runner.floors_after = scale * sum(f for n, *_, f in plan[i + 1 :] if not only or n in only)
+        try:
+            records.append(fn(runner, sizes, caps.get(name, scale * cap)))
+        except Exception as err:  # a broken step body is that step's failure, never the check's
+            records.append({"step": name, "status": "failed", "reason": f"{type(err).__name__}: {err}", "wall_s": 0.0})
+    return records
+
+
+def run_plan(args, plan: tuple, sizes: dict, budget: float, work_name: str, root: str) -> tuple[list[dict], dict]:
+    """The steps of ``plan`` (those ``args.steps`` names, with ``args.cap`` limits) inside ``budget`` s
+    (setup included): the step records, and the report's ``meta`` (mode, date, command, device,
+    GPUs, budget, setup, sizes, work folder, wall seconds with the setup)."""
+    import datetime
+    import sys
+    import time as _time
+
+    started = _time.time()
+    os.makedirs(args.out, exist_ok=True)
+    work = args.work or os.path.join(args.out, work_name)
+    os.makedirs(work, exist_ok=True)
+    setup_s = args.setup_seconds or 0.0
+    budget = budget if args.budget is None else args.budget
+    runner = Runner(work, budget - setup_s, args.mode, root, reserve_s=REPORT_RESERVE_S)
+    names = tuple(name for name, *_ in plan)
+    only = tuple(s.strip() for s in args.steps.split(",")) if args.steps else None
+    unknown = set(only or ()) - set(names)
+    if unknown:
+        raise SystemExit(f"--steps: unknown step(s) {sorted(unknown)}; choose from {list(names)}")
+    steps = run_steps(runner, sizes, only, plan=plan, caps=parse_caps(args.cap, names))
+    env = next((s.get("result") or {} for s in steps if s["step"] == "env"), {})
+    meta = {
+        "mode": args.mode,
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "command": args.command or " ".join(sys.argv),
+        "device": (env.get("devices") or ["cpu"])[0] if env else None,
+        "gpus": gpu_count(),
+        "budget_s": budget,
+        "setup": args.setup,
+        "setup_s": setup_s,
+        "sizes": sizes,
+        "work": work,
+        "wall_s": _time.time() - started + setup_s,
+    }
+    return steps, meta
+
+
+def publish(report: dict, stem: str, markdown: str, summary: list[str]) -> None:
+    """Write ``<stem>.json`` (the report) and ``<stem>.md`` (``markdown``), print ``summary`` and what was written."""
+    import json
+
+    with open(stem + ".json", "w") as f:
+        json.dump(report, f, indent=1, default=str)
+    with open(stem + ".md", "w") as f:
+        f.write(markdown)
+    print("\n".join(summary))
+    print(f"wrote {stem}.json and {stem}.md")

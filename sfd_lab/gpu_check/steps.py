@@ -9,7 +9,6 @@ from __future__ import annotations
 import glob
 import json
 import os
-import re
 import shutil
 import socket
 import sys
@@ -18,33 +17,6 @@ from sfd_lab.gpu_check.report import summarise_benchmark, summarise_d_iteration
 from sfd_lab.gpu_check.runner import Runner
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-ENV_CODE = r"""
-import importlib.metadata as md, json, platform, torch
-from sfd_utils.compat import install
-install()  # the torchvision shim basicsr 1.4.2 needs (no installed start-up hook on a bare machine)
-def v(d):
-    try:
-        return md.version(d)
-    except md.PackageNotFoundError:
-        return None
-mods = {}
-for m in ("basicsr", "open_clip", "ftfy", "cv2", "skimage", "yaml", "pytest"):
-    try:
-        __import__(m)
-        mods[m] = "ok"
-    except Exception as err:
-        mods[m] = f"{type(err).__name__}: {err}"
-cuda = torch.cuda.is_available()
-print(json.dumps({
-    "python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda,
-    "cuda_available": cuda, "devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
-    "bf16_supported": bool(cuda and torch.cuda.is_bf16_supported()),
-    "nccl": bool(torch.distributed.is_nccl_available()) if torch.distributed.is_available() else False,
-    "gloo": bool(torch.distributed.is_gloo_available()) if torch.distributed.is_available() else False,
-    "versions": {d: v(d) for d in ("torchvision", "basicsr", "open_clip_torch", "numpy", "opencv-python-headless")},
-    "imports": mods,
-}))
-"""
 
 
 def _free_port() -> int:
@@ -64,13 +36,9 @@ def _read_json(path: str) -> dict | None:
 
 
 def env_step(runner: Runner, sizes: dict, cap: float) -> dict:
-    record = runner.run("env", [sys.executable, "-c", ENV_CODE], cap)
-    if record["status"] == "ok":
-        with open(os.path.join(runner.out, record["log"])) as f:
-            lines = [line for line in f.read().splitlines() if line.startswith("{")]
-        record["result"] = json.loads(lines[-1]) if lines else None
-        if runner.mode == "gpu" and record["result"] and not record["result"]["cuda_available"]:
-            record.update(status="failed", reason="torch sees no CUDA device (use --cpu for the rehearsal)")
+    record = _json_program_step(runner, "env", ["env"], cap)
+    if record["status"] == "ok" and runner.mode == "gpu" and not (record.get("result") or {}).get("cuda_available"):
+        record.update(status="failed", reason="torch sees no CUDA device (use --cpu for the rehearsal)")
     return record
 
 
@@ -84,34 +52,25 @@ def cuda_test_files(root: str = ROOT) -> list[str]:
     return found
 
 
-def parse_pytest_summary(text: str) -> dict:
-    """Counts of pytest's final summary line ('2 passed, 1 failed, 3 skipped in 9.1s')."""
-    counts = {k: 0 for k in ("passed", "failed", "errors", "skipped")}
-    lines = [line for line in text.splitlines() if re.search(r"\d+ (passed|failed|error|skipped)", line)]
-    if lines:
-        for n, word in re.findall(r"(\d+) (passed|failed|errors?|skipped)", lines[-1]):
-            counts["errors" if word.startswith("error") else word] += int(n)
-    return counts
-
-
-def cuda_tests_step(runner: Runner, sizes: dict, cap: float) -> dict:
+def cuda_tests_step(runner: Runner, sizes: dict, cap: float, name: str = "cuda_tests", skip: str = "") -> dict:
+    """``pytest -m cuda`` over every test file holding CUDA-marked tests (``skip``: a ``-k`` expression of
+    tests not to run here, e.g. those another step ran), each outcome written to the step's JSON."""
     files = cuda_test_files()
-    cmd = [sys.executable, "-m", "pytest", "-q", "-m", "cuda", "-p", "no:cacheprovider", *files]
-    record = runner.run("cuda_tests", cmd, cap)
-    log = os.path.join(runner.out, record["log"])
-    if os.path.isfile(log):
-        with open(log) as f:
-            record["result"] = {"files": files, **parse_pytest_summary(f.read())}
+    args = ["-q", "-m", "cuda", "-p", "no:cacheprovider", *files] + (["-k", f"not ({skip})"] if skip else [])
+    record = _json_program_step(runner, name, ["pytest"], cap, tail=["--", *args])
+    if record.get("result") is not None:
+        record["result"]["files"] = files
     return record
 
 
 def bench_step(runner: Runner, name: str, script: str, args: list[str], cap: float) -> dict:
-    """``scripts/<script>`` with ``args`` and ``--out <work>/<name>``; keeps the summary of its JSON."""
+    """``scripts/<script>`` with ``args`` and ``--out <work>/<name>``; keeps the summary of its JSON (the
+    newest: a program stopped by SIGTERM writes what it measured last)."""
     folder = os.path.join(runner.out, name)
     shutil.rmtree(folder, ignore_errors=True)
     cmd = [sys.executable, os.path.join(ROOT, "scripts", script), *args, "--out", folder]
     record = runner.run(name, cmd, cap)
-    files = sorted(glob.glob(os.path.join(folder, "*.json")))
+    files = sorted(glob.glob(os.path.join(folder, "*.json")), key=os.path.getmtime)
     if record["status"] == "ok" and not files:
         record.update(status="failed", reason=f"{script} wrote no JSON")
     if files:
@@ -135,15 +94,17 @@ def benchmark_rows_step(name: str, rows: str, extra_key: str | None = None):
     return step
 
 
-def _json_program_step(runner: Runner, name: str, action: list[str], cap: float) -> dict:
-    """``python -m sfd_lab.gpu_check.run <action> --json <work>/<name>.json``; the JSON is the result."""
+def _json_program_step(runner: Runner, name: str, action: list[str], cap: float, tail: list[str] = ()) -> dict:
+    """``python -m sfd_lab.gpu_check.run <action> --json <work>/<name>.json <tail>``; the JSON is the result
+    (written by the program as it goes, and on SIGTERM: ``json`` names it in the record)."""
     path = os.path.join(runner.out, f"{name}.json")
     if os.path.exists(path):
         os.remove(path)
-    record = runner.run(name, [sys.executable, "-m", "sfd_lab.gpu_check.run", *action, "--json", path], cap)
+    cmd = [sys.executable, "-m", "sfd_lab.gpu_check.run", *action, "--json", path, *tail]
+    record = runner.run(name, cmd, cap)
     result = _read_json(path)
     if result is not None:
-        record["result"] = result
+        record["result"], record["json"] = result, os.path.relpath(path, runner.out)
     elif record["status"] == "ok":
         record.update(status="failed", reason=f"no {name}.json written")
     return record
@@ -219,8 +180,11 @@ def prepare_ddp_run(folder: str, mode: str, iters: int) -> str:
 
 def ddp_verdict(ranks: list[dict | None], mode: str) -> dict:
     """What the ranks' digests say: equal heads/prompts (net_d parameters) and generators, trained."""
-    present = [r for r in ranks if r]
+    present = [r for r in ranks if r and "final" in r]  # a rank stopped by SIGTERM reports no networks
     out = {"ranks_reported": len(present), "backend": "gloo"}
+    stopped = [r["rank"] for r in ranks if r and r.get("status") == "stopped"]
+    if stopped:
+        out["ranks_stopped"] = stopped
     if len(present) != 2:
         return {**out, "ok": False}
     a, b = present

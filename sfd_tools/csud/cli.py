@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from sfd_utils.cli import MAX_PIXELS_HELP, pixel_count
+
 DERAIN_DOC = """Derain an image or a folder with a CSUD derainer checkpoint; with --gt, PSNR/SSIM (RGB and Y) and a CSV.
 
 Example: python scripts/derain.py -i datasets/csud_synthetic/test/rain --gt datasets/csud_synthetic/test/clean \\
@@ -53,6 +55,7 @@ class _RainParser(argparse.ArgumentParser):
 
 def derain_parser() -> argparse.ArgumentParser:
     parser = _DerainParser(
+        allow_abbrev=False,
         description=DERAIN_DOC.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Unreadable inputs and inputs without a usable GT are named and skipped (exit status 1); none\n"
@@ -77,11 +80,14 @@ def derain_parser() -> argparse.ArgumentParser:
         "--overlap", type=int, default=None, help="tile overlap in pixels (default: 32, at most a quarter tile)"
     )
     parser.add_argument("--device", default="auto", help="auto (= cuda if available) | cpu | cuda:N")
+    parser.add_argument("--max-pixels", type=pixel_count, default=None, metavar="N", help=MAX_PIXELS_HELP)
     return parser
 
 
 def synthetic_rain_parser() -> argparse.ArgumentParser:
-    parser = _RainParser(description=SYNTHETIC_RAIN_DOC, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _RainParser(
+        allow_abbrev=False, description=SYNTHETIC_RAIN_DOC, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--root", default="datasets/csud_synthetic", help="output folder (default: %(default)s)")
     parser.add_argument("--size", type=int, default=128, help="training crop size (default: %(default)s)")
     parser.add_argument("--test-size", type=int, default=128, help="test crop size (default: %(default)s)")

@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import csv
-import os
 import os.path as osp
 import time
 from collections.abc import Callable, Iterator
@@ -28,6 +27,9 @@ import torch
 from torch import nn
 
 from sfd_data.unpaired_rain_dataset import IMG_EXTENSIONS, list_images
+from sfd_utils.files import display, output_dir, output_file, output_path
+from sfd_utils.images import UnreadableImage, write_image
+from sfd_utils.images import read_image as read_any_image
 
 METRICS = ("psnr_rgb", "ssim_rgb", "psnr_y", "ssim_y")
 
@@ -60,7 +62,14 @@ def load_derainer(weights: str, network: dict | None = None, device: str | torch
 
     from sfd_arch.nafnet_arch import nafnet_options_from_state_dict
     from sfd_tools.sr.generator_files import exported_network_options
-    from sfd_utils.checkpoint import CheckpointError, compare_keys, extract_state_dict, read_checkpoint
+    from sfd_utils.checkpoint import (
+        EXTRA_VALUES,
+        CheckpointError,
+        build_bounded,
+        compare_keys,
+        extract_state_dict,
+        read_checkpoint,
+    )
 
     if not osp.isfile(weights):
         raise FileNotFoundError(f"weights: checkpoint {weights!r} does not exist")
@@ -79,7 +88,13 @@ def load_derainer(weights: str, network: dict | None = None, device: str | torch
             raise ValueError(
                 f"{weights}: not a NAFNet checkpoint ({why}); give the network (--opt recipe){hint}"
             ) from None
-    net = build_network(dict(network))
+    if not isinstance(network, dict):
+        raise ValueError(f"{weights}: the network options are not a table ({type(network).__name__})")
+    limit = EXTRA_VALUES + sum(v.numel() for v in sd.values() if isinstance(v, torch.Tensor))
+    try:  # refused before it is built when the options name a network bigger than the file
+        net = build_bounded(lambda: build_network(dict(network)), limit, f"{weights}: network {network.get('type')}")
+    except TypeError as err:
+        raise ValueError(f"{weights}: cannot build the network {network.get('type')!r}: {err}") from None
     problems = compare_keys(sd, net)
     if any(problems.values()):
         raise CheckpointError(_mismatch_message(weights, type(net).__name__, problems))
@@ -157,19 +172,15 @@ def derain_tensor(net: nn.Module, x: torch.Tensor, tile: int = 0, overlap: int =
     return torch.cat([band for _, _, band in bands], dim=2)
 
 
-def read_image(path: str) -> np.ndarray:
-    """An image as stored (``cv2.IMREAD_UNCHANGED``: gray, BGR or BGRA; 8 or 16 bits).
+def read_image(path: str, max_pixels: int | None = None) -> np.ndarray:
+    """An image as stored (``cv2.IMREAD_UNCHANGED``: gray, BGR or BGRA; 8 or 16 bits), read by
+    :func:`sfd_utils.images.read_image` (sized from its header first, at most ``max_pixels``).
 
-    OSError naming the file when it cannot be decoded or is neither 8- nor 16-bit.
+    UnreadableImage (a ValueError) with the reason when it cannot be read or is neither 8- nor 16-bit.
     """
-    from sfd_tools.sr.inference import read_image as read_unchanged
-
-    try:
-        img = read_unchanged(path)
-    except ValueError:
-        raise OSError(f"cannot decode image {path!r} (empty, truncated or not an image)") from None
+    img = read_any_image(path, max_pixels=max_pixels)
     if img.dtype not in (np.uint8, np.uint16) or (img.ndim == 3 and img.shape[2] not in (1, 3, 4)):
-        raise OSError(f"unsupported image {path!r}: {img.dtype} with shape {img.shape} (8/16-bit gray, RGB, RGBA)")
+        raise UnreadableImage(f"unsupported image: {img.dtype} with shape {img.shape} (8/16-bit gray, RGB, RGBA)")
     return img
 
 
@@ -315,13 +326,15 @@ def derain_paths(
     overlap: int = 32,
     log=print,
     progress: bool | None = None,
+    max_pixels: int | None = None,
 ) -> dict:
     """Derain ``inputs`` (image paths), write PNGs to ``out_dir``, score against ``gt_dir``.
 
     Returns ``{'processed', 'scored', 'skipped': [(input, reason)], 'no_gt': [input], 'gt_problems':
     [(gt, reason)], 'rows': [...], 'mean': {...}}``; ``mean`` averages each metric over the scored
     images (``in_*``: the rainy input against GT). ``progress``: per-tile bars for images of several
-    tiles (None = only on a terminal).
+    tiles (None = only on a terminal). Images are read at most ``max_pixels`` large (from the header)
+    and written only inside ``out_dir``.
     """
     if tile < 0 or overlap < 0:
         raise ValueError(f"tile ({tile}) and overlap ({overlap}) must be >= 0")
@@ -330,26 +343,26 @@ def derain_paths(
     targets = output_paths(inputs, out_dir) if out_dir else {}
     gts = _gt_index(gt_dir) if gt_dir else {}
     if out_dir:
-        os.makedirs(out_dir, exist_ok=True)
+        output_dir(out_dir, "-o/--output")
     rows, skipped, no_gt, gt_problems = [], [], [], []
     for path in inputs:
         stem = osp.splitext(osp.basename(path))[0]
         try:
-            img = read_image(path)
-        except OSError as err:
+            img = read_image(path, max_pixels)
+        except UnreadableImage as err:
             skipped.append((path, str(err)))
-            log(f"skipped (unreadable input): {path}: {err}")
+            log(f"skipped (unreadable input): {display(path)}: {err}")
             continue
         t0 = time.perf_counter()
         out = derain_image(net, img, tile, overlap, progress)
         row = {"name": osp.basename(path), "height": img.shape[0], "width": img.shape[1]}
         row["seconds"] = round(time.perf_counter() - t0, 4)
         if out_dir:
-            import cv2
-
-            if not cv2.imwrite(targets[path], out):
-                skipped.append((path, f"cannot write {targets[path]}"))
-                log(f"skipped (cannot write the output): {targets[path]}")
+            try:
+                write_image(output_file(out_dir, osp.basename(targets[path]), "-o/--output"), out)
+            except (OSError, ValueError) as err:
+                skipped.append((path, f"cannot write {display(targets[path])}: {err}"))
+                log(f"skipped (cannot write the output): {display(targets[path])}: {err}")
                 continue
         if gt_dir:
             gt_path = gts.get(stem)
@@ -358,13 +371,13 @@ def derain_paths(
                 no_gt.append(path)
             else:
                 try:
-                    gt = to_bgr8(read_image(gt_path))
-                except OSError as err:
+                    gt = to_bgr8(read_image(gt_path, max_pixels))
+                except UnreadableImage as err:
                     gt_problems.append((gt_path, str(err)))
-                    log(f"no metrics (unreadable GT): {gt_path}: {err}")
+                    log(f"no metrics (unreadable GT): {display(gt_path)}: {err}")
                 if gt is not None and gt.shape[:2] != img.shape[:2]:
                     gt_problems.append((gt_path, f"GT size {gt.shape[:2]} != input size {img.shape[:2]}"))
-                    log(f"no metrics (GT size differs): {gt_path}")
+                    log(f"no metrics (GT size differs): {display(gt_path)}")
                     gt = None
             if gt is not None:
                 row.update(image_metrics(to_bgr8(out), gt))
@@ -388,8 +401,7 @@ def derain_paths(
 
 def _write_csv(path: str, rows: list[dict], mean: dict) -> None:
     fields = ["name", "height", "width", "seconds", *METRICS, *(f"in_{m}" for m in METRICS)]
-    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    with open(path, "w", newline="") as f:
+    with open(output_path(path, "--csv"), "w", newline="", encoding="utf-8", errors="backslashreplace") as f:
         writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
         for row in rows:
@@ -426,18 +438,21 @@ def run_derain(args) -> int:
     if args.output:
         check_output_dir(args.output, inputs, args.input, args.gt)
         output_paths(inputs, args.output)
-    net = load_derainer(args.weights, network_from_recipe(args.opt) if args.opt else None, args.device)
+        output_dir(args.output, "-o/--output")
     csv_path = args.csv or (osp.join(args.output, "metrics.csv") if args.output and args.gt else None)
-    res = derain_paths(net, inputs, args.output, args.gt, csv_path, args.tile, args.overlap)
+    if csv_path:
+        output_path(csv_path, "--csv")
+    net = load_derainer(args.weights, network_from_recipe(args.opt) if args.opt else None, args.device)
+    res = derain_paths(net, inputs, args.output, args.gt, csv_path, args.tile, args.overlap, max_pixels=args.max_pixels)
     print(f"derained {res['processed']} of {len(inputs)} image(s); skipped {len(res['skipped'])} unreadable file(s)")
     for path, reason in res["skipped"]:
-        print(f"  skipped: {path}: {reason}")
+        print(f"  skipped: {display(path)}: {reason}")
     if args.gt:
         print(f"scored {res['scored']} against {args.gt}; {len(res['no_gt'])} without GT")
         for path in res["no_gt"]:
-            print(f"  not scored (no GT of that name): {path}")
+            print(f"  not scored (no GT of that name): {display(path)}")
         for path, reason in res["gt_problems"]:
-            print(f"  not scored: {path}: {reason}")
+            print(f"  not scored: {display(path)}: {reason}")
     if res["mean"]:
         m = res["mean"]
         print(

@@ -19,6 +19,8 @@ import cv2
 import numpy as np
 
 from sfd_tools.csud.cli import CLEAN_FROM, DEFAULT_DENSITY, DEFAULT_STRENGTH
+from sfd_utils.files import output_dir
+from sfd_utils.images import write_image
 from sfd_utils.photos import load_photo, tiles
 
 RAIN_PHOTOS = ("astronaut", "rocket", "motorcycle_left", "motorcycle_right", "camera", "brick")
@@ -82,9 +84,7 @@ def add_rain(img: np.ndarray, rng: np.random.Generator, style: RainStyle | None 
 
 
 def _write(folder: str, name: str, img_rgb: np.ndarray) -> None:
-    path = os.path.join(folder, name)
-    if not cv2.imwrite(path, cv2.cvtColor(img_rgb, cv2.COLOR_RGB2BGR)):
-        raise OSError(f"cannot write {path}")
+    write_image(os.path.join(folder, name), cv2.cvtColor(img_rgb, cv2.COLOR_RGB2BGR))
 
 
 def _crops(photos, size: int, max_per_photo: int) -> list[tuple[str, np.ndarray]]:
@@ -200,6 +200,7 @@ def make_synthetic_rain(
     test_crops = _crops(TEST_PHOTOS, test_size, max_test_per_photo)
     _need_crops(test_crops, TEST_PHOTOS, test_size, "--test-size", "test photo")
 
+    output_dir(root, "--root")
     folders = {k: os.path.join(root, *k.split("/")) for k in SPLITS}
     _prepare_folders(folders, overwrite)
     counts = dict.fromkeys(SPLITS, 0)

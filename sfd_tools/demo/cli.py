@@ -9,7 +9,7 @@ DEMO_DOC = """`make demo`: bicubic vs PSNR (L1) training vs SFD fine-tuning on C
 
 
 def prepare_demo_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=PREPARE_DEMO_DOC)
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=PREPARE_DEMO_DOC)
     parser.add_argument("--root", default="datasets/demo_sr", help="output folder (default: %(default)s)")
     parser.add_argument("--scale", type=int, default=4, help="LR downscaling factor (default: %(default)s)")
     parser.add_argument("--size", type=int, default=128, help="training HR crop size (default: %(default)s)")
@@ -19,6 +19,6 @@ def prepare_demo_parser() -> argparse.ArgumentParser:
 
 
 def demo_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=DEMO_DOC)
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=DEMO_DOC)
     parser.add_argument("--iters", type=int, default=None, help="override train.total_iter of the demo recipe")
     return parser

@@ -11,6 +11,8 @@ import os
 import cv2
 import numpy as np
 
+from sfd_utils.files import output_dir
+from sfd_utils.images import write_image
 from sfd_utils.photos import HELDOUT_PHOTOS, TRAIN_PHOTOS, bicubic_down, load_photo, tiles
 
 # The demo's layout: 128² training crops, 256² held-out crops (large enough for NIQE) every 128 px.
@@ -51,6 +53,7 @@ def prepare_demo_sr(
     import json
     import shutil
 
+    output_dir(root, "--root")
     counts = {}
     for split, photos, size, stride in (
         ("train", TRAIN_PHOTOS, train_size, train_size),
@@ -67,9 +70,9 @@ def prepare_demo_sr(
             for i in keep:  # evenly spaced, so no single large photo dominates
                 crop = crops[i]
                 fname = f"{name}_{int(i):03d}.png"
-                cv2.imwrite(os.path.join(hr_dir, fname), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+                write_image(os.path.join(hr_dir, fname), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
                 lr = bicubic_down(crop, scale)
-                cv2.imwrite(os.path.join(lr_dir, fname), cv2.cvtColor(lr, cv2.COLOR_RGB2BGR))
+                write_image(os.path.join(lr_dir, fname), cv2.cvtColor(lr, cv2.COLOR_RGB2BGR))
                 n += 1
         counts[split] = n
     settings = {

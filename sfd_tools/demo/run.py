@@ -102,12 +102,17 @@ def mean_channel_error(sr_dir: str, gt_dir: str, suffix: str = "_out") -> list[f
     import cv2
     import numpy as np
 
+    from sfd_utils.images import UnreadableImage, read_image
+
     sums, count = np.zeros(3), 0
     for name in sorted(os.listdir(gt_dir)):
         stem, _ = os.path.splitext(name)
-        sr = cv2.imread(os.path.join(sr_dir, f"{stem}{suffix}.png"))
-        gt = cv2.imread(os.path.join(gt_dir, name))
-        if sr is None or gt is None or sr.shape != gt.shape:
+        try:
+            sr = read_image(os.path.join(sr_dir, f"{stem}{suffix}.png"), cv2.IMREAD_COLOR)
+            gt = read_image(os.path.join(gt_dir, name), cv2.IMREAD_COLOR)
+        except UnreadableImage:
+            continue
+        if sr.shape != gt.shape:
             continue
         sums += (sr.astype(np.float64) - gt).reshape(-1, 3).mean(0)[::-1]  # BGR -> RGB
         count += 1
@@ -119,11 +124,13 @@ def side_by_side(names: list[str], out_path: str, suffix: str = "_out") -> str:
     import cv2
     import numpy as np
 
+    from sfd_utils.images import read_image, write_image
+
     rows = []
     for name in names:
         stem = os.path.splitext(name)[0]
-        panels = [cv2.imread(os.path.join(d, f"{stem}{suffix}.png")) for _, d in METHODS]
-        panels.append(cv2.imread(os.path.join(DATA, "val", "hr", name)))
+        panels = [read_image(os.path.join(d, f"{stem}{suffix}.png"), cv2.IMREAD_COLOR) for _, d in METHODS]
+        panels.append(read_image(os.path.join(DATA, "val", "hr", name), cv2.IMREAD_COLOR))
         labelled = []
         for label, img in zip([m for m, _ in METHODS] + ["HR"], panels):
             head = np.full((22, img.shape[1], 3), 255, np.uint8)
@@ -132,7 +139,7 @@ def side_by_side(names: list[str], out_path: str, suffix: str = "_out") -> str:
             labelled.append(np.full((img.shape[0] + 22, 4, 3), 255, np.uint8))
         rows.append(np.concatenate(labelled[:-1], 1))
     os.makedirs(os.path.dirname(out_path), exist_ok=True)
-    cv2.imwrite(out_path, np.concatenate(rows, 0))
+    write_image(out_path, np.concatenate(rows, 0))
     return out_path
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from sfd_utils.cli import positive_int
+from sfd_utils.cli import MAX_PIXELS_HELP, pixel_count, positive_int
 
 RANKING_DOC = """Does SFD-IQA rank quality? Trains the SFD discriminator alone (fixed bicubic generator, tiny CLIP,
 CPU) unless --checkpoint is given, then scores graded degradations of held-out scikit-image photos
@@ -50,6 +50,7 @@ examples:
 
 def sfd_iqa_eval_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
+        allow_abbrev=False,
         prog="sfd_iqa_eval.py",
         description="SFD-IQA: opinion-unaware no-reference image quality from a trained SFD discriminator "
         "(Feat-D + learnable prompt pair). Scores images; with opinion scores, reports correlations.",
@@ -77,6 +78,7 @@ def sfd_iqa_eval_parser() -> argparse.ArgumentParser:
     g.add_argument("--livec-include-train", action="store_true", help="LIVE Challenge: keep t1..t7.bmp")
     g.add_argument("--recursive", action="store_true", help="folder INPUT: include subfolders")
     g.add_argument("--limit", type=positive_int, default=None, help="score only the first N images")
+    g.add_argument("--max-pixels", type=pixel_count, default=None, metavar="N", help=MAX_PIXELS_HELP)
     s = p.add_argument_group("scoring")
     s.add_argument(
         "--tile", type=positive_int, default=None, help="tile size (default: the checkpoint's training crop, else 256)"
@@ -97,7 +99,9 @@ def sfd_iqa_eval_parser() -> argparse.ArgumentParser:
 
 
 def ranking_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=RANKING_DOC, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        allow_abbrev=False, description=RANKING_DOC, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--out", default="results/iqa_ranking", help="output folder (default: %(default)s)")
     p.add_argument("--checkpoint", default=None, help="score this SFD discriminator checkpoint; no training")
     p.add_argument(

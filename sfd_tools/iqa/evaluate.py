@@ -23,6 +23,7 @@ from sfd_metric.sfd_iqa import SFDIQA
 from sfd_tools.iqa.cli import BASELINES
 from sfd_tools.iqa.mos_data import LIVEC_N_TRAIN, InputError, UnreadableImage, read_image, resolve_inputs
 from sfd_tools.iqa.stats import correlations, fit_logistic
+from sfd_utils.files import display, output_dir, output_file
 
 COMPONENTS = ("q", "q_feat", "q_text")
 # Baselines usable here: name -> (function of an RGB image, higher_is_better). NIQE ships with BasicSR;
@@ -85,12 +86,15 @@ def run_eval(
     limit: int | None = None,
     progress: bool = True,
     plot: bool = True,
+    max_pixels: int | None = None,
 ) -> dict:
     """Score ``source`` (image / folder / MOS table / KonIQ / LIVE Challenge) and write the outputs.
 
     Either ``checkpoint`` (+ scorer options, see :class:`SFDIQA`) or a ready ``scorer``. Returns the
     summary that is also written to ``out_dir/scores.json``. Unreadable files are skipped and listed;
     raises InputError when nothing can be scored (empty folder, missing MOS column, all unreadable).
+    Images are read by :func:`sfd_utils.images.read_image` (at most ``max_pixels``, from the header);
+    everything is written inside ``out_dir``.
     """
     from tqdm import tqdm
 
@@ -100,14 +104,14 @@ def run_eval(
     if limit:
         items = items[:limit]
     baselines = {name: baseline_fn(name) for name in dict.fromkeys(compare)}
+    if out_dir is None:
+        stem = os.path.splitext(os.path.basename(os.path.normpath(source)))[0] or "input"
+        out_dir = os.path.join("results", "sfd_iqa", stem)
+    output_dir(out_dir, "-o/--out")  # before the scorer is loaded: a bad output folder costs nothing
     if scorer is None:
         if not checkpoint:
             raise InputError("give an SFD discriminator checkpoint (--checkpoint)")
         scorer = SFDIQA.from_checkpoint(checkpoint, clip_pretrained, device, tile, stride, alpha, batch_size, bf16)
-    if out_dir is None:
-        stem = os.path.splitext(os.path.basename(os.path.normpath(source)))[0] or "input"
-        out_dir = os.path.join("results", "sfd_iqa", stem)
-    os.makedirs(out_dir, exist_ok=True)
     has_mos = any(it.mos is not None for it in items)
 
     rows, skipped, seconds = [], [], {"sfd_iqa": 0.0, **{b: 0.0 for b in baselines}}
@@ -116,10 +120,10 @@ def run_eval(
     bar = tqdm(items, unit="img", desc="SFD-IQA", disable=not progress, dynamic_ncols=True)
     for item in bar:
         try:
-            img = read_image(item.path)
+            img = read_image(item.path, max_pixels)
         except UnreadableImage as err:
             skipped.append({"name": item.name, "path": item.path, "reason": str(err)})
-            bar.write(f"skipped {item.name}: {err}")
+            bar.write(f"skipped {display(item.name)}: {err}")
             continue
         t0 = time.perf_counter()
         s = scorer.score(img, name=item.path)
@@ -141,7 +145,7 @@ def run_eval(
         rows.append(row)
     bar.close()
     if not rows:
-        detail = "; ".join(f"{s['name']}: {s['reason']}" for s in skipped[:5])
+        detail = "; ".join(f"{display(s['name'])}: {s['reason']}" for s in skipped[:5])
         raise InputError(f"no image of {source!r} could be scored ({len(skipped)} skipped: {detail})")
 
     summary = {
@@ -190,22 +194,22 @@ def _settings(scorer: SFDIQA, compare, logistic, layout, livec_include_train) ->
 
 
 def _write_outputs(summary: dict, out_dir: str, baselines: tuple, has_mos: bool, logistic, plot: bool) -> dict:
-    files = {"csv": os.path.join(out_dir, "scores.csv"), "json": os.path.join(out_dir, "scores.json")}
+    files = {k: output_file(out_dir, f"scores.{k}", "-o/--out") for k in ("csv", "json")}
     fields = ["name", *COMPONENTS, "n_crops", "height", "width"]
     fields += ["mos"] if has_mos else []
     for b in baselines:
         fields += [b, f"{b}_error"]
-    with open(files["csv"], "w", newline="", encoding="utf-8") as f:
+    with open(files["csv"], "w", newline="", encoding="utf-8", errors="backslashreplace") as f:
         writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
         for r in summary["images"]:
             writer.writerow({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in r.items()})
     if has_mos and plot:
-        files["scatter"] = os.path.join(out_dir, "scatter.png")
+        files["scatter"] = output_file(out_dir, "scatter.png", "-o/--out")
         plot_scatter(summary["images"], ("q", *baselines), files["scatter"], logistic[0])
-    files["report"] = os.path.join(out_dir, "report.md")
+    files["report"] = output_file(out_dir, "report.md", "-o/--out")
     summary["files"] = files
-    with open(files["report"], "w", encoding="utf-8") as f:
+    with open(files["report"], "w", encoding="utf-8", errors="backslashreplace") as f:
         f.write(render_markdown(summary))
     with open(files["json"], "w", encoding="utf-8") as f:
         json.dump(_json_safe(summary), f, indent=2)
@@ -351,6 +355,7 @@ def run_iqa_eval(a) -> int:
             limit=a.limit,
             progress=not a.quiet,
             plot=not a.no_plot,
+            max_pixels=a.max_pixels,
         )
     except (InputError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -359,7 +364,7 @@ def run_iqa_eval(a) -> int:
     for kind, path in s["files"].items():
         print(f"{kind}: {path}")
     for item in s["skipped"]:
-        print(f"skipped {item['path']}: {item['reason']}", file=sys.stderr)
+        print(f"skipped {display(item['path'])}: {item['reason']}", file=sys.stderr)
     return skipped_status(s["n_skipped"])
 
 

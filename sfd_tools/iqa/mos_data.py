@@ -15,6 +15,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sfd_utils.files import TEXT_LIMIT, InputFileError, display, file_problem, read_bounded
+from sfd_utils.images import UnreadableImage
+from sfd_utils.images import read_image as read_any_image
+
 KONIQ_CSV = "koniq10k_scores_and_distributions.csv"
 KONIQ_IMAGES = "1024x768"
 LIVEC_NAMES = os.path.join("Data", "AllImages_release.mat")
@@ -22,16 +26,13 @@ LIVEC_MOS = os.path.join("Data", "AllMOS_release.mat")
 LIVEC_IMAGES = "Images"
 LIVEC_N_TRAIN = 7  # t1.bmp ... t7.bmp, the training images of the release; excluded by default
 TABLE_EXTS = (".csv", ".tsv", ".txt")
+IMAGE_NAME_ENDS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm")
 NAME_COLUMNS = ("image_name", "image", "img_name", "name", "filename", "file_name", "file", "path", "img")
 MOS_COLUMNS = ("MOS", "mos", "Mos", "mos_score", "score", "Score", "mean_opinion_score")
 
 
 class InputError(ValueError):
     """The input cannot be evaluated at all (empty folder, missing column, unknown layout, ...)."""
-
-
-class UnreadableImage(Exception):
-    """One file could not be read as an image (corrupt, not an image, unsupported sample type)."""
 
 
 @dataclass
@@ -44,16 +45,16 @@ class Item:
 
 
 # -- images ----------------------------------------------------------------------------------------
-def read_image(path: str) -> np.ndarray:
-    """File -> (H, W, 3) RGB array, uint8 / uint16 / float32 as stored (see module docstring).
+def read_image(path: str, max_pixels: int | None = None) -> np.ndarray:
+    """File -> (H, W, 3) RGB array, uint8 / uint16 / float32 as stored (see module docstring), read by
+    :func:`sfd_utils.images.read_image` (sized from its header before decoding, at most ``max_pixels``).
 
-    Raises UnreadableImage with the reason (missing, corrupt, not an image, unsupported type).
+    Raises UnreadableImage with the reason (missing, corrupt, not an image, too large, unsupported type).
     """
-    if not os.path.isfile(path):
-        raise UnreadableImage("file not found")
-    img = _read_cv2(path)
-    if img is None:
-        img = _read_pil(path)
+    import cv2
+
+    # ANYDEPTH keeps 16-bit; ANYCOLOR keeps gray as gray and drops alpha; EXIF orientation applied.
+    img = read_any_image(path, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR, max_pixels)
     if img.ndim == 2:
         img = img[..., None]
     if img.ndim != 3 or img.shape[0] == 0 or img.shape[1] == 0:
@@ -64,46 +65,8 @@ def read_image(path: str) -> np.ndarray:
         else:
             raise UnreadableImage(f"unsupported sample type {img.dtype} (8/16-bit integer or float only)")
     if img.shape[2] in (1, 2):
-        img = np.repeat(img[..., :1], 3, axis=2)  # gray (+ alpha): replicate gray, drop alpha
-    return np.ascontiguousarray(img[..., :3])
-
-
-def _read_cv2(path: str) -> np.ndarray | None:
-    import cv2
-
-    # ANYDEPTH keeps 16-bit; ANYCOLOR keeps gray as gray and drops alpha; EXIF orientation applied.
-    img = cv2.imread(path, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
-    if img is None:
-        return None
-    if img.ndim == 3 and img.shape[2] >= 3:
-        img = img[..., 2::-1]  # BGR -> RGB
-    return img
-
-
-def _read_pil(path: str) -> np.ndarray:
-    """Fallback for what OpenCV cannot decode (GIF, some TIFF/PNG variants)."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            im.seek(0)  # first frame of an animation / multi-page file
-            im = ImageOps.exif_transpose(im)
-            if im.mode.startswith("I;16"):
-                return np.asarray(im).astype(np.uint16)
-            if im.mode == "I":
-                arr = np.asarray(im)
-                if arr.min() < 0 or arr.max() > 65535:
-                    raise UnreadableImage("32-bit integer samples outside the 16-bit range")
-                return arr.astype(np.uint16)
-            if im.mode == "F":
-                return np.asarray(im, dtype=np.float32)
-            return np.asarray(im.convert("RGB"))  # P, L, LA, RGBA, CMYK, YCbCr, 1 -> RGB, alpha dropped
-    except UnreadableImage:
-        raise
-    except UnidentifiedImageError as err:
-        raise UnreadableImage("corrupt or not an image (no decoder accepts it)") from err
-    except (OSError, ValueError, SyntaxError) as err:
-        raise UnreadableImage(f"corrupt or truncated image ({err})") from err
+        return np.ascontiguousarray(np.repeat(img[..., :1], 3, axis=2))  # gray (+ alpha): replicate gray
+    return np.ascontiguousarray(img[..., 2::-1])  # BGR(A) -> RGB, alpha dropped
 
 
 # -- folders ---------------------------------------------------------------------------------------
@@ -111,12 +74,15 @@ def list_folder(folder: str, recursive: bool = False) -> list[Item]:
     """Every regular, non-hidden file of ``folder`` (sorted; subfolders with ``recursive``) as an Item.
 
     All files are listed, not only known image extensions: a file that is not an image is then
-    reported and skipped by name instead of silently ignored. Raises InputError when there is none.
+    reported and skipped by name instead of silently ignored; so is a subfolder named like an image
+    (``x.png/``) that ``recursive`` would not enter. Raises InputError when there is none.
     """
     if not os.path.isdir(folder):
         raise InputError(f"{folder!r} is not a folder")
     items = []
     for root, dirs, files in os.walk(folder):
+        if not recursive:
+            files = [*files, *(d for d in dirs if d.lower().endswith(IMAGE_NAME_ENDS))]
         dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if recursive else []
         for f in sorted(files):
             if not f.startswith("."):
@@ -139,6 +105,18 @@ def _pick_column(columns: list[str], wanted: str | None, candidates: tuple[str, 
     raise InputError(f"no {what} column found (looked for {list(candidates)}); columns are {columns}: set {flag}")
 
 
+def table_image_path(image_dir: str, name: str, where: str) -> str:
+    """``image_dir/name`` for an image named by a score table; InputError when the name is absolute or
+    climbs out of ``image_dir`` with ``..`` (a table must not make the program read other files)."""
+    parts = name.replace("\\", "/").split("/")
+    if os.path.isabs(name) or name.startswith(("/", "\\")) or os.path.splitdrive(name)[0] or ".." in parts:
+        raise InputError(
+            f"{where}: image name {name!r} is absolute or leaves the image folder; names in a score table "
+            "are relative to --image-dir"
+        )
+    return os.path.join(image_dir, *[p for p in parts if p not in ("", ".")])
+
+
 def read_mos_table(
     table: str,
     image_dir: str | None = None,
@@ -153,13 +131,16 @@ def read_mos_table(
     equals it (e.g. KonIQ's sets file: training / validation / test). image_dir default: the table's
     folder. Raises InputError for a missing column, a non-numeric MOS or an empty table.
     """
-    if not os.path.isfile(table):
-        raise InputError(f"MOS table {table!r} does not exist")
+    if not os.path.lexists(table):
+        raise InputError(f"MOS table {display(table)!r} does not exist")
     try:
-        with open(table, newline="", encoding="utf-8-sig") as f:
-            text = f.read()
+        text = read_bounded(table, TEXT_LIMIT, "MOS table").decode("utf-8-sig")
+    except InputFileError as err:
+        raise InputError(str(err)) from None
     except UnicodeDecodeError as err:
-        raise InputError(f"MOS table {table!r} is not a text (UTF-8) table: {err.reason} at byte {err.start}") from None
+        raise InputError(
+            f"MOS table {display(table)!r} is not a text (UTF-8) table: {err.reason} at byte {err.start}"
+        ) from None
     if table.lower().endswith(".tsv"):
         delimiter = "\t"
     else:
@@ -188,7 +169,7 @@ def read_mos_table(
             mos = float(row[mos_key])
         except (TypeError, ValueError) as err:
             raise InputError(f"{table}, line {line}: MOS {row.get(mos_key)!r} of {name!r} is not a number") from err
-        items.append(Item(name, os.path.join(image_dir, name), mos))
+        items.append(Item(name, table_image_path(image_dir, name, f"{display(table)}, line {line}"), mos))
     if not items:
         raise InputError(f"MOS table {table!r} has no rows" + (f" with {split_col} == {split!r}" if split else ""))
     return items
@@ -222,6 +203,9 @@ def read_livec(root: str, image_dir: str | None = None, include_train: bool = Fa
     for f in (names_file, mos_file):
         if not os.path.isfile(f):
             raise InputError(f"LIVE Challenge layout: {f!r} does not exist (give the folder holding Data/ and Images/)")
+        problem = file_problem(f, TEXT_LIMIT)
+        if problem:
+            raise InputError(f"LIVE Challenge layout: {f!r}: {problem}")
     try:
         names = _mat_strings(scipy.io.loadmat(names_file)["AllImages_release"])
         mos = np.asarray(scipy.io.loadmat(mos_file)["AllMOS_release"], dtype=np.float64).ravel()
@@ -233,7 +217,8 @@ def read_livec(root: str, image_dir: str | None = None, include_train: bool = Fa
         raise InputError(f"LIVE Challenge: {len(names)} image names but {len(mos)} MOS values")
     image_dir = image_dir or os.path.join(root, LIVEC_IMAGES)
     start = 0 if include_train else LIVEC_N_TRAIN
-    return [Item(n, os.path.join(image_dir, n), float(m)) for n, m in zip(names[start:], mos[start:])]
+    pairs = zip(names[start:], mos[start:])
+    return [Item(n, table_image_path(image_dir, n, f"{names_file}"), float(m)) for n, m in pairs]
 
 
 def resolve_inputs(

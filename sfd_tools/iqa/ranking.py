@@ -28,6 +28,7 @@ from scipy import stats
 from sfd_metric.sfd_iqa import SFDIQA
 from sfd_metric.zero_shot_iqa import ZeroShotQuality
 from sfd_tools.iqa.evaluate import niqe_score
+from sfd_utils.files import output_dir, output_file
 from sfd_utils.photos import HELDOUT_PHOTOS, TRAIN_PHOTOS, load_photo, tiles
 
 # name -> (what the level parameter is, parameter per level; level 0 = pristine, relation to training:
@@ -203,7 +204,7 @@ def run_ranking_report(
     """
     from tqdm import tqdm
 
-    os.makedirs(out_dir, exist_ok=True)
+    json_path, path = (output_file(output_dir(out_dir, "--out"), f, "--out") for f in ("report.json", "report.md"))
     scorer = SFDIQA.from_checkpoint(checkpoint, clip_pretrained, device, tile, batch_size=batch_size)
     zero_shot = ZeroShotQuality(scorer.disc.backbone, scorer.tile, scorer.stride, batch_size=batch_size)
     bases = heldout_crops(photos, crop, crop_stride)
@@ -260,10 +261,9 @@ def run_ranking_report(
         report["speed_cpu"] = speed_comparison(cpu_scorer)
         if cpu_scorer is not scorer:
             scorer.disc.to(scorer.device)  # SFDIQA(...cpu) moved the shared discriminator
-    with open(os.path.join(out_dir, "report.json"), "w", encoding="utf-8") as f:
+    with open(json_path, "w", encoding="utf-8") as f:
         json.dump(report, f, indent=2)
-    path = os.path.join(out_dir, "report.md")
-    with open(path, "w", encoding="utf-8") as f:
+    with open(path, "w", encoding="utf-8", errors="backslashreplace") as f:
         f.write(render_ranking_markdown(report))
     return path
 
@@ -368,6 +368,7 @@ def render_ranking_markdown(r: dict) -> str:
 def run_ranking_check(a) -> int:
     """``scripts/iqa_ranking_check.py``: the namespace of :func:`sfd_tools.iqa.cli.ranking_parser`."""
     training = None
+    output_dir(a.out, "--out")  # a bad output folder is refused before anything is trained or loaded
     checkpoint, clip, tile = a.checkpoint, a.clip_pretrained, a.tile
     if checkpoint is None:
         training = train_ranking_discriminator(a.out, a.iters, a.batch, a.crop, a.clip_model, a.clip_pretrained)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 
+from sfd_utils.cli import MAX_PIXELS_HELP, pixel_count
+
 INFERENCE_DOC = """Upscale an image or a folder with any registered generator and a checkpoint.
 
 Examples:
@@ -66,7 +68,9 @@ an output file that exists: one `error:` line and exit status 2.
 
 
 def inference_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=INFERENCE_DOC, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        allow_abbrev=False, description=INFERENCE_DOC, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("-i", "--input", required=True, help="image file or folder")
     p.add_argument("-o", "--output", default="results/inference", help="output folder (default: %(default)s)")
     p.add_argument(
@@ -87,12 +91,15 @@ def inference_parser() -> argparse.ArgumentParser:
     p.add_argument("--alpha-upsampler", choices=["model", "bilinear"], default="model")
     p.add_argument("--suffix", default="out", help="output name <stem>_<suffix>.<ext>; '' for none (default: out)")
     p.add_argument("--ext", default="auto", help="auto (= input's) | png | jpg ... (default: %(default)s)")
+    p.add_argument("--max-pixels", type=pixel_count, default=None, metavar="N", help=MAX_PIXELS_HELP)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
 
 def evaluate_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=EVALUATE_DOC, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        allow_abbrev=False, description=EVALUATE_DOC, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--sr", required=True, help="folder of SR images")
     p.add_argument("--gt", required=True, help="folder of ground-truth HR images")
     p.add_argument("--scale", type=int, default=4, help="SR scale; crop border defaults to it (default: 4)")
@@ -120,12 +127,15 @@ def evaluate_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="kept for old commands: the exit status is now 1 whenever an image was left out",
     )
+    p.add_argument("--max-pixels", type=pixel_count, default=None, metavar="N", help=MAX_PIXELS_HELP)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
 
 def plot_pd_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=PLOT_PD_DOC, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        allow_abbrev=False, description=PLOT_PD_DOC, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("results", nargs="+", help="evaluation JSON files written by evaluate_sr.py (one per method)")
     p.add_argument("--label", nargs="+", help="one label per file (default: the label stored in each file)")
     p.add_argument("--y", default="lpips", help="lpips | niqe | dists | sfd_iqa (default: %(default)s)")
@@ -136,7 +146,9 @@ def plot_pd_parser() -> argparse.ArgumentParser:
 
 
 def export_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=EXPORT_DOC, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        allow_abbrev=False, description=EXPORT_DOC, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--model", required=True, help="generator checkpoint (.pth): net_g_*.pth, official SFD, NAFNet")
     p.add_argument("-o", "--output", help="output folder (default: the checkpoint's folder)")
     p.add_argument("--name", help="output file stem (default: the checkpoint's file stem)")

@@ -27,6 +27,8 @@ import numpy as np
 import torch
 
 from sfd_tools.sr.inference import IMAGE_EXTS, pick_device
+from sfd_utils.files import display, output_dir, output_file, plain_name
+from sfd_utils.images import read_image
 
 # Which way is better, per column; used for the summary and the perception-distortion plot.
 BETTER = {
@@ -101,13 +103,10 @@ def match_pairs(
     return out
 
 
-def read_bgr(path: str) -> np.ndarray:
-    """(H, W, 3) uint8 BGR as BasicSR's metrics expect; ValueError for an unreadable file."""
-    data = np.fromfile(path, dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if img is None:
-        raise ValueError("unreadable or corrupt image file")
-    return img
+def read_bgr(path: str, max_pixels: int | None = None) -> np.ndarray:
+    """(H, W, 3) uint8 BGR as BasicSR's metrics expect (sfd_utils.images.read_image: sized from the
+    header first); UnreadableImage (a ValueError) with the reason when it cannot be read."""
+    return read_image(path, cv2.IMREAD_COLOR, max_pixels)
 
 
 def to_rgb_tensor(img: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -220,7 +219,11 @@ def _finite_mean(values: list) -> float | None:
 
 
 def evaluate_pairs(
-    pairing: Pairing, columns: list[tuple[tuple[str, ...], ColumnFn]], progress: bool = True, label: str | None = None
+    pairing: Pairing,
+    columns: list[tuple[tuple[str, ...], ColumnFn]],
+    progress: bool = True,
+    label: str | None = None,
+    max_pixels: int | None = None,
 ) -> dict:
     """Run every column on every pair.
 
@@ -241,14 +244,14 @@ def evaluate_pairs(
     rows = []
     for name, sr_path, gt_path in tqdm(pairing.pairs, unit="img", disable=not progress):
         try:
-            sr = read_bgr(sr_path)
+            sr = read_bgr(sr_path, max_pixels)
         except ValueError as err:
-            problems["unreadable"].append(f"{sr_path}: {err}")
+            problems["unreadable"].append(f"{display(sr_path)}: {err}")
             continue
         try:
-            gt = read_bgr(gt_path)
+            gt = read_bgr(gt_path, max_pixels)
         except ValueError as err:
-            problems["unreadable"].append(f"{gt_path}: {err}")
+            problems["unreadable"].append(f"{display(gt_path)}: {err}")
             continue
         if sr.shape != gt.shape:
             problems["size_mismatch"].append(
@@ -293,6 +296,7 @@ def evaluate_folders(
     gt_regex: str | None = None,
     label: str | None = None,
     progress: bool = True,
+    max_pixels: int | None = None,
     **column_options,
 ) -> dict:
     """:func:`match_pairs` + :func:`build_columns` + :func:`evaluate_pairs`; ``crop_border`` None = ``scale``.
@@ -302,7 +306,7 @@ def evaluate_folders(
     crop = scale if crop_border is None else crop_border
     columns = build_columns(metrics, crop, **column_options)
     pairing = match_pairs(sr_dir, gt_dir, sr_suffix, gt_suffix, sr_regex, gt_regex)
-    result = evaluate_pairs(pairing, columns, progress, label or os.path.basename(os.path.normpath(sr_dir)))
+    result = evaluate_pairs(pairing, columns, progress, label or os.path.basename(os.path.normpath(sr_dir)), max_pixels)
     result["settings"] = {
         "sr_dir": sr_dir,
         "gt_dir": gt_dir,
@@ -337,25 +341,34 @@ def _json_safe(value):
 PROVENANCE_COLUMNS = ("checkpoint", "checkpoint_sha256", "clip_weights_file", "clip_weights_sha256", "tile")
 
 
+def result_paths(out_dir: str, name: str) -> dict:
+    """The three result files of :func:`write_results`; InputFileError when ``name`` is not a plain
+    file name or a target is a folder or a link."""
+    option = "--name (default: the label)"
+    plain_name(name, option)
+    return {
+        "json": output_file(out_dir, f"{name}.json", option),
+        "per_image_csv": output_file(out_dir, f"{name}_per_image.csv", option),
+        "mean_csv": output_file(out_dir, f"{name}_mean.csv", option),
+    }
+
+
 def write_results(result: dict, out_dir: str, name: str = "eval") -> dict:
     """Write ``<name>.json`` (everything), ``<name>_per_image.csv`` and ``<name>_mean.csv`` (one row:
-    label, count, the means). Returns {'json', 'per_image_csv', 'mean_csv'} paths."""
-    os.makedirs(out_dir, exist_ok=True)
-    paths = {
-        "json": os.path.join(out_dir, f"{name}.json"),
-        "per_image_csv": os.path.join(out_dir, f"{name}_per_image.csv"),
-        "mean_csv": os.path.join(out_dir, f"{name}_mean.csv"),
-    }
+    label, count, the means) into ``out_dir`` and nowhere else (``name`` is one plain file name).
+    Returns {'json', 'per_image_csv', 'mean_csv'} paths."""
+    paths = result_paths(out_dir, name)
+    output_dir(out_dir, "--out")
     with open(paths["json"], "w") as f:
         json.dump(_json_safe(result), f, indent=2, allow_nan=False)
     cols = ["name", *result["metrics"], "sr", "gt"]
-    with open(paths["per_image_csv"], "w", newline="") as f:
+    with open(paths["per_image_csv"], "w", newline="", encoding="utf-8", errors="backslashreplace") as f:
         w = csv.DictWriter(f, fieldnames=cols)
         w.writeheader()
         w.writerows({k: r.get(k) for k in cols} for r in result["per_image"])
     scorer = result.get("settings", {}).get("sfd_iqa") or {}
     scorer_cols = [k for k in PROVENANCE_COLUMNS if k in scorer]
-    with open(paths["mean_csv"], "w", newline="") as f:
+    with open(paths["mean_csv"], "w", newline="", encoding="utf-8", errors="backslashreplace") as f:
         w = csv.writer(f)
         w.writerow(["label", "count", *result["metrics"], "problems", *(f"sfd_iqa_{k}" for k in scorer_cols)])
         w.writerow(
@@ -391,6 +404,9 @@ def run_evaluate(a) -> int:
 
     if "sfd_iqa" not in a.metrics and a.sfd_iqa_checkpoint:
         a.metrics.append("sfd_iqa")
+    name = a.name or a.label or os.path.basename(os.path.normpath(a.sr))
+    output_dir(a.out, "--out")  # cheap checks first: no metric is loaded for a bad output plan
+    result_paths(a.out, name)
     result = evaluate_folders(
         a.sr,
         a.gt,
@@ -411,8 +427,9 @@ def run_evaluate(a) -> int:
         sfd_iqa_checkpoint=a.sfd_iqa_checkpoint,
         sfd_iqa_clip=a.sfd_iqa_clip,
         device=a.device,
+        max_pixels=a.max_pixels,
     )
-    paths = write_results(result, a.out, a.name or result["label"])
+    paths = write_results(result, a.out, name)
     print(format_summary(result))
     print(f"results: {paths['json']}, {paths['per_image_csv']}, {paths['mean_csv']}")
     if result["count"] == 0:

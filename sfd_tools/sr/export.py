@@ -35,16 +35,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sfd_tools.sr.generator_files import EXPORT_FORMAT, EXPORT_FORMAT_VERSION
+from sfd_tools.sr.generator_files import EXPORT_FORMAT, EXPORT_FORMAT_VERSION, exported_network_options
 from sfd_tools.sr.inference import arch_class, build_generator, input_multiple, network_options
 from sfd_utils.checkpoint import (
+    EXTRA_VALUES,
     CheckpointError,
     detect_rrdb_layout,
     extract_state_dict,
+    is_safetensors_file,
     load_generator_weights,
     read_checkpoint,
+    safetensors_metadata,
+    stored_values,
 )
 from sfd_utils.downloads import sha256_file
+from sfd_utils.files import output_dir, output_file, plain_name
 
 FORMAT = EXPORT_FORMAT  # safetensors metadata "format" (inference_sr.py and derain.py read it back)
 FORMAT_VERSION = EXPORT_FORMAT_VERSION
@@ -199,7 +204,10 @@ def load_training_checkpoint(
         net_opt = network_options(arch, arch_opt, opt_file)
     else:
         net_opt = {**_inferred_options(path, state_dict), **(arch_opt or {})}
-    net = build_generator(net_opt)  # KeyError naming the registered types for an unknown one
+    stored = sum(v.numel() for v in state_dict.values() if isinstance(v, torch.Tensor))
+    # KeyError naming the registered types for an unknown one; CheckpointError for options that
+    # name a network bigger than the file (refused before it is built)
+    net = build_generator(net_opt, max_values=stored + EXTRA_VALUES)
     try:
         load_generator_weights(net, path, param_key)
     except CheckpointError as err:
@@ -254,11 +262,9 @@ def save_safetensors(gen: Generator, path: str) -> dict[str, str]:
 
 def read_safetensors_metadata(path: str) -> dict[str, str]:
     """The metadata of an exported file; ExportError when it was not written by :func:`save_safetensors`."""
-    safe_open = _require("safetensors").safe_open
     if not os.path.isfile(path):
         raise FileNotFoundError(f"file not found: {path}")
-    with safe_open(path, framework="pt") as f:
-        meta = f.metadata() or {}
+    meta = safetensors_metadata(path) if is_safetensors_file(path) else {}
     if meta.get("format") != FORMAT:
         raise ExportError(f"{path}: no sfd-basicsr metadata (format {meta.get('format')!r}); not written by export.py")
     if int(meta.get("format_version", 0)) > FORMAT_VERSION:
@@ -270,9 +276,9 @@ def load_safetensors(path: str) -> tuple[nn.Module, dict[str, str]]:
     """(network in eval mode with the weights loaded strictly, metadata) from an exported file."""
     load_file = _require("safetensors.torch").load_file
     meta = read_safetensors_metadata(path)
-    net_opt = {"type": meta["architecture"], **json.loads(meta["network_options"])}
+    net_opt = exported_network_options(path)  # checked: depth, size, a table of options
     arch_class(net_opt["type"])  # KeyError naming the registered types
-    net = build_generator(net_opt)
+    net = build_generator(net_opt, max_values=stored_values(path) + EXTRA_VALUES)
     net.load_state_dict(load_file(path), strict=True)
     return net, meta
 
@@ -395,6 +401,23 @@ def photo_crop(in_channels: int, height: int, width: int) -> torch.Tensor:
 
 
 # -- the whole export ----------------------------------------------------------------------------------------
+def export_targets(out_dir: str, name: str, formats: Sequence[str], fp16: bool, overwrite: bool) -> list[str]:
+    """The files an export writes, all inside ``out_dir`` (created): ``name`` must be a plain file name,
+    no target a folder or a link, and none may exist unless ``overwrite`` (ExportError / InputFileError)."""
+    plain_name(name, "--name")
+    output_dir(out_dir, "-o/--output")
+    stems = []
+    if "safetensors" in formats:
+        stems.append(f"{name}.safetensors")
+    if "onnx" in formats:
+        stems += [f"{name}.onnx", *([f"{name}_fp16.onnx"] if fp16 else [])]
+    targets = [output_file(out_dir, stem, "--name") for stem in stems]
+    existing = [t for t in targets if os.path.exists(t)]
+    if existing and not overwrite:
+        raise ExportError(f"{existing[0]} exists (use --overwrite or another --name / --output)")
+    return targets
+
+
 def export_checkpoint(
     checkpoint: str,
     out_dir: str,
@@ -419,19 +442,11 @@ def export_checkpoint(
     unknown = set(formats) - {"safetensors", "onnx"}
     if unknown or not formats:
         raise ExportError(f"--format: choose from safetensors, onnx (got {sorted(formats)})")
-    gen = load_training_checkpoint(checkpoint, arch, arch_opt, opt_file, param_key)
+    if not os.path.isfile(checkpoint):
+        raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
     name = name or os.path.splitext(os.path.basename(checkpoint))[0]
-    targets = []
-    if "safetensors" in formats:
-        targets.append(os.path.join(out_dir, f"{name}.safetensors"))
-    if "onnx" in formats:
-        targets.append(os.path.join(out_dir, f"{name}.onnx"))
-        if fp16:
-            targets.append(os.path.join(out_dir, f"{name}_fp16.onnx"))
-    existing = [t for t in targets if os.path.exists(t)]
-    if existing and not overwrite:
-        raise ExportError(f"{existing[0]} exists (use --overwrite or another --name / --output)")
-    os.makedirs(out_dir, exist_ok=True)
+    targets = export_targets(out_dir, name, formats, fp16, overwrite)  # checked before the checkpoint is read
+    gen = load_training_checkpoint(checkpoint, arch, arch_opt, opt_file, param_key)
     meta = generator_metadata(gen)
     report = {"files": targets, "metadata": meta, "onnx_max_error": {}, "spandrel_limits": spandrel_limits(gen.net_opt)}
     for target in targets:

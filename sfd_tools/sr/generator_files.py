@@ -15,8 +15,6 @@ no file is unpickled.
 
 from __future__ import annotations
 
-import json
-
 from torch import nn
 
 from sfd_utils.checkpoint import (
@@ -26,25 +24,39 @@ from sfd_utils.checkpoint import (
     read_checkpoint,
     safetensors_metadata,
 )
+from sfd_utils.files import loads_json
 
 EXPORT_FORMAT = "sfd-basicsr-generator"
 EXPORT_FORMAT_VERSION = 1
+OPTIONS_DEPTH = 8  # network options are a flat table, with lists (SwinIR's depths) at most
+
+
+class ExportMetadataError(CheckpointError):
+    """A file with sfd-basicsr export metadata that cannot be used (damaged, too deep, too new)."""
 
 
 def exported_network_options(path: str) -> dict | None:
     """``{'type': ..., **options}`` recorded by ``scripts/export.py`` in a safetensors file; None for any
-    other file. A file of a newer format version raises CheckpointError."""
+    other file. CheckpointError for a file of a newer format version, or metadata that is damaged,
+    nested deeper than :data:`OPTIONS_DEPTH` or not a table of options."""
     if not is_safetensors_file(path):
         return None
-    meta = safetensors_metadata(path)
+    meta = safetensors_metadata(path)  # header size, depth and metadata size checked
     if meta.get("format") != EXPORT_FORMAT:
         return None
-    if int(meta.get("format_version", 0)) > EXPORT_FORMAT_VERSION:
-        raise CheckpointError(f"{path}: format version {meta['format_version']} is newer than this sfd-basicsr")
+    version = meta.get("format_version", "0")
+    if not version.isdigit():
+        raise ExportMetadataError(f"{path}: damaged sfd-basicsr metadata (format_version {version[:40]!r})")
+    if int(version) > EXPORT_FORMAT_VERSION:
+        raise ExportMetadataError(f"{path}: format version {version} is newer than this sfd-basicsr")
     try:
-        return {"type": meta["architecture"], **json.loads(meta["network_options"])}
+        options = loads_json(meta["network_options"], f"{path}: network_options", max_depth=OPTIONS_DEPTH)
+        arch = meta["architecture"]
     except (KeyError, ValueError) as err:
-        raise CheckpointError(f"{path}: damaged sfd-basicsr metadata ({type(err).__name__}: {err})") from None
+        raise ExportMetadataError(f"{path}: damaged sfd-basicsr metadata ({type(err).__name__}: {err})") from None
+    if not isinstance(options, dict) or "type" in options:
+        raise ExportMetadataError(f"{path}: damaged sfd-basicsr metadata (network_options is not a table of options)")
+    return {"type": arch, **options}
 
 
 def spandrel_network(path: str, param_key: str | None = None) -> tuple[nn.Module, dict]:

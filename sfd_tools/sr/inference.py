@@ -20,13 +20,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from sfd_tools.sr.generator_files import ExportMetadataError, exported_network_options
 from sfd_utils.checkpoint import (
+    EXTRA_VALUES,
     CheckpointError,
+    build_bounded,
     extract_state_dict,
     infer_rrdb_options,
     load_generator_weights,
     read_checkpoint,
+    stored_values,
 )
+from sfd_utils.files import display, output_file, plain_name
+from sfd_utils.files import output_dir as make_output_dir
+from sfd_utils.images import read_image, write_image
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -64,8 +71,6 @@ def network_options(
 
         return {**network_section(opt_file), **(arch_opt or {})}  # read as data (sfd_utils.recipe)
     if checkpoint:
-        from sfd_tools.sr.generator_files import exported_network_options
-
         exported = exported_network_options(checkpoint)
         if exported is not None:
             return {**exported, **(arch_opt or {})}
@@ -87,15 +92,27 @@ def arch_class(name: str) -> type:
         raise KeyError(f"unknown architecture {name!r}; sfd-basicsr registers {ours} besides basicsr's") from None
 
 
-def build_generator(net_opt: dict, checkpoint: str | None = None, param_key: str | None = None) -> torch.nn.Module:
+def build_generator(
+    net_opt: dict, checkpoint: str | None = None, param_key: str | None = None, max_values: int | None = None
+) -> torch.nn.Module:
     """Instantiate ``net_opt['type']`` with the other keys as arguments and load the weights.
 
-    Returns the network in eval mode on CPU. Raises KeyError for an unknown type.
+    The network may hold at most ``max_values`` parameter and buffer elements (default: what the
+    checkpoint stores plus room for buffers; none for a network without a checkpoint): options naming
+    a bigger one are refused before it is built (sfd_utils.checkpoint.build_bounded). Returns the
+    network in eval mode on CPU. Raises KeyError for an unknown type, CheckpointError / ValueError
+    for options that do not build or do not fit.
     """
     opts = dict(net_opt)
-    name = opts.pop("type")
+    name = opts.pop("type", None)
+    if not isinstance(name, str):
+        raise ValueError(f"the network options name no architecture (type: {name!r})")
+    if max_values is None:
+        max_values = EXTRA_VALUES + (stored_values(checkpoint) if checkpoint else 0)
+    cls = arch_class(name)
     try:
-        net = arch_class(name)(**opts)
+        what = f"{checkpoint + ': ' if checkpoint else ''}{name} with {str(opts)[:200]}"
+        net = build_bounded(lambda: cls(**opts), max_values, what)
     except TypeError as err:  # missing/unknown constructor arguments
         raise ValueError(f"cannot build {name} with {opts}: {err} (set them with --arch-opt KEY=VALUE)") from err
     if checkpoint:
@@ -373,9 +390,9 @@ def load_upscaler(
         raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
     try:
         net_opt = network_options(arch, arch_opt, opt_file, checkpoint)
-    except CheckpointError:
-        if arch or opt_file or not checkpoint:
-            raise
+    except CheckpointError as err:
+        if arch or opt_file or not checkpoint or isinstance(err, ExportMetadataError):
+            raise  # spandrel is asked only about files that say nothing of their network
         return _spandrel_upscaler(checkpoint, arch_opt, param_key, scale, **upscaler_kwargs)
     named = net_opt.get("scale", net_opt.get("upscale"))
     if scale is not None and named is not None and int(named) != int(scale):
@@ -408,21 +425,19 @@ def _spandrel_upscaler(checkpoint: str, arch_opt: dict | None, param_key: str | 
 
 # -- files -----------------------------------------------------------------------------------------------
 def list_images(path: str) -> list[str]:
-    """A file -> [it]; a folder -> its image files (by extension), sorted.
+    """A file -> [it]; a folder -> every entry whose name ends in an image extension, sorted.
 
-    FileNotFoundError when ``path`` does not exist, ValueError naming the folder when it holds no image.
+    Entries that are not regular files (a folder named ``x.png``, a link loop) are listed too, so the
+    run names them as skipped instead of passing over them. FileNotFoundError when ``path`` does not
+    exist, ValueError naming the folder when no name in it is an image's.
     """
-    if os.path.isfile(path):
-        return [path]
     if not os.path.isdir(path):
-        raise FileNotFoundError(f"input not found: {path}")
-    found = sorted(
-        os.path.join(path, f)
-        for f in os.listdir(path)
-        if f.lower().endswith(IMAGE_EXTS) and os.path.isfile(os.path.join(path, f))
-    )
+        if os.path.lexists(path):
+            return [path]  # a file, or something read_image names as unreadable
+        raise FileNotFoundError(f"input not found: {display(path)}")
+    found = sorted(os.path.join(path, f) for f in os.listdir(path) if f.lower().endswith(IMAGE_EXTS))
     if not found:
-        raise ValueError(f"input folder {path} holds no images ({', '.join(IMAGE_EXTS)})")
+        raise ValueError(f"input folder {display(path)} holds no images ({', '.join(IMAGE_EXTS)})")
     return found
 
 
@@ -436,7 +451,7 @@ def output_name(path: str, suffix: str, ext: str, mode: str) -> tuple[str, str |
     ext = (in_ext[1:] if ext == "auto" else ext).lower().lstrip(".")
     note = None
     if ext in EIGHT_BIT_ONLY and (mode.startswith("RGBA") or mode.endswith("-16")):
-        note = f"{os.path.basename(path)}: {mode} cannot be stored as .{ext}; writing .png"
+        note = f"{display(os.path.basename(path))}: {mode} cannot be stored as .{ext}; writing .png"
         ext = "png"
     return f"{stem}_{suffix}.{ext}" if suffix else f"{stem}.{ext}", note
 
@@ -454,28 +469,15 @@ class RunSummary:
         return not self.failed
 
 
-def read_image(path: str) -> np.ndarray:
-    """``cv2.imread(path, IMREAD_UNCHANGED)`` that raises ValueError for unreadable/corrupt files."""
-    data = np.fromfile(path, dtype=np.uint8)  # also handles non-ASCII paths on every OS
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if img is None:
-        raise ValueError("unreadable or corrupt image file")
-    return img
-
-
-def write_image(path: str, img: np.ndarray, mode: str = "") -> None:
-    """Encode ``img`` to ``path`` (format from the extension). ASCII paths are written by OpenCV
-    straight to the file, so a huge output never also exists as an encoded buffer in memory; other
-    paths go through ``imencode`` + ``tofile`` (OpenCV cannot open them on every OS)."""
-    ext = os.path.splitext(path)[1]
-    if path.isascii():
-        ok = cv2.imwrite(path, img)
-    else:
-        ok, buf = cv2.imencode(ext, img)
-        if ok:
-            buf.tofile(path)
-    if not ok:
-        raise ValueError(f"OpenCV cannot encode {mode or img.dtype} as {ext} ({path})")
+def check_name_options(suffix: str, ext: str) -> None:
+    """``--suffix`` and ``--ext`` end up in output file names: plain names only (InputFileError)."""
+    if suffix:
+        plain_name(suffix, "--suffix")
+    if ext != "auto":
+        if not (ext.lstrip(".").isascii() and ext.lstrip(".").isalnum()):
+            raise ValueError(f"--ext {display(ext)!r}: an image extension such as png, jpg, webp, tif")
+        if not cv2.haveImageWriter(f"x.{ext.lower().lstrip('.')}"):
+            raise ValueError(f"--ext {ext}: OpenCV cannot write this format (use png, jpg, webp, tif, bmp...)")
 
 
 def upscale_paths(
@@ -485,38 +487,39 @@ def upscale_paths(
     suffix: str = "out",
     ext: str = "auto",
     progress: bool = True,
+    max_pixels: int | None = None,
 ) -> RunSummary:
     """Upscale every image in ``inputs`` into ``output_dir``; failures are reported and skipped.
 
-    A file that cannot be decoded, has an unsupported layout, or fails in the network (e.g. out
-    of memory: use tiling) is recorded in ``summary.failed`` with the reason, and the run goes on.
-    Refuses to overwrite an input file with its own output.
+    A file that cannot be read (see :func:`sfd_utils.images.read_image`: not an image, over the
+    ``max_pixels`` limit, a folder, a link loop), has an unsupported layout, or fails in the network
+    (e.g. out of memory: use tiling) is recorded in ``summary.failed`` with the reason, and the run
+    goes on. Refuses to overwrite an input file with its own output; writes only inside ``output_dir``.
     """
     from tqdm import tqdm
 
-    if ext != "auto" and not cv2.haveImageWriter(f"x.{ext.lower().lstrip('.')}"):
-        raise ValueError(f"--ext {ext}: OpenCV cannot write this format (use png, jpg, webp, tif, bmp...)")
-    os.makedirs(output_dir, exist_ok=True)
+    check_name_options(suffix, ext)
+    make_output_dir(output_dir, "-o/--output")
     summary = RunSummary(notes=list(upscaler.notes))
     paths = list(inputs)
     sources: dict[str, str] = {}  # output file -> the input it came from in this run
     bar = tqdm(paths, unit="img", disable=not progress)
     for path in bar:
-        bar.set_postfix_str(os.path.basename(path))
+        bar.set_postfix_str(display(os.path.basename(path)))
         try:
-            img = read_image(path)
+            img = read_image(path, max_pixels=max_pixels)
             out, mode = upscaler.enhance(img, progress=progress)
             del img  # a big input need not stay while the output is encoded
             name, note = output_name(path, suffix, ext, mode)
-            target = os.path.join(output_dir, name)
+            target = output_file(output_dir, name, "output")
             if os.path.abspath(target) == os.path.abspath(path):
                 raise ValueError("output would overwrite the input (give a --suffix or another output folder)")
             if os.path.abspath(target) in sources:
                 raise ValueError(
-                    f"output {name} was already written for {sources[os.path.abspath(target)]} "
+                    f"output {display(name)} was already written for {display(sources[os.path.abspath(target)])} "
                     "(same file stem; run the two in separate folders or with --ext auto)"
                 )
-            write_image(target, out, mode)
+            write_image(target, out)
             del out
             sources[os.path.abspath(target)] = os.path.basename(path)
             if note:
@@ -528,7 +531,7 @@ def upscale_paths(
                 reason += " (try --tile 256)"
             summary.failed.append((path, reason))
             if progress:
-                tqdm.write(f"skipped {path}: {reason}")
+                tqdm.write(f"skipped {display(path)}: {reason}")
     return summary
 
 
@@ -537,6 +540,8 @@ def run_inference(a) -> int:
     (sfd_utils.cli): 1 when some images were skipped, 2 when none could be upscaled."""
     from sfd_utils.cli import skipped_status
 
+    check_name_options(a.suffix, a.ext)  # cheap checks first: nothing is loaded for a bad output plan
+    make_output_dir(a.output, "-o/--output")
     upscaler = load_upscaler(
         a.model,
         arch=a.arch,
@@ -553,12 +558,12 @@ def run_inference(a) -> int:
     )
     paths = list_images(a.input)
     print(f"{len(paths)} image(s), x{upscaler.scale}, {upscaler.device} {upscaler.precision}, tile {a.tile}")
-    summary = upscale_paths(paths, a.output, upscaler, a.suffix, a.ext, progress=not a.quiet)
+    summary = upscale_paths(paths, a.output, upscaler, a.suffix, a.ext, not a.quiet, a.max_pixels)
     for note in summary.notes:
         print(f"note: {note}")
-    print(f"wrote {len(summary.written)} image(s) to {a.output}; skipped {len(summary.failed)}")
+    print(f"wrote {len(summary.written)} image(s) to {display(a.output)}; skipped {len(summary.failed)}")
     for path, reason in summary.failed:
-        print(f"  skipped {path}: {reason}")
+        print(f"  skipped {display(path)}: {reason}")
     if paths and not summary.written:
         raise ValueError(f"none of the {len(paths)} image(s) could be upscaled (each is named above)")
     return skipped_status(len(summary.failed))

@@ -7,11 +7,12 @@ both axes are better (high PSNR, and low LPIPS/NIQE/DISTS or high SFD-IQA) is ma
 
 from __future__ import annotations
 
-import json
+import math
 import os
 from collections.abc import Sequence
 
 from sfd_tools.sr.evaluation import BETTER
+from sfd_utils.files import TEXT_LIMIT, display, loads_json, output_dir, output_file, read_bounded
 
 AXIS_NAMES = {
     "psnr": "PSNR (dB)",
@@ -40,23 +41,32 @@ def load_points(paths: Sequence[str], labels: Sequence[str] | None, x: str, y: s
         raise ValueError(f"{len(labels)} label(s) for {len(paths)} result file(s): give one --label per file")
     points = []
     for i, path in enumerate(paths):
-        try:
-            with open(path, encoding="utf-8") as f:
-                res = json.load(f)
-        except ValueError as err:  # JSONDecodeError, UnicodeDecodeError
-            raise ValueError(f"{path}: not an evaluation JSON written by evaluate_sr.py ({err})") from None
-        if not isinstance(res, dict):
-            raise ValueError(f"{path}: not an evaluation JSON written by evaluate_sr.py")
-        mean = res.get("mean") or {}
+        data = read_bounded(path, TEXT_LIMIT, "result file")  # a regular file of bounded size
+        res = loads_json(data, f"{display(path)}: not an evaluation JSON written by evaluate_sr.py")
+        mean = res.get("mean") if isinstance(res, dict) else None
+        if not isinstance(mean, dict):
+            raise ValueError(f"{display(path)}: not an evaluation JSON written by evaluate_sr.py (no table 'mean')")
         for metric in (x, y):
-            if mean.get(metric) is None:
+            value = mean.get(metric)
+            if value is not None and (not isinstance(value, (int, float)) or not math.isfinite(value)):
+                raise ValueError(f"{display(path)}: mean {metric!r} is {str(value)[:40]!r}, not a finite number")
+            if value is None:
                 raise ValueError(
                     f"{path}: no mean {metric!r} (it has {sorted(k for k, v in mean.items() if v is not None)}); "
                     f"run evaluate_sr.py with --metrics ... {metric}"
                 )
-        label = labels[i] if labels else res.get("label") or os.path.splitext(os.path.basename(path))[0]
+        label = labels[i] if labels else str(res.get("label") or os.path.splitext(os.path.basename(path))[0])[:80]
         points.append({"label": label, "x": mean[x], "y": mean[y], "count": res.get("count"), "path": path})
     return points
+
+
+def plot_paths(out: str) -> list[str]:
+    """``<out>.png`` and ``<out>.svg`` (an extension on ``out`` is dropped); the folder is created, the
+    file name must be plain and neither target a folder or a link (InputFileError)."""
+    stem = os.path.splitext(out)[0] if out.lower().endswith((".png", ".svg", ".pdf")) else out
+    folder, name = os.path.split(stem)
+    output_dir(folder or ".", "--out")
+    return [output_file(folder or ".", f"{name}.{ext}", "--out") for ext in ("png", "svg")]
 
 
 def plot_pd(
@@ -107,9 +117,7 @@ def _draw(plt, points, x, y, out, title) -> list[str]:
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
 
-    stem = os.path.splitext(out)[0] if out.lower().endswith((".png", ".svg", ".pdf")) else out
-    os.makedirs(os.path.dirname(os.path.abspath(stem)), exist_ok=True)
-    paths = [f"{stem}.png", f"{stem}.svg"]
+    paths = plot_paths(out)
     for path in paths:
         fig.savefig(path)
     plt.close(fig)
@@ -118,6 +126,7 @@ def _draw(plt, points, x, y, out, title) -> list[str]:
 
 def run_plot_pd(a) -> int:
     """``scripts/plot_pd.py``: the namespace of :func:`sfd_tools.sr.cli.plot_pd_parser`."""
+    plot_paths(a.out)  # a bad output path is refused before anything is read
     points = load_points(a.results, a.label, a.x, a.y)
     for pt in points:
         print(f"{pt['label']:<20} {a.x} {pt['x']:.4f}  {a.y} {pt['y']:.4f}  ({pt['count']} images)")
