@@ -38,6 +38,15 @@ import zipfile
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+# The product: the import packages the wheel installs (the README's "Where things are" lists them), and
+# nothing of the lab (sfd_lab: benchmarks, learning checks, bake-off, GPU check).
+PRODUCT = {
+    *("sfd_arch", "sfd_model", "sfd_loss", "sfd_data", "sfd_metric"),  # registered components
+    "sfd_utils",  # shared helpers and the start-up hook
+    "sfd_tools",  # the programs (console scripts)
+    *("sfd_trainner", "sfd_pyiqa"),  # host glue: traiNNer-redux, pyiqa
+}
+HOOK = "sfd_basicsr_hook.pth"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SITE = sysconfig.get_paths()["purelib"]
 SKIP_TOP = ("__pycache__", "..")
