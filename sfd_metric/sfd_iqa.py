@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from sfd_arch.clip_backbone import RANDOM_WEIGHTS, TINY_CLIP_CONFIGS, CLIPWeightsNotFound, _import_open_clip
 from sfd_arch.clip_provenance import WEIGHT_SUFFIXES, file_sha256, find_by_hash
 from sfd_arch.sfd_discriminator_arch import STRUCTURAL_KEYS, SFDDiscriminator, decode_config
-from sfd_utils.checkpoint import is_safetensors_file
+from sfd_utils.checkpoint import CheckpointError, is_safetensors_file, read_checkpoint
 
 DEFAULT_TILE = 256
 # Config keys an SFD-IQA checkpoint must record to rebuild the discriminator.
@@ -60,21 +60,11 @@ class IQAScore:
 
 # -- checkpoint --------------------------------------------------------------------------------------
 def _read_checkpoint(path: str):
-    if is_safetensors_file(path):
-        from safetensors.torch import load_file  # a dependency of open_clip
-
-        try:
-            return load_file(path, device="cpu")
-        except Exception as err:  # truncated or corrupt header
-            raise SFDCheckpointError(f"{path}: unreadable safetensors file ({type(err).__name__}: {err})") from err
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # pickled objects, not a torch file, truncated file
-        raise SFDCheckpointError(
-            f"{path}: cannot be read as a weights-only torch checkpoint ({type(err).__name__}: "
-            f"{str(err).splitlines()[0] if str(err) else ''}). SFD-IQA needs the net_d_<iter>.pth that SFD "
-            "training saves."
-        ) from err
+        return read_checkpoint(path)  # weights-only torch.load or safetensors: never runs code
+    except CheckpointError as err:
+        hint = "" if is_safetensors_file(path) else " SFD-IQA needs the net_d_<iter>.pth that SFD training saves."
+        raise SFDCheckpointError(f"{err}{hint}") from err
 
 
 def load_sfd_checkpoint(path: str) -> tuple[dict, dict]:

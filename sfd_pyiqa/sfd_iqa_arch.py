@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from sfd_metric.sfd_iqa import COMPONENTS, DEFAULT_TILE, SFDIQA, build_discriminator, load_sfd_checkpoint
+from sfd_metric.sfd_iqa import COMPONENTS, SFDIQA
 
 
 class SFDIQAArch(nn.Module):
@@ -46,17 +46,25 @@ class SFDIQAArch(nn.Module):
             )
         if component not in COMPONENTS:
             raise ValueError(f"sfd_iqa: component must be one of {COMPONENTS}, got {component!r}")
-        config, state = load_sfd_checkpoint(pretrained_model_path)
-        self.disc = build_discriminator(config, state, clip_pretrained, source=pretrained_model_path)
+        # built on the CPU; pyiqa then moves the network (.to(device)) and forward follows it
+        self._scorer = SFDIQA.from_checkpoint(
+            pretrained_model_path,
+            clip_pretrained=clip_pretrained,
+            device="cpu",
+            tile=tile,
+            stride=stride,
+            alpha=alpha,
+            batch_size=batch_size,
+            bf16=bf16,
+        )
+        self.disc = self._scorer.disc
         self.component = component
-        tile = tile or int(config.get("train_patch_size") or DEFAULT_TILE)
-        self._options = dict(tile=tile, stride=stride, alpha=alpha, batch_size=batch_size, bf16=bf16)
-        self._scorer: SFDIQA | None = None
 
     def scorer(self, device: torch.device) -> SFDIQA:
-        """The scorer on ``device`` (rebuilt after pyiqa or the user moved the network: one text-tower pass)."""
-        if self._scorer is None or self._scorer.device != device:
-            self._scorer = SFDIQA(self.disc, device=device, **self._options)
+        """The scorer on ``device`` (rebuilt after the network moved: one text-tower pass)."""
+        s = self._scorer
+        if s.device != device:
+            self._scorer = SFDIQA(self.disc, s.tile, s.stride, s.alpha, s.batch_size, device, s.bf16)
         return self._scorer
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -96,6 +96,34 @@ def test_pyiqa_absent_means_no_side_effects():
     assert _HostFinder().find_spec(PYIQA) is None
 
 
+def test_sfd_iqa_arch_scores_like_the_scorer_without_pyiqa(checkpoint_and_images):
+    """The network pyiqa builds, used directly (no pyiqa needed): per image the SFDIQA score of the
+    checkpoint, gray batches as RGB, one line for a missing path or a wrong component or shape."""
+    from sfd_metric.sfd_iqa import SFDIQA
+    from sfd_pyiqa.sfd_iqa_arch import SFDIQAArch
+
+    ckpt, _ = checkpoint_and_images
+    net = SFDIQAArch(ckpt, component="q_feat")
+    scorer = SFDIQA.from_checkpoint(ckpt, device="cpu")
+    torch.manual_seed(1)
+    batch = torch.rand(2, 3, 64, 80)
+    with pytest.warns(UserWarning, match="smaller than the 256-pixel tile"):
+        got = net(batch)
+        want = [scorer.score(img).q_feat for img in batch]
+        gray = net(batch[:, :1])
+        gray_want = scorer.score(batch[0, :1].expand(3, -1, -1)).q_feat
+    assert got.shape == (2, 1) and got[:, 0].tolist() == pytest.approx(want, abs=1e-6)
+    assert float(gray[0]) == pytest.approx(gray_want, abs=1e-6)
+    with pytest.raises(ValueError, match="pretrained_model_path"):
+        SFDIQAArch()
+    with pytest.raises(ValueError, match="component"):
+        SFDIQAArch(ckpt, component="z")
+    with pytest.raises(ValueError, match="batch"):
+        net(batch[0])
+    with pytest.raises(ValueError, match="loss"):
+        net(batch.requires_grad_())
+
+
 def test_pyiqa_create_metric_scores_like_sfd_iqa_eval(pyiqa_venv, checkpoint_and_images, tmp_path):
     ckpt, images = checkpoint_and_images
     names = sorted(os.listdir(images))
