@@ -37,6 +37,7 @@ import zipfile
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 # The product: the import packages the wheel installs (the README's "Where things are" lists them), and
 # nothing of the lab (sfd_lab: benchmarks, learning checks, bake-off, GPU check).
@@ -99,7 +100,11 @@ def wheel_requirements(wheel: str) -> list[str]:
 def _installed() -> dict[str, metadata.Distribution]:
     found: dict[str, metadata.Distribution] = {}
     for dist in metadata.distributions(path=SITES):
-        found.setdefault(canonicalize_name(dist.metadata["Name"]), dist)  # the first on the path wins
+        name = canonicalize_name(dist.metadata["Name"])
+        # two copies (a worktree venv's own setuptools before the borrowed one): the newest, whose
+        # version the other distributions' requirements were resolved against
+        if name not in found or Version(dist.version) > Version(found[name].version):
+            found[name] = dist
     return found
 
 
