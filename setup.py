@@ -49,7 +49,8 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.9",
-    # The product only: the registered components, the shared helpers, the programs and the host glue.
+    # The product only: the registered components, the shared helpers, the programs and the host glue
+    # (traiNNer-redux, pyiqa).
     # The lab (sfd_lab: benchmarks, learning checks, bake-off, GPU check) stays in the repository.
     packages=[
         "sfd_arch",
@@ -64,6 +65,7 @@ setup(
         "sfd_tools.csud",
         "sfd_tools.demo",
         "sfd_trainner",
+        "sfd_pyiqa",
     ],
     package_data={"sfd_arch": ["clip_configs/*.json"]},
     # Base install: what the plugin needs in any host. basicsr is an extra (`sfd-basicsr[basicsr]`): the
@@ -89,6 +91,9 @@ setup(
         "basicsr": BASICSR,
         # scripts/export.py: safetensors + ONNX files, checked with onnxruntime
         "export": ["onnx>=1.15", "onnxruntime>=1.17"],
+        # pyiqa host: `pyiqa.create_metric('sfd_iqa', pretrained_model_path=...)`. pyiqa is
+        # PolyForm-Noncommercial (since 2026-04) and heavy (transformers, datasets, ...): optional only.
+        "pyiqa": ["pyiqa>=0.1.16"],
         # the test suite: both hosts' code paths, exported files loaded with spandrel, the wheel built with `build`,
         # rich (traiNNer-redux's traceback printer, for the one-line option errors under it)
         "test": [*BASICSR, "pytest>=7", "ruff>=0.4", "onnx>=1.15", "onnxruntime>=1.17", "build>=1.0", "rich>=12.3"],
@@ -96,13 +101,15 @@ setup(
     entry_points={
         "console_scripts": [
             "sfd-train=sfd_utils.launcher:main",
-            "sfd-infer=sfd_tools.sr.cli:inference_main",
-            "sfd-evaluate=sfd_tools.sr.cli:evaluate_main",
-            "sfd-plot-pd=sfd_tools.sr.cli:plot_pd_main",
-            "sfd-export=sfd_tools.sr.cli:export_main",
-            "sfd-iqa=sfd_tools.iqa.cli:sfd_iqa_eval_main",
-            "sfd-derain=sfd_tools.csud.cli:derain_main",
-        ]
+            "sfd-infer=sfd_tools.console:inference_main",
+            "sfd-evaluate=sfd_tools.console:evaluate_main",
+            "sfd-plot-pd=sfd_tools.console:plot_pd_main",
+            "sfd-export=sfd_tools.console:export_main",
+            "sfd-iqa=sfd_tools.console:sfd_iqa_eval_main",
+            "sfd-derain=sfd_tools.console:derain_main",
+        ],
+        # pyiqa calls this when its network registry is first queried (sfd_pyiqa/registration.py)
+        "pyiqa.archs": ["sfd_iqa=sfd_pyiqa.registration:register_arch"],
     },
     cmdclass=cmdclass,
 )

@@ -9,7 +9,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from sfd_tools.csud.cli import derain_main as main  # noqa: E402
+from sfd_tools.console import derain_main as main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -60,12 +60,11 @@ class IQAScore:
 
 # -- checkpoint --------------------------------------------------------------------------------------
 def _read_checkpoint(path: str):
-    """The file's contents, read as weights only (sfd_utils.checkpoint.read_checkpoint: safetensors
-    headers bounded, torch files without pickled code)."""
     try:
-        return read_checkpoint(path)
+        return read_checkpoint(path)  # weights-only torch.load or safetensors: never runs code
     except CheckpointError as err:
-        raise SFDCheckpointError(f"{err} SFD-IQA needs the net_d_<iter>.pth that SFD training saves.") from err
+        hint = "" if is_safetensors_file(path) else " SFD-IQA needs the net_d_<iter>.pth that SFD training saves."
+        raise SFDCheckpointError(f"{err}{hint}") from err
 
 
 def load_sfd_checkpoint(path: str) -> tuple[dict, dict]:

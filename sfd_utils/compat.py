@@ -16,7 +16,10 @@ negligible cost. All it does is lazy:
    needs no basicsr: the plugin packages then defer their basicsr registration
    (:func:`import_plugin_modules`, :func:`basicsr_register`) until basicsr is imported,
    if ever. The same variable disables this hook.
-4. Opt-in, ``SFD_BASICSR_SAFE_YAML=1`` (set by the user; the plugin never sets it): when basicsr
+4. When ``pyiqa`` finishes importing, ``sfd_pyiqa.registration`` adds the ``sfd_iqa`` metric to
+   pyiqa's ``DEFAULT_CONFIGS`` (its network comes through pyiqa's ``pyiqa.archs`` entry point), so
+   ``pyiqa.create_metric('sfd_iqa', pretrained_model_path=...)`` works. The same variable disables this.
+5. Opt-in, ``SFD_BASICSR_SAFE_YAML=1`` (set by the user; the plugin never sets it): when basicsr
    finishes importing, ``basicsr.utils.options`` reads recipes with the plugin's safe loader
    (``sfd_utils.recipe``: data only, ``!!python/...`` tags refused in one line, bounded) and its
    ``parse_options`` never sees a ``--force_yml``: the entries are applied without ``exec``, every
@@ -50,6 +53,8 @@ _SAFE_YAML = {  # host -> (module, function) that makes its recipe reading safe
 }
 TRAINNER = "traiNNer"
 TRAINNER_ADAPTER = "sfd_trainner.registration"
+PYIQA = "pyiqa"
+PYIQA_ADAPTER = "sfd_pyiqa.registration"
 
 _plugin_state = {"loading": False, "loaded": False}
 # Packages whose modules were not imported (no basicsr host yet) and classes waiting for basicsr.
@@ -74,7 +79,7 @@ class _ShimLoader(importlib.abc.Loader):
 
 
 class _HostLoader(importlib.abc.Loader):
-    """Runs the real loader of a host package (basicsr, traiNNer), then ``on_loaded()``."""
+    """Runs the real loader of a host package (basicsr, traiNNer, pyiqa), then ``on_loaded()``."""
 
     def __init__(self, real, on_loaded):
         self._real = real
@@ -89,7 +94,7 @@ class _HostLoader(importlib.abc.Loader):
     def exec_module(self, module):
         _hooked.add(module.__name__)
         self._real.exec_module(module)
-        if safe_yaml_requested():
+        if safe_yaml_requested() and module.__name__ in _SAFE_YAML:
             safe_module, function = _SAFE_YAML[module.__name__]
             getattr(importlib.import_module(safe_module), function)()
         if os.environ.get(AUTOLOAD_ENV, "") not in ("", "0"):
@@ -117,17 +122,21 @@ class _Finder(importlib.abc.MetaPathFinder):
         return None
 
 
-def _register_with_trainner() -> None:
-    importlib.import_module(TRAINNER_ADAPTER).register()
+def _register_with(adapter: str) -> Callable[[], None]:
+    return lambda: importlib.import_module(adapter).register()
 
 
-_HOSTS = {"basicsr": lambda: load_plugin(), TRAINNER: _register_with_trainner}
+_HOSTS = {
+    "basicsr": lambda: load_plugin(),
+    TRAINNER: _register_with(TRAINNER_ADAPTER),
+    PYIQA: _register_with(PYIQA_ADAPTER),
+}
 _hooked: set[str] = set()  # hosts already imported (through our loader or before install())
 
 
 class _HostFinder(importlib.abc.MetaPathFinder):
     """Placed first in ``sys.meta_path``: asks the other finders for a host package (``basicsr``,
-    ``traiNNer``) and wraps its loader so that the plugin is registered once the host has imported."""
+    ``traiNNer``, ``pyiqa``) and wraps its loader so that the plugin is registered once the host has imported."""
 
     def find_spec(self, fullname, path=None, target=None):
         if fullname not in _HOSTS or fullname in _hooked:
@@ -165,7 +174,7 @@ def load_plugin() -> None:
 
 
 def install() -> None:
-    """Install the finders (idempotent). Call before anything imports basicsr or traiNNer."""
+    """Install the finders (idempotent). Call before anything imports basicsr, traiNNer or pyiqa."""
     if not any(isinstance(f, _Finder) for f in sys.meta_path):
         sys.meta_path.append(_Finder())
     for host in _HOSTS:  # a host imported before install() was never seen by the finder

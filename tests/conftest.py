@@ -114,3 +114,11 @@ def trainner_root() -> str:
         return ensure_trainner()
     except PeerUnavailable as err:
         pytest.skip(f"traiNNer-redux unavailable: {err}")
+
+
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory) -> str:
+    """This checkout's wheel, built once per test session (``wheel_host.build_wheel``, about 15 s)."""
+    from wheel_host import build_wheel
+
+    return build_wheel(str(tmp_path_factory.mktemp("wheel_build")))

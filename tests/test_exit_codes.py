@@ -231,7 +231,8 @@ sys.meta_path.insert(0, _Raise())
 def console_scripts() -> dict[str, str]:
     """name -> "module:function" of every console script setup.py installs."""
     text = open(os.path.join(ROOT, "setup.py"), encoding="utf-8").read()
-    return dict(re.findall(r'"([\w-]+)=([\w.]+:\w+)"', text))
+    block = re.search(r'"console_scripts": \[(.*?)\]', text, re.S).group(1)  # not pyiqa.archs' entry
+    return dict(re.findall(r'"([\w-]+)=([\w.]+:\w+)"', block))
 
 
 def entry_points() -> list[tuple[str, list[str], str]]:

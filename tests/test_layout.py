@@ -1,7 +1,8 @@
 """The tree states the architecture: who may import whom, no cycles, no grab-bag package or file.
 
-Imports are read from the source (``ast``), including imports inside functions and
-``importlib.import_module("...")`` strings, so a lazy import cannot hide a dependency.
+Imports are read from the source (``ast``, ``import_graph.py``), including imports inside functions,
+``importlib.import_module("...")`` strings and ``launch``'s ``"module:function"`` entries, so a lazy
+import cannot hide a dependency.
 """
 
 from __future__ import annotations
@@ -10,12 +11,13 @@ import ast
 import os
 
 import pytest
+from import_graph import find_cycle, source_imports
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMPONENTS = {"sfd_arch", "sfd_loss", "sfd_model", "sfd_data", "sfd_metric"}
 HELPERS = {"sfd_utils"}
 PROGRAMS = {"sfd_tools"}  # one programs package: sfd_tools.sr / .iqa / .csud / .demo
-HOSTS = {"sfd_trainner"}
+HOSTS = {"sfd_trainner", "sfd_pyiqa"}  # host glue: traiNNer-redux, pyiqa
 PRODUCT = COMPONENTS | HELPERS | PROGRAMS | HOSTS  # what the wheel installs
 # the lab (repository only): rooms inside sfd_lab
 BENCH = {"sfd_lab.bench", "sfd_lab.checks", "sfd_lab.timing"}  # benchmarks; learning checks; shared timing
@@ -28,6 +30,7 @@ ALLOWED = {
     "sfd_utils": set(),
     "sfd_tools": COMPONENTS | HELPERS,
     "sfd_trainner": COMPONENTS | HELPERS,
+    "sfd_pyiqa": COMPONENTS | HELPERS,
     "sfd_lab": set(),
     "sfd_lab.timing": set(),
     "sfd_lab.photos": HELPERS,
@@ -62,29 +65,11 @@ def _modules() -> dict[str, str]:
 
 
 def imported_modules(path: str, module: str) -> set[str]:
-    """Every module of ours that ``path`` imports (absolute, relative, lazy or by importlib string)."""
-    tree = ast.parse(open(path, encoding="utf-8").read(), path)
-    package = module if path.endswith("__init__.py") else module.rpartition(".")[0]
-    out = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            out.update(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                parts = package.split(".")
-                base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
-            out.add(base)
-            out.update(f"{base}.{a.name}" for a in node.names)  # `from pkg import module`
-        elif (
-            isinstance(node, ast.Call)
-            and getattr(node.func, "attr", getattr(node.func, "id", None)) == "import_module"
-            and node.args
-            and isinstance(node.args[0], ast.Constant)
-            and isinstance(node.args[0].value, str)
-        ):
-            out.add(node.args[0].value)
-    return {m for m in out if m.split(".")[0] in PACKAGES}
+    """Every module of ours that ``path`` imports (absolute, relative, lazy, by importlib string or by
+    ``"module:function"`` entry string)."""
+    with open(path, encoding="utf-8") as f:
+        found = source_imports(f.read(), module, path.endswith("__init__.py"), path)
+    return {m for m in found if m.split(".")[0] in PACKAGES}
 
 
 def import_graph() -> dict[str, set[str]]:
@@ -95,29 +80,6 @@ def import_graph() -> dict[str, set[str]]:
         graph[mod] = {m if m in mods else m.rpartition(".")[0] for m in imported_modules(path, mod)} & set(mods)
         graph[mod].discard(mod)
     return graph
-
-
-def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
-    """A cycle as a list of nodes (first == last), or None."""
-    state: dict[str, int] = {}
-    stack: list[str] = []
-
-    def visit(node: str) -> list[str] | None:
-        state[node] = 1
-        stack.append(node)
-        for nxt in sorted(graph.get(node, ())):
-            if state.get(nxt) == 1:
-                return stack[stack.index(nxt) :] + [nxt]
-            if nxt not in state and (cycle := visit(nxt)):
-                return cycle
-        stack.pop()
-        state[node] = 2
-        return None
-
-    for node in sorted(graph):
-        if node not in state and (cycle := visit(node)):
-            return cycle
-    return None
 
 
 def test_packages_import_only_what_their_room_allows():

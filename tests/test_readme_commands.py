@@ -1,7 +1,8 @@
-"""The README's commands work as printed.
+"""The README's commands, and those of the pages in ``docs/``, work as printed.
 
-Every ```bash block of README.md is marked ``<!-- readme-test: run | template | skip (reason) -->``.
-The ``run`` blocks are executed in order, verbatim, with bash, in a copy of the repository whose
+Every ```bash block of README.md and of every ``docs/**/*.md`` page is marked
+``<!-- readme-test: run | template | skip (reason) -->``. The ``run`` blocks are executed in order
+(README.md first, then the docs pages by path), verbatim, with bash, in a copy of the repository whose
 ``python`` is this test's interpreter (as after ``source .venv/bin/activate``) — at tiny sizes: the
 recipes in that copy train for two iterations with the tiny CLIP config instead of RN50, and the
 two commands whose defaults run for minutes get a few extra flags (listed in TINY_FLAGS). The
@@ -29,13 +30,35 @@ TINY_FLAGS = {
 }
 LINKED = (
     *("basicsr", "scripts", "sfd_arch", "sfd_loss", "sfd_model", "sfd_data", "sfd_metric", "sfd_utils"),
-    *("sfd_tools", "sfd_trainner", "sfd_lab"),
+    *("sfd_tools", "sfd_trainner", "sfd_pyiqa", "sfd_lab"),
 )
 
 
-def readme_blocks() -> list[tuple[str, str]]:
-    text = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+def pages() -> list[str]:
+    """README.md, then every Markdown page under docs/ (sorted by path), relative to the root."""
+    docs = sorted(
+        os.path.relpath(os.path.join(d, f), ROOT)
+        for d, _, files in os.walk(os.path.join(ROOT, "docs"))
+        for f in files
+        if f.endswith(".md")
+    )
+    return ["README.md", *docs]
+
+
+def page_blocks(page: str) -> tuple[list[tuple[str, str]], int]:
+    """(kind, block) of every marked ```bash block of ``page``, and how many ```bash blocks it has."""
+    text = open(os.path.join(ROOT, page), encoding="utf-8").read()
     return [(m.group(1), m.group(2)) for m in MARK.finditer(text)], len(BLOCK.findall(text))
+
+
+def readme_blocks() -> tuple[list[tuple[str, str]], int]:
+    """The marked blocks of README.md and the docs pages, in running order, and the number of blocks."""
+    marked, total = [], 0
+    for page in pages():
+        found, n = page_blocks(page)
+        marked += found
+        total += n
+    return marked, total
 
 
 def commands(block: str) -> list[str]:
@@ -45,8 +68,11 @@ def commands(block: str) -> list[str]:
 
 
 def test_every_bash_block_is_marked():
-    marked, total = readme_blocks()
-    assert len(marked) == total, "a ```bash block of README.md lacks its <!-- readme-test: ... --> marker"
+    assert {"docs/results/performance.md", "docs/gpu-check.md"} <= set(pages())
+    for page in pages():
+        found, n = page_blocks(page)
+        assert len(found) == n, f"a ```bash block of {page} lacks its <!-- readme-test: ... --> marker"
+    marked, _ = readme_blocks()
     for kind, block in marked:
         if kind == "template":
             assert all("<" in c for c in commands(block)), f"a template line has no <placeholder>: {block}"

@@ -37,9 +37,22 @@ import zipfile
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+from packaging.version import Version
 
+# The product: the import packages the wheel installs (the README's "Where things are" lists them), and
+# nothing of the lab (sfd_lab: benchmarks, learning checks, bake-off, GPU check).
+PRODUCT = {
+    *("sfd_arch", "sfd_model", "sfd_loss", "sfd_data", "sfd_metric"),  # registered components
+    "sfd_utils",  # shared helpers and the start-up hook
+    "sfd_tools",  # the programs (console scripts)
+    *("sfd_trainner", "sfd_pyiqa"),  # host glue: traiNNer-redux, pyiqa
+}
+HOOK = "sfd_basicsr_hook.pth"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SITE = sysconfig.get_paths()["purelib"]
+# Where the test environment's distributions are: its site-packages and any site-packages folder a
+# .pth line adds (a worktree's venv that borrows a main venv's packages), in sys.path order.
+SITES = list(dict.fromkeys([SITE, *(p for p in sys.path if os.path.basename(p) == "site-packages")]))
 SKIP_TOP = ("__pycache__", "..")
 
 
@@ -85,7 +98,14 @@ def wheel_requirements(wheel: str) -> list[str]:
 
 
 def _installed() -> dict[str, metadata.Distribution]:
-    return {canonicalize_name(d.metadata["Name"]): d for d in metadata.distributions(path=[SITE])}
+    found: dict[str, metadata.Distribution] = {}
+    for dist in metadata.distributions(path=SITES):
+        name = canonicalize_name(dist.metadata["Name"])
+        # two copies (a worktree venv's own setuptools before the borrowed one): the newest, whose
+        # version the other distributions' requirements were resolved against
+        if name not in found or Version(dist.version) > Version(found[name].version):
+            found[name] = dist
+    return found
 
 
 def dependency_closure(requirements: list[str], extras: tuple[str, ...] = ()) -> set[str]:
@@ -104,7 +124,7 @@ def dependency_closure(requirements: list[str], extras: tuple[str, ...] = ()) ->
         if name in wanted:
             continue
         if name not in installed:
-            raise LookupError(f"{req.name} (needed by the wheel) is not installed in {SITE}")
+            raise LookupError(f"{req.name} (needed by the wheel) is not installed in {SITES}")
         wanted.add(name)
         todo += [(r, tuple(req.extras)) for r in installed[name].requires or ()]
     return wanted
@@ -121,15 +141,20 @@ def dependency_view(folder: str, names: set[str], exclude: tuple[str, ...] = ())
             if top in SKIP_TOP or top.endswith(".pth") or top.startswith("__editable__") or top in exclude:
                 continue
             link = os.path.join(folder, top)
-            if not os.path.lexists(link) and os.path.exists(os.path.join(SITE, top)):
-                os.symlink(os.path.join(SITE, top), link)
+            source = os.path.join(str(installed[name].locate_file("")), top)
+            if not os.path.lexists(link) and os.path.exists(source):
+                os.symlink(source, link)
     return folder
 
 
-def fresh_venv(folder: str, wheel: str, path_entries: list[str], extras: tuple[str, ...] = ()) -> str:
+def fresh_venv(
+    folder: str, wheel: str, path_entries: list[str], extras: tuple[str, ...] = (), from_index: bool = False
+) -> str:
     """A new virtual environment (no pip of its own) with ``path_entries`` appended to its ``sys.path``
     by one ``.pth`` line each and ``wheel[extras]`` installed by the test environment's pip, offline,
-    its requirements resolved against those entries; returns its python."""
+    its requirements resolved against those entries; returns its python. ``from_index``: what those
+    entries lack is downloaded from the package index (pip's cache is used), niced; a failure raises
+    :class:`IndexInstallError` with pip's output."""
     _run([sys.executable, "-m", "venv", "--without-pip", folder])
     python = os.path.join(folder, "bin", "python")
     site = _run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip()
@@ -137,8 +162,25 @@ def fresh_venv(folder: str, wheel: str, path_entries: list[str], extras: tuple[s
         f.write("".join(p + "\n" for p in path_entries))
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--python", python]
     target = wheel + (f"[{','.join(extras)}]" if extras else "")
-    _run([*pip, "install", "-q", "--no-index", target])
+    if not from_index:
+        _run([*pip, "install", "-q", "--no-index", target])
+        return python
+    proc = subprocess.run(["nice", "-n", "10", *pip, "install", "-q", target], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise IndexInstallError(f"pip install {target} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return python
+
+
+class IndexInstallError(RuntimeError):
+    """``pip install`` from the package index failed (the message holds pip's output)."""
+
+
+def index_reachable(package: str) -> str | None:
+    """None if pip can read ``package``'s versions from the configured index, else pip's last line."""
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "index", "versions", package]
+    proc = subprocess.run(pip, capture_output=True, text=True, timeout=120)
+    lines = (proc.stderr or proc.stdout).strip().splitlines()
+    return None if proc.returncode == 0 else (lines[-1] if lines else f"pip exited {proc.returncode}")
 
 
 def clean_env(**extra: str) -> dict[str, str]:

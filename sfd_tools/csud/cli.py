@@ -110,10 +110,3 @@ def synthetic_rain_parser() -> argparse.ArgumentParser:
         "--overwrite", action="store_true", help="empty the train/test rain/clean folders under --root first"
     )
     return parser
-
-
-def derain_main(argv: list[str] | None = None) -> int:
-    """``sfd-derain`` (console script) = ``python scripts/derain.py``."""
-    from sfd_utils.cli import launch
-
-    return launch(derain_parser, "sfd_tools.csud.derain:run_derain", argv)

@@ -119,10 +119,3 @@ def ranking_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-niqe", action="store_true", help="skip BasicSR NIQE")
     p.add_argument("--no-speed", action="store_true", help="skip the CPU images/s comparison")
     return p
-
-
-def sfd_iqa_eval_main(argv: list[str] | None = None) -> int:
-    """``sfd-iqa`` (console script) = ``python scripts/sfd_iqa_eval.py``; needs no basicsr."""
-    from sfd_utils.cli import SCORING, launch
-
-    return launch(sfd_iqa_eval_parser, "sfd_tools.iqa.evaluate:run_iqa_eval", argv, needs=SCORING)

@@ -168,32 +168,3 @@ def export_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-check", action="store_true", help="skip the onnxruntime-vs-torch comparison")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     return p
-
-
-# -- console scripts (setup.py entry_points; scripts/*.py call the same functions) ------------------------
-def inference_main(argv: list[str] | None = None) -> int:
-    """``sfd-infer`` = ``python scripts/inference_sr.py``."""
-    from sfd_utils.cli import launch
-
-    return launch(inference_parser, "sfd_tools.sr.inference:run_inference", argv)
-
-
-def evaluate_main(argv: list[str] | None = None) -> int:
-    """``sfd-evaluate`` = ``python scripts/evaluate_sr.py``."""
-    from sfd_utils.cli import launch
-
-    return launch(evaluate_parser, "sfd_tools.sr.evaluation:run_evaluate", argv)
-
-
-def plot_pd_main(argv: list[str] | None = None) -> int:
-    """``sfd-plot-pd`` = ``python scripts/plot_pd.py``."""
-    from sfd_utils.cli import launch
-
-    return launch(plot_pd_parser, "sfd_tools.sr.plot_pd:run_plot_pd", argv, needs=("numpy", "matplotlib"))
-
-
-def export_main(argv: list[str] | None = None) -> int:
-    """``sfd-export`` = ``python scripts/export.py``."""
-    from sfd_utils.cli import launch
-
-    return launch(export_parser, "sfd_tools.sr.export:run_export", argv)
