@@ -135,7 +135,13 @@ def test_quick_study_runs_end_to_end_and_resumes(tmp_path, monkeypatch):
     out, results = str(tmp_path / "study"), str(tmp_path / "results")
     report = featd_run.run_study(out, quick=True, jobs_n=1, clip_pretrained=clip, results_dir=results, log=print)
     s = fs.StudySettings(**featd_run.QUICK)
-    assert len(report["runs"]) == len(s.seeds) * len(s.variants) * len(s.configs) == 12
+    runs = {k: v for k, v in report["runs"].items() if k.startswith("run-")}
+    assert len(runs) == len(s.seeds) * len(s.variants) * len(s.configs) == 12
+    assert set(report["controls"]) == {"l1", "tg_d"} and report["controls"]["l1"]["d_acc_probe"] is None
+    l1 = report["runs"]["control-l1-s0"]
+    assert l1["network_d"] == {} and l1["generator_losses"]["feat_gan_opt"] is None
+    assert report["runs"]["control-tg_d-s1"]["network_d"]["use_feat"] is False
+    assert set(report["table"]["feat"]["default"]["vs_control"]) == {"psnr", "niqe", "realism"}
     assert report["photos"]["source"].startswith("scikit-image fallback")
     assert [v["name"] for v in report["photos"]["val"]] == ["camera", "coins"]  # the validation split, not test
     assert set(report["table"]) == {"feat", "sfd"}
@@ -144,7 +150,7 @@ def test_quick_study_runs_end_to_end_and_resumes(tmp_path, monkeypatch):
     assert np.array(report["grids"]["feat"]["default"]["realism"]).shape == (2, 2)  # scenes x seeds
     assert set(report["references"]) == set(fs.REFERENCES) and "realism" in report["references"]["stage1"]
     assert "QUICK REHEARSAL" in open(report["files"]["results_md"], encoding="utf-8").read()
-    run = report["runs"]["norm_channel-feat-s1"]
+    run = report["runs"]["run-norm_channel-feat-s1"]
     assert run["network_d"]["feat_norm"] == "channel" and set(run["per_image"]) == {"camera", "coins"}
     assert run["generator_losses"]["text_gan_opt"] is None and run["network_d"]["use_text"] is False
     monkeypatch.setattr(fs, "job_run", lambda **k: pytest.fail("a stored run was trained again"))

@@ -22,6 +22,9 @@ from sfd_lab.bakeoff import featd_study as fs
 from sfd_lab.bakeoff.evaluate import per_scene
 
 PSNR_MARGIN = 0.10  # dB: the most PSNR-Y a winning variant may cost on average
+# what each configuration is set against to ask whether Feat-D helps at all: Feat-D alone against the same
+# fine-tuning without a GAN term; Feat-D + TG-D against TG-D alone (Feat-D's share of SFD)
+CONTROL_OF = {"feat": "l1", "sfd": "tg_d"}
 MEASURES = {"psnr": "higher", "niqe": "lower", "realism": "lower"}
 
 
@@ -52,6 +55,30 @@ def _run_summary(r: dict) -> dict:
     }
 
 
+def _tail(runs: list[dict], key: str) -> float | None:
+    """Mean over runs of a training-log value's mean over the last three log points (None if not logged)."""
+    vals = [np.mean([row[key] for row in r["curve"][-3:]]) for r in runs if key in r["curve"][-1]]
+    return float(np.mean(vals)) if vals else None
+
+
+def _method_row(results: dict, ids: list[str], realism_id: str, scenes: list[str], mean_ci) -> dict:
+    """Grids, means with intervals and training facts of one method (one task per seed)."""
+    grids = {m: _image_grid(results, ids, m, scenes) for m in ("psnr", "niqe")}
+    grids["realism"] = _realism_grid(results[realism_id], scenes)
+    runs = [results[t] for t in ids]
+    d_accs = [r["d_acc_last3"] for r in runs if r.get("d_acc_last3") is not None]
+    return {
+        "grids": grids,
+        "mean": {m: mean_ci(g) for m, g in grids.items()},
+        "realism_pooled": {k: results[realism_id][k] for k in ("accuracy", "ci95")},
+        "d_acc_probe": float(np.mean(d_accs)) if d_accs else None,
+        "acc_d_feat_train": _tail(runs, "acc_d_feat"),
+        "l_d_feat_train": _tail(runs, "l_d_feat"),
+        "acc_d_text_train": _tail(runs, "acc_d_text"),
+        "cpu_seconds": float(np.mean([r["cpu_seconds"] for r in runs])),
+    }
+
+
 def build_report(settings, results: dict, facts: dict) -> dict:
     """The report dict from the study's task results: references, per config and variant the means with
     intervals and the paired differences from the default, the decision, and the per-run facts."""
@@ -69,26 +96,23 @@ def build_report(settings, results: dict, facts: dict) -> dict:
         if f"realism-{row}" in results:
             rr = results[f"realism-{row}"]
             refs[row].update(realism=rr["accuracy"], realism_ci=rr["ci95"])
+    controls = {}
+    for control, label in fs.CONTROLS.items():
+        ids = [f"control-{control}-s{seed}" for seed in settings.seeds]
+        controls[control] = {"label": label, **_method_row(results, ids, f"realism-control-{control}", scenes, mean_ci)}
     table = {}
     for config in settings.configs:
         per_variant = {}
         for variant in settings.variants:
             ids = [f"run-{fs.run_key(variant, config, seed)}" for seed in settings.seeds]
-            grids = {m: _image_grid(results, ids, m, scenes) for m in ("psnr", "niqe")}
-            grids["realism"] = _realism_grid(results[f"realism-{variant}-{config}"], scenes)
-            runs = [results[t] for t in ids]
-            row = {"factor": fs.VARIANTS[variant][0], "what": fs.VARIANTS[variant][1], "grids": grids}
-            row["mean"] = {m: mean_ci(g) for m, g in grids.items()}
-            row["d_acc_last3"] = float(np.mean([r["d_acc_last3"] for r in runs]))
-            row["cpu_seconds"] = float(np.mean([r["cpu_seconds"] for r in runs]))
-            row["realism_pooled"] = {k: results[f"realism-{variant}-{config}"][k] for k in ("accuracy", "ci95")}
-            per_variant[variant] = row
-        base = per_variant["default"]["grids"]
+            row = {"factor": fs.VARIANTS[variant][0], "what": fs.VARIANTS[variant][1]}
+            per_variant[variant] = {**row, **_method_row(results, ids, f"realism-{variant}-{config}", scenes, mean_ci)}
+        base, control = per_variant["default"]["grids"], controls[CONTROL_OF[config]]["grids"]
         for variant, row in per_variant.items():
+            row["vs_default"] = {}
             if variant != "default":
                 row["vs_default"] = {m: paired_difference(row["grids"][m], base[m], b) for m, b in MEASURES.items()}
-            else:
-                row["vs_default"] = {}
+            row["vs_control"] = {m: paired_difference(row["grids"][m], control[m], b) for m, b in MEASURES.items()}
         table[config] = per_variant
     report = {
         "title": "Feat-D design study on the validation photos",
@@ -104,10 +128,16 @@ def build_report(settings, results: dict, facts: dict) -> dict:
         "decision_rule": __doc__.split("Decision rule (fixed before the runs): ")[1].split("\n\n")[0],
         "psnr_margin_db": PSNR_MARGIN,
         "references": refs,
+        "controls": {c: _without_grids(row) for c, row in controls.items()},
+        "control_of": CONTROL_OF,
         "table": {c: {v: _without_grids(row) for v, row in t.items()} for c, t in table.items()},
         "grids": {c: {v: _grids_as_lists(row) for v, row in t.items()} for c, t in table.items()},
         "scenes": scenes,
-        "runs": {t[4:]: _run_summary(r) for t, r in sorted(results.items()) if t.startswith("run-")},
+        "runs": {
+            t: _run_summary(r)
+            for t, r in sorted(results.items())
+            if t.startswith(("run-", "control-"))
+        },
         "realism_tests": {
             t[8:]: {k: x for k, x in r.items() if k not in ("per_scene", "per_image")}
             for t, r in sorted(results.items())
@@ -185,9 +215,13 @@ def render_markdown(r: dict) -> str:
         "- Measures per validation photo: PSNR-Y (border 4, ↑), NIQE (BasicSR's, Y, whole image, ↓), realism: "
         "held-out accuracy of the bake-off's classifier two-sample test of HR against SR patches, cross-validated "
         f"across the validation scenes, a variant's seeds pooled ({realism}; 0.5 = indistinguishable, ↓). "
-        "D acc.: the Feat-D head's accuracy on 16 validation crops, mean of its last three probes.",
-        "- Intervals: 95 % two-way bootstrap over scenes × seeds (sfd_lab.bakeoff.stats); Δ = variant − default, "
-        "paired by scene and seed; ✓ = shown better than the default, ✗ = shown worse.",
+        "Feat-D learning: its discriminator loss and accuracy on its own training batches (real and fake, every "
+        "position), mean of the last three log points (2 ln 2 = 1.386 and 0.5 = chance).",
+        "- Intervals: 95 % two-way bootstrap over scenes × seeds (sfd_lab.bakeoff.stats); Δ = variant − default "
+        "(or − control), paired by scene and seed; ✓ = shown better, ✗ = shown worse.",
+        "- Controls, fine-tuned the same way for every seed: L1 only (GAN weight 0: what the iterations alone do) and "
+        "TG-D only (its head at the same weight). Feat-D only is set against L1 only, Feat-D + TG-D against TG-D "
+        "only: does Feat-D help at all?",
         "",
         "## References (validation photos)",
         "",
@@ -202,20 +236,41 @@ def render_markdown(r: dict) -> str:
             else f"{ref['realism']:.3f} [{ref['realism_ci'][0]:.3f}, {ref['realism_ci'][1]:.3f}]"
         )
         lines.append(f"| {name} | {psnr} | {ref['niqe']:.2f} | {real} |")
+    lines += ["", "## Controls (validation photos)", "", "| control | PSNR-Y | NIQE | realism |", "|---|---|---|---|"]
+    for row in r["controls"].values():
+        m = row["mean"]
+        lines.append(
+            f"| {row['label']} | {_ci(m['psnr'], '.2f')} | {_ci(m['niqe'], '.2f')} | {_ci(m['realism'], '.3f')} |"
+        )
     for config, rows in r["table"].items():
+        control = r["controls"][r["control_of"][config]]["label"]
         lines += [
             "",
             f"## {fs.CONFIGS[config]}",
             "",
-            "| variant | what | PSNR-Y | NIQE | realism | Δ PSNR-Y | Δ NIQE | Δ realism | D acc. Feat-D | CPU s/run |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "| variant | what | PSNR-Y | NIQE | realism | Δ PSNR-Y | Δ NIQE | Δ realism |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for variant, row in rows.items():
             m, vs = row["mean"], row["vs_default"]
             lines.append(
                 f"| {variant} | {row['what']} | {_ci(m['psnr'], '.2f')} | {_ci(m['niqe'], '.2f')} | "
                 f"{_ci(m['realism'], '.3f')} | {_delta(vs.get('psnr'), '.2f')} | {_delta(vs.get('niqe'), '.2f')} | "
-                f"{_delta(vs.get('realism'), '.3f')} | {row['d_acc_last3']:.2f} | {row['cpu_seconds']:.0f} |"
+                f"{_delta(vs.get('realism'), '.3f')} |"
+            )
+        lines += [
+            "",
+            f"Against the control ({control}), and whether Feat-D learned:",
+            "",
+            f"| variant | Δ PSNR-Y vs {control} | Δ NIQE | Δ realism | Feat-D D loss | Feat-D acc. | CPU s/run |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for variant, row in rows.items():
+            vs = row["vs_control"]
+            lines.append(
+                f"| {variant} | {_delta(vs['psnr'], '.2f')} | {_delta(vs['niqe'], '.2f')} | "
+                f"{_delta(vs['realism'], '.3f')} | {row['l_d_feat_train']:.3f} | {row['acc_d_feat_train']:.3f} | "
+                f"{row['cpu_seconds']:.0f} |"
             )
     d = r["decision"]
     lines += ["", "## Decision", "", f"Rule: {r['decision_rule']}", ""]

@@ -66,6 +66,23 @@ def build_tasks(s: fs.StudySettings, photos: dict, out_dir: str, clip_pretrained
                 return {"name": row, "sr_dirs": [r[f"ref-{row}"]["sr_dir"]], **where, "settings": dict(s.realism)}
 
             tasks.append(Task(f"realism-{row}", fs.job_realism, ref_realism, (f"ref-{row}",), 60))
+    for control in fs.CONTROLS:
+        deps = []
+        for seed in s.seeds:
+
+            def control_kwargs(r: dict, control: str = control, seed: int = seed) -> dict:
+                return {
+                    "control": control, "seed": seed, "settings": s, "clip": r["clip"]["quality"],
+                    "stage1": r["stage1"]["checkpoint"], **where, "out_dir": out_dir,
+                }  # fmt: skip
+
+            tasks.append(Task(f"control-{control}-s{seed}", fs.job_control, control_kwargs, ("clip", "stage1"), 100))
+            deps.append(f"control-{control}-s{seed}")
+
+        def control_realism(r: dict, deps: tuple = tuple(deps), name: str = f"control-{control}") -> dict:
+            return {"name": name, "sr_dirs": [r[d]["sr_dir"] for d in deps], **where, "settings": dict(s.realism)}
+
+        tasks.append(Task(f"realism-control-{control}", fs.job_realism, control_realism, tuple(deps), 80))
     for variant in s.variants:
         for config in s.configs:
             deps = []

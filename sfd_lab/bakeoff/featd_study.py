@@ -50,6 +50,7 @@ VARIANTS = {
 CONFIGS = {"feat": "Feat-D only", "sfd": "Feat-D + TG-D"}
 CONTESTANT_OF = {"feat": "feat_d", "sfd": "sfd"}  # the bake-off contestant each configuration starts from
 REFERENCES = ("hr", "bicubic", "bicubic_noise4", "stage1")  # validation rows next to the variants
+CONTROLS = {"l1": "L1 only (GAN weight 0)", "tg_d": "TG-D only"}  # fine-tuned like the variants, every seed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,7 +94,8 @@ class StudySettings:
         """The bake-off settings of one run (its fine-tuning, with this study's sizes)."""
         return bo.BakeoffSettings(
             seeds=(seed,), iters=self.iters, batch=self.batch, gt_size=self.gt_size, n_ctx=self.n_ctx,
-            feat_mid=self.feat_mid, gan_weights=(2 * self.head_weight,), frontier=(), contestants=("sfd", "feat_d"),
+            feat_mid=self.feat_mid, gan_weights=(2 * self.head_weight,), frontier=(),
+            contestants=("sfd", "feat_d", *CONTROLS),
         )  # fmt: skip
 
 
@@ -112,54 +114,76 @@ def stage2_options(variant: str, config: str, seed: int, s: StudySettings, clip:
     return opt
 
 
-def job_run(
-    variant: str, config: str, seed: int, settings: StudySettings, clip: str, stage1: str, photos: dict,
-    cache_dir: str, out_dir: str,
-) -> dict:  # fmt: skip
-    """One variant x config x seed: fine-tune (the discriminator's accuracy probed on validation crops),
+def _finetune_on_val(key: str, opt: dict, seed: int, s: StudySettings, photos: dict, cache_dir: str, out_dir: str):
+    """Fine-tune with ``opt`` (the discriminator's accuracy probed on validation crops, when there is one),
     then the EMA generator on the whole validation photos: per-photo PSNR/SSIM-Y and NIQE, outputs as PNGs."""
     import time
 
     import torch
     from basicsr.models import build_model
 
-    key = run_key(variant, config, seed)
     train, val = pairs_of(photos, "train", cache_dir), pairs_of(photos, "val", cache_dir)
-    exp = os.path.join(out_dir, "runs", key)
-    opt = stage2_options(variant, config, seed, settings, clip, stage1, exp)
-    lr_crop = settings.gt_size // SCALE
-    order = data_order([p.lr.shape[:2] for p in train], settings.iters, settings.batch, seed, lr_crop)
-    probe = probe_crops(val, bo.PROBE_CROPS, lr_crop)
+    lr_crop = s.gt_size // SCALE
+    order = data_order([p.lr.shape[:2] for p in train], s.iters, s.batch, seed, lr_crop)
+    has_d = "network_d" in opt
+    probe = probe_crops(val, bo.PROBE_CROPS, lr_crop) if has_d else None
     cpu0 = time.process_time()
     torch.manual_seed(seed)
     model = build_model(opt)
     curve, seconds = bo._train(model, order, train, lr_crop, probe)
-    model.save_network([model.net_g, model.net_g_ema], "net_g", settings.iters, param_key=["params", "params_ema"])
-    model.save_network(model.net_d, "net_d", settings.iters)
+    model.save_network([model.net_g, model.net_g_ema], "net_g", s.iters, param_key=["params", "params_ema"])
+    if has_d:
+        model.save_network(model.net_d, "net_d", s.iters)
     t0 = time.perf_counter()
     outputs = [upscale(model.net_g_ema, p.lr) for p in val]
     folder = os.path.join(out_dir, "sr", key)
     for p, img in zip(val, outputs):
         write_png(img, os.path.join(folder, f"{p.name}.png"))
-    accs = [row["d_acc"] for row in curve]
+    accs = [row["d_acc"] for row in curve] if has_d else None
     return {
-        "key": key,
-        "variant": variant,
-        "config": config,
-        "seed": seed,
-        "network_d": {k: v for k, v in opt["network_d"].items() if k != "clip_pretrained"},
+        "network_d": {k: v for k, v in opt.get("network_d", {}).items() if k != "clip_pretrained"},
         "generator_losses": {k: opt["train"].get(k) for k in ("pixel_opt", "feat_gan_opt", "text_gan_opt")},
-        "d_lr": settings.d_lr,
+        "d_lr": s.d_lr if has_d else None,
         "train_seconds": round(seconds, 1),
         "eval_seconds": round(time.perf_counter() - t0, 1),
         "cpu_seconds": round(time.process_time() - cpu0, 1),
-        "d_acc_final": accs[-1],
-        "d_acc_max": max(accs),
-        "d_acc_last3": float(np.mean(accs[-3:])),
+        "d_acc_final": accs[-1] if accs else None,
+        "d_acc_max": max(accs) if accs else None,
+        "d_acc_last3": float(np.mean(accs[-3:])) if accs else None,
         "final_log": curve[-1],
         "curve": curve,
         "per_image": measure_outputs(val, outputs),
         "sr_dir": folder,
+    }
+
+
+def job_run(
+    variant: str, config: str, seed: int, settings: StudySettings, clip: str, stage1: str, photos: dict,
+    cache_dir: str, out_dir: str,
+) -> dict:  # fmt: skip
+    """One variant x config x seed, fine-tuned and measured on the validation photos (:func:`_finetune_on_val`)."""
+    key = run_key(variant, config, seed)
+    opt = stage2_options(variant, config, seed, settings, clip, stage1, os.path.join(out_dir, "runs", key))
+    facts = _finetune_on_val(key, opt, seed, settings, photos, cache_dir, out_dir)
+    return {"key": key, "variant": variant, "config": config, "seed": seed, **facts}
+
+
+def job_control(
+    control: str, seed: int, settings: StudySettings, clip: str, stage1: str, photos: dict, cache_dir: str, out_dir: str
+) -> dict:
+    """A control of one seed, fine-tuned and measured like the variants: ``l1`` (the same fine-tuning with
+    GAN weight 0: what the iterations alone do) or ``tg_d`` (TG-D alone at the same per-head weight)."""
+    key = f"control-{control}-s{seed}"
+    c = bo.CONTESTANTS[control]
+    exp = os.path.join(out_dir, "runs", key)
+    opt = bo.stage2_options(
+        c, settings.bakeoff(seed), {"quality": clip}, stage1, exp, 2 * settings.head_weight, settings.d_lr
+    )
+    return {
+        "key": key,
+        "control": control,
+        "seed": seed,
+        **_finetune_on_val(key, opt, seed, settings, photos, cache_dir, out_dir),
     }
 
 
