@@ -48,10 +48,12 @@ def make_wheel(folder, name: str = "sfd_gpu_check_probe", version: str = "1.0") 
     return path
 
 
-def run_script(tmp_path, *extra: str, script: str = SCRIPT) -> tuple[int, str]:
+def run_script(tmp_path, *extra: str, script: str = SCRIPT, pythonpath: str | None = None) -> tuple[int, str]:
     cmd = ["bash", script, "--cpu", "--python", sys.executable, "--out", str(tmp_path / "out")]
     cmd += ["--work", str(tmp_path / "work"), "--site", str(tmp_path / "site"), *extra]
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
     out = subprocess.run(cmd, cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=2400)
     return out.returncode, out.stdout + out.stderr
 

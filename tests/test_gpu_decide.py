@@ -22,8 +22,8 @@ from sfd_lab.gpu_check.equality import TOLERANCE, run_equality
 SCRIPT = os.path.join(ROOT, "scripts", "gpu_decide.sh")
 
 
-def run_script(tmp_path, *extra: str) -> tuple[int, str]:
-    return run_check_script(tmp_path, *extra, script=SCRIPT)
+def run_script(tmp_path, *extra: str, pythonpath: str | None = None) -> tuple[int, str]:
+    return run_check_script(tmp_path, *extra, script=SCRIPT, pythonpath=pythonpath)
 
 
 def report_of(tmp_path) -> dict:
@@ -79,8 +79,27 @@ def test_cpu_rehearsal_runs_the_decision_steps(tmp_path):
     assert f"**{report['verdict']}**" in text and "## Gradient equality" in text and "## A/B training" in text
 
 
+# Makes the A/B step's program hang at ``import torch`` (after its JSON and SIGTERM handler are in place),
+# so its cap is reached on a fast machine too; the other programs are untouched.
+SLOW_AB = """
+import sys, time
+
+class _HangAtTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" and "ab" in sys.argv:
+            sys.meta_path.remove(self)
+            time.sleep(600)
+        return None
+
+sys.meta_path.insert(0, _HangAtTorch())
+"""
+
+
 def test_a_step_killed_at_its_cap_leaves_its_json(tmp_path):
-    rc, log = run_script(tmp_path, "--steps", "env,ab", "--cap", "ab=12")
+    slow = tmp_path / "slow_ab"
+    slow.mkdir()
+    (slow / "sitecustomize.py").write_text(SLOW_AB)
+    rc, log = run_script(tmp_path, "--steps", "env,ab", "--cap", "ab=12", pythonpath=str(slow))
     assert rc == 1, log[-3000:]
     report = report_of(tmp_path)
     steps = {s["step"]: s for s in report["steps"]}

@@ -155,7 +155,9 @@ def measure(dp: DProfile, workdir: str, graphs: bool, done: list[dict]) -> dict:
         torch.backends.cudnn.benchmark = True  # as basicsr/train.py sets it
     batches = sr_batches(prof, device)
     entries = []
-    for spec in d_specs(ctx, dp, graphs):
+    specs = d_specs(ctx, dp, graphs)
+    for i, spec in enumerate(specs):
+        print(f"d_iteration: measuring {spec.name} ({i + 1}/{len(specs)})", file=sys.stderr, flush=True)
         seed_all(prof.seed)
         entry = _DEntry(spec, ctx, batches)
         for _ in range(max(dp.warmup, 1)):  # past cuDNN autotuning, Adam's state, graph captures
