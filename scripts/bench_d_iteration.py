@@ -21,7 +21,6 @@ def main(argv: list[str] | None = None) -> int:
     args, _ = with_exit_codes(d_iteration_parser()).parse_known_args(argv)
     data = {"schema": "sfd-basicsr-d-iteration/1", "runs": [], "argv": sys.argv[1:] if argv is None else argv}
     ResultFile(os.path.join(args.out, "d_iteration-stopped.json"), data, write=False).stop_on_sigterm()
-    print("d_iteration: loading torch and the components", file=sys.stderr, flush=True)
     try:
         return launch(d_iteration_parser, "sfd_lab.bench.d_iteration:run_d_iteration_cli", argv)
     except StopRequested:  # before the measurement began (its own handler writes what it measured)

@@ -102,6 +102,9 @@ def _defines(path: str | None, name: str) -> bool:
             return True
         if isinstance(node, (ast.Assign, ast.AnnAssign)):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            while any(isinstance(t, (ast.Tuple, ast.List, ast.Starred)) for t in targets):  # a, b = ... too
+                targets = [e for t in targets for e in (t.elts if isinstance(t, (ast.Tuple, ast.List)) else
+                           [t.value] if isinstance(t, ast.Starred) else [t])]  # fmt: skip
             if any(isinstance(t, ast.Name) and t.id == name for t in targets):
                 return True
         if isinstance(node, (ast.Import, ast.ImportFrom)):

@@ -133,11 +133,7 @@ def build_report(settings, results: dict, facts: dict) -> dict:
         "table": {c: {v: _without_grids(row) for v, row in t.items()} for c, t in table.items()},
         "grids": {c: {v: _grids_as_lists(row) for v, row in t.items()} for c, t in table.items()},
         "scenes": scenes,
-        "runs": {
-            t: _run_summary(r)
-            for t, r in sorted(results.items())
-            if t.startswith(("run-", "control-"))
-        },
+        "runs": {t: _run_summary(r) for t, r in sorted(results.items()) if t.startswith(("run-", "control-"))},
         "realism_tests": {
             t[8:]: {k: x for k, x in r.items() if k not in ("per_scene", "per_image")}
             for t, r in sorted(results.items())
