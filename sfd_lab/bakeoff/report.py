@@ -392,8 +392,14 @@ def render_markdown(r: dict, files: dict) -> str:
         "",
         f"![perception-distortion frontier]({files['pd_plot']})",
         "",
-        f"Montage (first seed, middle GAN weight; the most detailed 128² window of the three most detailed "
-        f"held-out photos): ![montage]({files['montage']})",
+        "Montage (first seed, middle GAN weight; the most detailed 128² window of the three most detailed "
+        "held-out photos): "
+        + (
+            f"![montage]({files['montage']})"
+            if files.get("montage")
+            else "`montage.png` in the run's `--out` folder (not published: it shows crops of the photo set, "
+            "which is not ours to redistribute)"
+        ),
         "",
         "## Feat-D design study",
         "",
@@ -446,6 +452,8 @@ def write_report(report: dict, out_dir: str, results_dir: str | None, photos: di
         stem = f"bakeoff-{report['date']}" + ("-quick" if report["quick"] else "")
         os.makedirs(results_dir, exist_ok=True)
         pub = {"pd_plot": f"{stem}-pd.png", "montage": f"{stem}-montage.png"}
+        if not str(report["photos"]["source"]).startswith("scikit-image"):
+            del pub["montage"]  # crops of the prepared photos stay on the machine that prepared them
         for k, name in pub.items():
             shutil.copyfile(report["files"][k], os.path.join(results_dir, name))
         report["files"]["results"] = {"md": f"{stem}.md", "json": f"{stem}.json", **pub}
@@ -457,6 +465,6 @@ def write_report(report: dict, out_dir: str, results_dir: str | None, photos: di
         res = report["files"]["results"]
         shutil.copyfile(json_path, os.path.join(results_dir, res["json"]))
         with open(os.path.join(results_dir, res["md"]), "w", encoding="utf-8") as f:
-            f.write(render_markdown(report, {"pd_plot": res["pd_plot"], "montage": res["montage"]}))
+            f.write(render_markdown(report, {"pd_plot": res["pd_plot"], "montage": res.get("montage")}))
     report["files"].update({"report_md": md_path, "report_json": json_path})
     return report
