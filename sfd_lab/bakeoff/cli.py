@@ -45,7 +45,7 @@ def bakeoff_parser() -> argparse.ArgumentParser:
         "--quick",
         action="store_true",
         help="toy sizes on scikit-image's photos (seeds 0 1, 2 iterations, 2 learning rates): a rehearsal of the "
-        "code: 69 s with the quality CLIP already cached (2026-12-07, beside two other workers), up to 2.5 min on "
+        "code, measured at 69 s with the quality CLIP cached (2026-12-07, beside two other workers), up to 2.5 min on "
         "2 shared cores (--jobs 2)",
     )
     p.add_argument("--results-dir", help="also write bakeoff-<date>.{md,json} and the PNGs here")
