@@ -31,7 +31,8 @@ import os
 import numpy as np
 
 from sfd_lab.bakeoff import contestants as bo
-from sfd_lab.bakeoff.data import SANITY_ROWS, SCALE, data_order, probe_crops, read_png, sanity_output, write_png
+from sfd_lab.bakeoff import jobs
+from sfd_lab.bakeoff.data import SCALE, data_order, probe_crops, read_png, write_png
 from sfd_lab.bakeoff.evaluate import measure_outputs, upscale
 from sfd_lab.bakeoff.jobs import _realism, pairs_of
 
@@ -188,23 +189,8 @@ def job_control(
 
 
 def job_reference(row: str, photos: dict, cache_dir: str, out_dir: str, checkpoint: str | None = None) -> dict:
-    """A reference row on the whole validation photos: ``hr`` (NIQE only), a sanity row of the bake-off
-    (sfd_lab.bakeoff.data.SANITY_ROWS) or ``stage1`` (the generator every run starts from)."""
-    val = pairs_of(photos, "val", cache_dir)
-    if row == "hr":
-        outputs = [p.hr for p in val]
-    elif row == "stage1":
-        net = bo.load_generator(checkpoint)
-        outputs = [upscale(net, p.lr) for p in val]
-    elif row in SANITY_ROWS:
-        outputs = [sanity_output(row, p) for p in val]
-    else:
-        raise ValueError(f"unknown reference row {row!r}")
-    folder = os.path.join(out_dir, "sr", row)
-    if row != "hr":
-        for p, img in zip(val, outputs):
-            write_png(img, os.path.join(folder, f"{p.name}.png"))
-    return {"row": row, "per_image": measure_outputs(val, outputs, reference=row != "hr"), "sr_dir": folder}
+    """The bake-off's reference row (sfd_lab.bakeoff.jobs.job_reference) on the whole validation photos."""
+    return jobs.job_reference(row, photos, cache_dir, out_dir, checkpoint, split="val")
 
 
 def job_realism(name: str, sr_dirs: list[str], photos: dict, cache_dir: str, settings: dict) -> dict:

@@ -110,10 +110,13 @@ def _write_outputs(outputs: list[np.ndarray], pairs, folder: str) -> str:
     return folder
 
 
-def job_reference(row: str, photos: dict, cache_dir: str, out_dir: str, checkpoint: str | None = None) -> dict:
-    """A reference row on the held-out photos: ``hr`` (the photos themselves: NIQE only), a sanity
-    row (sfd_lab.bakeoff.data.SANITY_ROWS) or ``stage1`` (the generator every run starts from)."""
-    pairs = pairs_of(photos, "test", cache_dir)
+def job_reference(
+    row: str, photos: dict, cache_dir: str, out_dir: str, checkpoint: str | None = None, split: str = "test"
+) -> dict:
+    """A reference row on the whole photos of ``split`` (the held-out ones by default): ``hr`` (the photos
+    themselves: NIQE only), a sanity row (sfd_lab.bakeoff.data.SANITY_ROWS) or ``stage1`` (the generator
+    every run starts from)."""
+    pairs = pairs_of(photos, split, cache_dir)
     if row == "hr":
         outputs = [p.hr for p in pairs]
     elif row == "stage1":
