@@ -28,6 +28,13 @@ def test_parser_lists_every_contestant():
     a = bakeoff_parser().parse_args(["--quick", "--seeds", "3", "4", "--out", "x y", "--gan-weights", "0.1", "1"])
     assert bakeoff_command(a) == "python scripts/bakeoff.py --out 'x y' --quick --seeds 3 4 --gan-weights 0.1 1.0"
     assert "measured at" in bakeoff_parser().format_help()  # --quick's time is stated, as measured
+    from sfd_lab.bakeoff.run import settings_from_args
+
+    s = settings_from_args(bakeoff_parser().parse_args(["--contestants", "l1", "sfd_channel", "patchgan"]))
+    assert s.frontier == ("sfd_channel", "patchgan")  # the default frontier, less what was left out
+    s = settings_from_args(bakeoff_parser().parse_args(["--contestants", "l1", "sfd", "--frontier", "sfd"]))
+    assert s.frontier == ("sfd",) and settings_from_args(bakeoff_parser().parse_args([])).frontier == (
+        "sfd", "sfd_channel", "patchgan", "unet")  # fmt: skip
 
 
 def test_settings_refuse_what_cannot_run():
@@ -72,6 +79,11 @@ def test_same_generator_losses_and_budget_and_sfd_per_head_weight_for_ablations(
     assert {k: o["model_type"] for k, o in opts.items()} == {k: c.host for k, c in bo.CONTESTANTS.items()}
     assert opts["sfd_random"]["network_d"]["clip_pretrained"] == "random.pt"
     assert opts["patchgan"]["network_d"]["use_high_pass"] is False  # a plain 3-channel PatchGAN
+    # Feat-D's normalisation is named, so a row keeps its meaning when the architecture's default changes
+    norms = {k: o["network_d"].get("feat_norm") for k, o in opts.items() if bo.CONTESTANTS[k].kind == "sfd"}
+    assert norms == {"sfd": "rms", "sfd_random": "rms", "feat_d": "rms", "tg_d": None, "sfd_channel": "channel",
+                     "feat_d_channel": "channel"}  # fmt: skip
+    assert losses["feat_d_channel"] == losses["feat_d"] and losses["sfd_channel"] == losses["sfd"]
 
 
 def test_data_order_depends_on_the_seed_only_and_pairs_stay_aligned():
@@ -170,8 +182,33 @@ def test_task_graph_keeps_results_resumes_and_refuses_other_settings(tmp_path):
         run_tasks([Task("a", _double, {"x": 1}, ("b",))], Store(str(tmp_path / "t2")), log=lambda m: None)
     check_plan(str(tmp_path), {"settings": {"iters": 300, "seeds": (0, 1)}})
     check_plan(str(tmp_path), {"settings": {"iters": 300, "seeds": [0, 1]}})  # the same plan, as read back
-    with pytest.raises(SettingsMismatch, match="differing: settings"):
+    with pytest.raises(SettingsMismatch, match="differing: iters"):
         check_plan(str(tmp_path), {"settings": {"iters": 100, "seeds": (0, 1)}})
+    with pytest.raises(SettingsMismatch, match="differing: photos"):
+        check_plan(str(tmp_path), {"settings": {"iters": 300, "seeds": (0, 1)}, "photos": "other"})
+
+
+def test_plan_takes_added_or_dropped_methods_and_nothing_else(tmp_path):
+    """A rerun may add a contestant (or drop one) to a bake-off on disk: each method's tasks depend on its
+    own settings only; plan.json records the new list and what it was. Every other setting is refused."""
+    import json
+
+    out, open_keys = str(tmp_path), ("contestants", "frontier")
+    first = {"settings": {"iters": 300, "contestants": ["l1", "sfd"], "frontier": ["sfd"]}}
+    check_plan(out, first, open_keys)
+    more = {"settings": {"iters": 300, "contestants": ["l1", "sfd", "sfd_channel"], "frontier": ["sfd"]}}
+    check_plan(out, more, open_keys)
+    with open(os.path.join(out, "plan.json"), encoding="utf-8") as f:
+        plan = json.load(f)
+    assert plan["settings"]["contestants"] == ["l1", "sfd", "sfd_channel"]
+    assert [a["was"] for a in plan["amended"]] == [{"contestants": ["l1", "sfd"]}]
+    check_plan(out, more, open_keys)  # the same again: nothing amended
+    with open(os.path.join(out, "plan.json"), encoding="utf-8") as f:
+        assert len(json.load(f)["amended"]) == 1
+    with pytest.raises(SettingsMismatch, match="differing: iters"):
+        check_plan(out, {"settings": {**more["settings"], "iters": 100}}, open_keys)
+    with pytest.raises(SettingsMismatch, match="differing: contestants"):  # not open unless the caller says so
+        check_plan(out, first)
 
 
 def _finite(v) -> bool:
@@ -227,7 +264,15 @@ def test_quick_bakeoff_fills_every_column(quick_run):
     assert r["summary"]["hr"]["niqe"]["mean"] < r["summary"]["bicubic_noise8"]["niqe"]["mean"]
     assert set(r["sanity_flags"]) == {"psnr", "ssim", "niqe", "realism"}
     assert all(c["measures"] for c in r["comparisons"])
-    assert {m["b"] for m in r["frontier"]["realism"]["matched"]} == {"patchgan", "unet"}
+    pairs = {(m["a"], m["b"]) for m in r["frontier"]["realism"]["matched"]}
+    heads = ("sfd", "sfd_channel")  # each full SFD against each stock curve, and channel against rms
+    assert pairs == {(a, b) for a in heads for b in ("patchgan", "unet")} | {("sfd_channel", "sfd")}
+    asked = {(c["question"], c["a"], c["b"]) for c in r["comparisons"]}
+    assert ("Feat-D design", "sfd_channel@0.1", "sfd@0.1") in asked
+    assert ("Feat-D design", "feat_d_channel@0.1", "feat_d@0.1") in asked
+    ablations = {(a, b) for q, a, b in asked if q == "ablation"}  # an SFD's ablations share its feat_norm
+    assert ("sfd_channel@0.1", "feat_d_channel@0.1") in ablations and ("sfd@0.1", "feat_d@0.1") in ablations
+    assert ("sfd_channel@0.1", "feat_d@0.1") not in ablations and ("sfd_channel@0.1", "tg_d@0.1") in ablations
     names = sorted(os.listdir(out / "sr" / "bicubic"))
     assert names == sorted(f"{p['name']}.png" for p in r["photos"]["splits"]["test"])  # held-out photos only
     for png in (out / "pd.png", out / "montage.png"):

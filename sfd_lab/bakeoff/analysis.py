@@ -110,10 +110,21 @@ def compare(grids: dict, a: str, b: str, measures=tuple(MEASURES)) -> dict:
     return {"a": a, "b": b, "measures": out}
 
 
+# feat_norm channel against rms, everything else equal (the Feat-D design study's winner on held-out photos)
+DESIGN_PAIRS = (("sfd_channel", "sfd"), ("feat_d_channel", "feat_d"))
+
+
+def full_sfd(key: str) -> bool:
+    """An SFD contestant with both heads on the quality-aware CLIP (whatever its Feat-D normalisation)."""
+    c = CONTESTANTS[key]
+    return c.kind == "sfd" and c.use_feat and c.use_text and c.clip == "quality"
+
+
 def comparisons(grids: dict, s) -> list[dict]:
     """The report's "A beats B" questions: each GAN method against the L1 control (did the GAN term
-    do anything beyond L1 steps?), SFD against every other discriminator at the middle weight, and
-    SFD against its ablations."""
+    do anything beyond L1 steps?), each full SFD (``sfd``, ``sfd_channel``) against every stock
+    discriminator and against its own ablations (the same Feat-D normalisation) at the middle weight,
+    Feat-D normalised per channel against RMS (:data:`DESIGN_PAIRS`), and SFD against its start."""
     mid = s.mid_weight
     out = []
     control = method_id("l1", 0.0)
@@ -123,14 +134,24 @@ def comparisons(grids: dict, s) -> list[dict]:
         for w in s.weights_of(key):
             if control in grids:
                 out.append({"question": "GAN term vs L1 steps alone", **compare(grids, method_id(key, w), control)})
-    sfd = method_id("sfd", mid)
-    if sfd in grids:
+    for head in (k for k in s.contestants if full_sfd(k)):
+        a = method_id(head, mid)
+        if a not in grids:
+            continue
         for key in s.contestants:
-            if key not in ("sfd", "l1"):
-                kind = "ablation" if CONTESTANTS[key].kind == "sfd" else "SFD vs a stock discriminator"
-                out.append({"question": kind, **compare(grids, sfd, method_id(key, mid))})
-        if "stage1" in grids:
-            out.append({"question": "fine-tuning vs its start", **compare(grids, sfd, "stage1")})
+            c = CONTESTANTS[key]
+            if key == "l1" or full_sfd(key):
+                continue
+            if c.kind != "sfd":
+                out.append({"question": "SFD vs a stock discriminator", **compare(grids, a, method_id(key, mid))})
+            elif not c.use_feat or c.feat_norm == CONTESTANTS[head].feat_norm:
+                out.append({"question": "ablation", **compare(grids, a, method_id(key, mid))})
+    for a, b in DESIGN_PAIRS:
+        if method_id(a, mid) in grids and method_id(b, mid) in grids:
+            out.append({"question": "Feat-D design", **compare(grids, method_id(a, mid), method_id(b, mid))})
+    for head in (k for k in s.contestants if full_sfd(k)):
+        if method_id(head, mid) in grids and "stage1" in grids:
+            out.append({"question": "fine-tuning vs its start", **compare(grids, method_id(head, mid), "stage1")})
     return out
 
 
@@ -157,7 +178,8 @@ def _matched(pa: list, pb: list, frac: float) -> float:
 
 def frontier(grids: dict, s, measure: str, n_boot: int = stats.N_BOOT) -> dict:
     """Each frontier contestant's perception–distortion curve (PSNR, ``measure``) over its GAN weights,
-    the L1 control as the common weight-0 end, and SFD against each other curve at matched PSNR: the
+    the L1 control as the common weight-0 end, and each full SFD against each other curve (and Feat-D
+    normalised per channel against RMS) at matched PSNR: the
     difference of the linearly interpolated ``measure`` at SFD's own PSNRs inside the range both curves
     share (else the middle of that range). Interval: the two-way bootstrap (the same scene/seed draws
     for every curve), each replicate compared at the same relative place in its own shared range (a
@@ -177,8 +199,10 @@ def frontier(grids: dict, s, measure: str, n_boot: int = stats.N_BOOT) -> dict:
 
     curves = {k: {"methods": members[k], "points": points(k, False)} for k in keys}
     matched = []
-    first = "sfd" if "sfd" in keys else keys[0]
-    for a, b in ((first, k) for k in keys if k != first):
+    heads = [k for k in keys if full_sfd(k)] or keys[:1]
+    pairs = [(a, b) for a in heads for b in keys if b != a and b not in heads]
+    pairs += [(a, b) for a, b in DESIGN_PAIRS if a in keys and b in keys]
+    for a, b in pairs:
         pa, pb = curves[a]["points"], curves[b]["points"]
         lo, hi = _overlap(pa, pb)
         if lo > hi:

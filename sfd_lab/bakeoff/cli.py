@@ -7,7 +7,9 @@ import argparse
 BAKEOFF_DOC = """Bake-off at CPU scale: one stage-1 L1 generator fine-tuned with identical generator losses, budget
 and data order against an L1-only control (GAN weight 0), Real-ESRGAN's U-Net SN, ESRGAN's VGG-style, a
 PatchGAN, SFD (Feat-D + TG-D) on the quality-aware tiny CLIP, SFD on random weights of that CLIP, Feat-D
-only and TG-D only (ablations at SFD's per-head weight). SFD, PatchGAN and U-Net SN run at three GAN
+only and TG-D only (ablations at SFD's per-head weight); SFD and Feat-D only with Feat-D's maps normalised
+by their RMS (feat_norm rms, the first default) and per channel (channel, today's default). Both SFDs,
+PatchGAN and U-Net SN run at three GAN
 weights (a perception-distortion frontier), the others at the middle one; each discriminator's learning
 rate is chosen from 1e-4 / 3e-4 / 1e-3 on the validation photos; three seeds. Judged on the whole
 held-out photos (real photographs split by scene: scripts/prepare_photos.py; without them scikit-image's
@@ -24,7 +26,9 @@ Examples:
   python scripts/bakeoff.py --jobs 2 --results-dir benchmarks/results   # the full run (see docs/results/bakeoff.md)
 """
 # the keys of sfd_lab.bakeoff.contestants.CONTESTANTS (a test keeps them equal; this module imports no torch)
-BAKEOFF_CONTESTANTS = ("l1", "unet", "vgg", "patchgan", "sfd", "sfd_random", "feat_d", "tg_d")
+BAKEOFF_CONTESTANTS = (
+    "l1", "unet", "vgg", "patchgan", "sfd", "sfd_random", "feat_d", "tg_d", "sfd_channel", "feat_d_channel"
+)  # fmt: skip
 
 
 def _positive_float(text: str) -> float:
@@ -63,7 +67,7 @@ def bakeoff_parser() -> argparse.ArgumentParser:
     p.add_argument("--contestants", nargs="+", choices=BAKEOFF_CONTESTANTS, help="a subset (default: all)")
     p.add_argument(
         "--frontier", nargs="+", choices=BAKEOFF_CONTESTANTS[1:], help="contestants run at every GAN weight "
-        "(default: sfd patchgan unet)"
+        "(default: sfd sfd_channel patchgan unet, those of them among --contestants)"
     )  # fmt: skip
     p.add_argument(
         "--clip-pretrained", help="the SFD contestants' quality-aware tiny CLIP file (default: trained once and cached)"

@@ -14,7 +14,9 @@ the BasicSR model hosting it), the GAN weight and the discriminator's learning r
   (``CSUDPatchDiscriminator`` with ``use_high_pass: false``: 3-channel NLayer, InstanceNorm);
 - SFD through ``SFDModel``: Feat-D + TG-D on the quality-aware tiny CLIP (sfd_lab.checks.quality_clip),
   the same on *random* weights of that CLIP (BatchNorm calibrated: do CLIP's semantics matter?),
-  Feat-D only and TG-D only.
+  Feat-D only and TG-D only. Their Feat-D normalises its CLIP maps with ``feat_norm: rms`` (the first
+  default, named so that these rows keep their meaning); ``sfd_channel`` and ``feat_d_channel`` are
+  the same with ``feat_norm: channel`` (the default since the Feat-D design study of 2026-12-07).
 
 GAN weight ``w``: a stock discriminator's GAN term has weight ``w``; SFD gives **each head** ``w / 2``
 (as its stock-model drop-in weighs them), and so do the ablations: Feat-D only and TG-D only keep
@@ -59,6 +61,7 @@ class Contestant:
     clip: str | None = None  # "quality" | "random" (SFD only)
     use_feat: bool = True
     use_text: bool = True
+    feat_norm: str | None = None  # Feat-D's normalisation of its CLIP maps (SFD kinds with Feat-D only)
 
     @property
     def has_d(self) -> bool:
@@ -72,10 +75,33 @@ CONTESTANTS = {
         Contestant("unet", "U-Net SN (Real-ESRGAN)", "U-Net SN", "SRGANModel", "unet"),
         Contestant("vgg", "VGG-style (ESRGAN)", "VGG-style", "SRGANModel", "vgg"),
         Contestant("patchgan", "PatchGAN (pix2pix)", "PatchGAN", "SRGANModel", "patchgan"),
-        Contestant("sfd", "SFD: Feat-D + TG-D", "SFD", "SFDModel", "sfd", "quality"),
-        Contestant("sfd_random", "SFD, random CLIP", "SFD rand. CLIP", "SFDModel", "sfd", "random"),
-        Contestant("feat_d", "Feat-D only", "Feat-D only", "SFDModel", "sfd", "quality", use_text=False),
+        Contestant("sfd", "SFD: Feat-D (rms) + TG-D", "SFD (rms)", "SFDModel", "sfd", "quality", feat_norm="rms"),
+        Contestant(
+            "sfd_random", "SFD, random CLIP (rms)", "SFD rand. CLIP", "SFDModel", "sfd", "random", feat_norm="rms"
+        ),
+        Contestant(
+            "feat_d", "Feat-D (rms) only", "Feat-D only", "SFDModel", "sfd", "quality", use_text=False, feat_norm="rms"
+        ),
         Contestant("tg_d", "TG-D only", "TG-D only", "SFDModel", "sfd", "quality", use_feat=False),
+        Contestant(
+            "sfd_channel",
+            "SFD: Feat-D (channel) + TG-D",
+            "SFD (ch.)",
+            "SFDModel",
+            "sfd",
+            "quality",
+            feat_norm="channel",
+        ),  # fmt: skip
+        Contestant(
+            "feat_d_channel",
+            "Feat-D (channel) only",
+            "Feat-D (ch.)",
+            "SFDModel",
+            "sfd",
+            "quality",
+            use_text=False,
+            feat_norm="channel",
+        ),  # fmt: skip
     )
 }
 
@@ -100,7 +126,7 @@ class BakeoffSettings:
     batch: int = 4
     gt_size: int = 128
     gan_weights: tuple[float, ...] = (0.03, 0.1, 0.3)
-    frontier: tuple[str, ...] = ("sfd", "patchgan", "unet")
+    frontier: tuple[str, ...] = ("sfd", "sfd_channel", "patchgan", "unet")
     lr_grid: tuple[float, ...] = (1e-4, 3e-4, 1e-3)
     d_width: int = 16
     n_ctx: int = 8
@@ -173,6 +199,7 @@ def network_d(c: Contestant, s: BakeoffSettings, clips: dict[str, str]) -> dict 
         "feat_mid_channels": s.feat_mid,
         "use_feat": c.use_feat,
         "use_text": c.use_text,
+        **({"feat_norm": c.feat_norm} if c.feat_norm and c.use_feat else {}),
     }
 
 

@@ -124,7 +124,9 @@ def run_study(
 
     settings = settings or (fs.StudySettings(**QUICK) if quick else fs.StudySettings())
     photos = QUICK_PHOTOS if quick else {"root": os.path.join(fs.bo.ROOT, "datasets", "photos")}
-    check_plan(out_dir, {"study": "featd", "settings": dataclasses.asdict(settings), "photos": photos})
+    check_plan(
+        out_dir, {"study": "featd", "settings": dataclasses.asdict(settings), "photos": photos}, ("variants", "configs")
+    )
     started, load_start = time.time(), load_average()
     tasks = build_tasks(settings, photos, out_dir, clip_pretrained)
     results, stats = run_tasks(tasks, Store(os.path.join(out_dir, "tasks")), jobs_n, jobs.worker_init, log)

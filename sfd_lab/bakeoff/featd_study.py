@@ -38,7 +38,7 @@ from sfd_lab.bakeoff.jobs import _realism, pairs_of
 
 # variant -> (factor, what it changes, network_d options, feat_gan_opt options); one factor at a time
 VARIANTS = {
-    "default": ("default", "today's default: stages 1-3, feat_norm rms, two 3x3 convs, vanilla", {}, {}),
+    "default": ("default", "the first default: stages 1-3, feat_norm rms, two 3x3 convs, vanilla", {}, {}),
     "layers_early": ("layers", "stage 1 only (early, stride 4)", {"feat_layers": [1]}, {}),
     "layers_late": ("layers", "stage 3 only (late, stride 16)", {"feat_layers": [3]}, {}),
     "norm_none": ("feat_norm", "feat_norm none (maps as they are)", {"feat_norm": "none"}, {}),

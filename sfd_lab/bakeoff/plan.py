@@ -5,7 +5,8 @@ fine-tuning, one evaluation on the held-out photos, one realism test, ...) is a 
 the ids of the tasks it needs. Its result is a JSON-able dict written to ``<out>/tasks/<id>.json``
 the moment it finishes (a temporary file renamed into place: never half a file). A rerun with the
 same ``--out`` reads the finished results and runs only the rest; ``<out>/plan.json`` records the
-settings, and a rerun with other settings is refused rather than mixed in.
+settings, and a rerun with other settings is refused rather than mixed in (except adding or dropping
+methods: their tasks do not depend on each other).
 
 Tasks run in ``jobs`` spawned worker processes (or in this process when ``jobs`` is 1), always with
 one torch thread: the result of a task does not depend on where or next to what it ran (float
@@ -71,23 +72,42 @@ class Store:
         os.replace(tmp, path)
 
 
-def check_plan(out_dir: str, plan: dict) -> None:
-    """Write ``plan.json`` on the first run; on a rerun, refuse settings that differ from it."""
+def check_plan(out_dir: str, plan: dict, open_settings: tuple[str, ...] = ()) -> None:
+    """Write ``plan.json`` on the first run; on a rerun, refuse settings that differ from it.
+
+    ``open_settings``: keys of ``plan["settings"]`` that say *which* methods run (the bake-off's
+    contestants and frontier, the study's variants and configurations) rather than how: each of those
+    methods' tasks depends on its own settings alone, so a rerun may add or drop some, reusing what is
+    on disk. The new values are written to ``plan.json``, the old ones kept under ``"amended"``."""
     path = os.path.join(out_dir, "plan.json")
     plan = json.loads(json.dumps(plan))  # tuples -> lists, as read back
     if os.path.isfile(path):
         with open(path, encoding="utf-8") as f:
             old = json.load(f)
-        if old != plan:
-            keys = sorted(k for k in set(old) | set(plan) if old.get(k) != plan.get(k))
+        history = old.pop("amended", [])
+
+        def split(p: dict) -> tuple[dict, dict]:  # (settings that decide results, everything else)
+            fixed = {k: v for k, v in p.get("settings", {}).items() if k not in open_settings}
+            return fixed, {k: v for k, v in p.items() if k != "settings"}
+
+        (fixed, rest), (old_fixed, old_rest) = split(plan), split(old)
+        if fixed != old_fixed or rest != old_rest:
+            keys = sorted(k for k in set(old_fixed) | set(fixed) if old_fixed.get(k) != fixed.get(k))
+            keys += sorted(k for k in set(old_rest) | set(rest) if old_rest.get(k) != rest.get(k))
             raise SettingsMismatch(
                 f"{out_dir} holds a bake-off with other settings (differing: {', '.join(keys)}); "
                 "rerun with the same options to resume it, or choose another --out"
             )
-        return
+        if old == plan:
+            return
+        was, now = old.get("settings", {}), plan.get("settings", {})
+        changed = {k: was.get(k) for k in open_settings if was.get(k) != now.get(k)}
+        plan = {**plan, "amended": [*history, {"time": time.strftime("%Y-%m-%d %H:%M:%S"), "was": changed}]}
     os.makedirs(out_dir, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
         json.dump(plan, f, indent=1)
+    os.replace(tmp, path)
 
 
 def call_one_thread(fn: Callable[..., dict], kwargs: dict) -> dict:

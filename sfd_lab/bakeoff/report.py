@@ -370,9 +370,14 @@ def render_markdown(r: dict, files: dict) -> str:
         "A − B over the same scenes and seeds (same seed = same batches in the same order).",
         "",
     ]
-    sfd_side = [c for c in r["comparisons"] if c["question"] in ("SFD vs a stock discriminator", "ablation")]
+    sfd_side = [
+        c for c in r["comparisons"] if c["question"] in ("SFD vs a stock discriminator", "ablation", "Feat-D design")
+    ]
     rest = [c for c in r["comparisons"] if c not in sfd_side]
-    lines += ["### SFD against the other discriminators and its ablations (middle GAN weight)", ""]
+    lines += [
+        "### SFD against the other discriminators, its ablations and Feat-D's normalisation (middle GAN weight)",
+        "",
+    ]
     lines += [f"- {sentence(r, comp, mm)}" for comp in sfd_side for mm in comp["measures"]] or ["(no SFD run)"]
     lines += [
         "",

@@ -180,7 +180,7 @@ def run_bakeoff(
     photos = QUICK_PHOTOS if quick else {"root": os.path.abspath(photos_root)}
     realism = dict(settings.realism)
     plan = {"version": 1, "settings": dataclasses.asdict(settings), "photos": photos, "clip": clip_pretrained}
-    check_plan(out_dir, plan)
+    check_plan(out_dir, plan, open_settings=("contestants", "frontier"))
     started, load_start = time.time(), load_average()
     tasks = build_tasks(settings, photos, out_dir, clip_pretrained, realism)
 
@@ -207,10 +207,9 @@ def run_bakeoff(
     return write_report(report, out_dir, results_dir, photos)
 
 
-def run_bakeoff_cli(a) -> int:
-    """``scripts/bakeoff.py``: the namespace of :func:`sfd_lab.bakeoff.cli.bakeoff_parser`."""
-    from sfd_lab.bakeoff.cli import bakeoff_command
-
+def settings_from_args(a) -> bo.BakeoffSettings:
+    """The settings a parsed command line asks for (``--quick``'s sizes first); without ``--frontier``,
+    the default frontier less the contestants ``--contestants`` leaves out."""
     base = dict(QUICK) if a.quick else {}
     given = {
         "seeds": tuple(a.seeds) if a.seeds else None,
@@ -222,8 +221,17 @@ def run_bakeoff_cli(a) -> int:
         "contestants": tuple(a.contestants) if a.contestants else None,
         "frontier": tuple(a.frontier) if a.frontier else None,
     }
+    if a.contestants and not a.frontier:
+        given["frontier"] = tuple(k for k in bo.BakeoffSettings.frontier if k in a.contestants)
+    return bo.BakeoffSettings(**{**base, **{k: v for k, v in given.items() if v is not None}})
+
+
+def run_bakeoff_cli(a) -> int:
+    """``scripts/bakeoff.py``: the namespace of :func:`sfd_lab.bakeoff.cli.bakeoff_parser`."""
+    from sfd_lab.bakeoff.cli import bakeoff_command
+
     try:
-        settings = bo.BakeoffSettings(**{**base, **{k: v for k, v in given.items() if v is not None}})
+        settings = settings_from_args(a)
         report = run_bakeoff(
             a.out, settings, a.quick, a.photos, a.clip_pretrained, a.results_dir, bakeoff_command(a), jobs_n=a.jobs
         )
