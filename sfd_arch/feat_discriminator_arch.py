@@ -80,7 +80,9 @@ class FeatDiscriminator(nn.Module):
             'channel' standardises every channel by its running mean and standard deviation;
             'none' feeds maps as they are. Spectral-normalised heads cannot amplify, so without a
             scaling their logits scale with the backbone's feature magnitude, which differs by orders
-            between CLIP models. Default: 'rms'.
+            between CLIP models. Default: 'channel' (the Feat-D design study of 2026-12-07; 'rms'
+            before it: a checkpoint of the other form is refused by name, see
+            :meth:`_load_from_state_dict`).
         momentum (float): update rate of the running statistics. Default: 0.01.
         head_depth / head_kernel (int): k x k convs per head and k (see FeatDiscriminatorHead).
             Default: 2 / 3.
@@ -92,7 +94,7 @@ class FeatDiscriminator(nn.Module):
         self,
         in_channels: list[int],
         mid_channels: int = 256,
-        feat_norm: str = "rms",
+        feat_norm: str = "channel",
         momentum: float = 0.01,
         head_depth: int = 2,
         head_kernel: int = 3,
@@ -113,6 +115,22 @@ class FeatDiscriminator(nn.Module):
             self.register_buffer("feat_rms_initialised", torch.zeros((), dtype=torch.bool))
         self.graphs = RegionSlot()  # CUDA graph of the spectral norms of all head convs (network_d.fast_path)
         self._eval_weights: tuple | None = None  # (key, weights) for no-grad eval passes (validation, SFD-IQA)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        """A Feat-D of the other normalisation holds other running statistics (``feat_rms`` or
+        ``feat_mean``/``feat_std``): refused by name even by a non-strict load, which would otherwise
+        keep the heads and start the statistics afresh, judging maps on a scale they never saw."""
+        ours = "channel" if self.feat_norm == "channel" else "rms"
+        has = {"rms": f"{prefix}feat_rms" in state_dict, "channel": f"{prefix}feat_mean" in state_dict}
+        theirs = [k for k, present in has.items() if present]
+        if theirs and ours not in theirs:
+            form = "feat_norm: channel" if theirs == ["channel"] else "feat_norm: rms (or none)"
+            raise ValueError(
+                f"{prefix or 'Feat-D '}checkpoint was trained with {form} but this network uses feat_norm: "
+                f"{self.feat_norm}; set network_d.feat_norm to match (the default became 'channel' on 2026-12-07; "
+                "before, it was 'rms')"
+            )
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _apply(self, fn, recurse=True):
         self.graphs.clear()

@@ -50,7 +50,7 @@ STRUCTURAL_KEYS = (
 )
 # Options added after checkpoints were first written: a checkpoint without the key was trained with this
 # value (the behaviour before the option existed), whatever today's default is.
-LEGACY_VALUES = {"feat_head_depth": 2, "feat_head_kernel": 3}
+LEGACY_VALUES = {"feat_head_depth": 2, "feat_head_kernel": 3, "feat_norm": "none"}  # feat_norm: 2026-11-22
 
 
 class SFDLogits(NamedTuple):
@@ -75,7 +75,8 @@ class SFDDiscriminator(nn.Module):
         feat_layers (list[int] | None): CLIP middle layers for Feat-D (see FrozenCLIP).
         feat_mid_channels (int): Feat-D head width. Default: 256.
         feat_norm (str): 'rms' (running-RMS scaling of each middle map, see FeatDiscriminator),
-            'channel' (running per-channel standardisation) or 'none'. Default: 'rms'.
+            'channel' (running per-channel standardisation) or 'none'. Default: 'channel' ('rms'
+            before 2026-12-07; a checkpoint records its own).
         feat_head_depth (int): k x k convs in each Feat-D head between its two 1x1 convs. Default: 2.
         feat_head_kernel (int): their (odd) kernel size k; a logit sees 1 + depth * (k - 1) map
             positions a side. Default: 3.
@@ -129,7 +130,7 @@ class SFDDiscriminator(nn.Module):
         clip_pretrained: str | None = "openai",
         feat_layers: list[int] | None = None,
         feat_mid_channels: int = 256,
-        feat_norm: str = "rms",
+        feat_norm: str = "channel",
         feat_head_depth: int = 2,
         feat_head_kernel: int = 3,
         n_ctx: int = 16,

@@ -76,3 +76,57 @@ def text_logit(clip, emb: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
 def rms(x: torch.Tensor) -> torch.Tensor:
     """Root mean square over every element."""
     return x.pow(2).mean().sqrt()
+
+
+# -- Feat-D's normalisation of the CLIP maps (feat_norm: rms | channel), written out -------------------------
+def feat_stats(feat_disc) -> tuple[str, list]:
+    """The running statistics a Feat-D holds, per layer: ("rms", [r_m]) or ("channel", [(mean_m, std_m)])."""
+    if feat_disc.feat_norm == "channel":
+        means = feat_disc.feat_mean.detach().clone().split(feat_disc.channels)
+        stds = feat_disc.feat_std.detach().clone().split(feat_disc.channels)
+        return "channel", list(zip(means, stds))
+    return "rms", list(feat_disc.feat_rms.detach().clone())
+
+
+def normalised(stats: tuple[str, list], m: int, x: torch.Tensor) -> torch.Tensor:
+    """Layer ``m``'s map as its head sees it: x / r_m, or (x - mean_c) / std_c per channel c."""
+    kind, per_layer = stats
+    if kind == "rms":
+        return x / per_layer[m]
+    mean, std = per_layer[m]
+    return (x - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
+
+
+def stats_after_d_step(stats: tuple[str, list], initialised: bool, maps: list, momentum: float):
+    """The statistics after a discriminator step that saw ``maps`` (one per layer, the whole D batch): the
+    batch's own on the first step, else ``old + momentum * (new - old)``. Channel: the biased standard
+    deviation over batch and positions, floored at 1 % of the layer's mean standard deviation."""
+    kind, old = stats
+    new = []
+    for x in maps:
+        if kind == "rms":
+            new.append(rms(x))
+            continue
+        mean = x.mean(dim=(0, 2, 3))
+        std = ((x - mean.view(1, -1, 1, 1)) ** 2).mean(dim=(0, 2, 3)).sqrt()
+        new.append((mean, torch.maximum(std, 0.01 * std.mean())))
+    if not initialised:
+        return kind, new
+    if kind == "rms":
+        return kind, [o + momentum * (n - o) for o, n in zip(old, new)]
+    return kind, [(om + momentum * (nm - om), os_ + momentum * (ns - os_)) for (om, os_), (nm, ns) in zip(old, new)]
+
+
+def set_feat_stats(feat_disc, scales: list[float], seed: int = 0) -> None:
+    """Running statistics far from their start, for either normalisation: RMS ``scales[m]``; or per channel
+    a mean around 0 and a standard deviation of ``scales[m]`` times U(0.5, 1.5)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        if feat_disc.feat_norm == "channel":
+            spread = [s * (0.5 + torch.rand(c, generator=g)) for s, c in zip(scales, feat_disc.channels)]
+            feat_disc.feat_std.copy_(torch.cat(spread))
+            feat_disc.feat_mean.copy_(torch.randn(feat_disc.feat_mean.shape, generator=g) * 0.1)
+            feat_disc.feat_stats_initialised.fill_(True)
+        else:
+            feat_disc.feat_rms.copy_(torch.tensor(scales))
+            feat_disc.feat_rms_initialised.fill_(True)

@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from basicsr.models import build_model
-from bite_reference import clip_image, clip_prompt_features, text_logit
+from bite_reference import clip_image, clip_prompt_features, feat_stats, normalised, set_feat_stats, text_logit
 from conftest import sfd_opt
 
 from sfd_arch.sfd_discriminator_arch import SFDDiscriminator
@@ -96,8 +96,7 @@ def scrambled(tiny_clip_files):
     disc = SFDDiscriminator("tiny-rn", tiny_clip_files["tiny-rn"], n_ctx=4, feat_mid_channels=16)
     with torch.no_grad():
         disc.prompt_pair.ctx.normal_(0, 0.5)
-        disc.feat_disc.feat_rms.copy_(torch.tensor([0.02, 0.05, 0.1]))
-        disc.feat_disc.feat_rms_initialised.fill_(True)
+    set_feat_stats(disc.feat_disc, [0.02, 0.05, 0.1])
     return disc.eval()
 
 
@@ -112,10 +111,10 @@ def reference_scores(disc, crops: torch.Tensor, tile: int) -> tuple[torch.Tensor
     maps, emb = clip_image(clip, x)
     text = clip_prompt_features(clip, disc.prompt_pair.ctx.detach(), "high quality photo.", "low quality photo.")
     q_text = torch.sigmoid(text_logit(clip, emb, text))
-    per_layer = []
+    per_layer, stats = [], feat_stats(disc.feat_disc)
     with torch.no_grad():
         for m, (feat, stride) in enumerate(zip(maps, (4, 8, 16))):
-            logits = disc.feat_disc.heads[m](feat / disc.feat_disc.feat_rms[m])
+            logits = disc.feat_disc.heads[m](normalised(stats, m, feat))
             valid = -(-tile // stride)  # ceil
             per_layer.append(torch.sigmoid(logits[..., :valid, :valid]).mean(dim=(1, 2, 3)))
     return torch.stack(per_layer).mean(0), q_text

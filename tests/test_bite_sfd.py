@@ -12,7 +12,17 @@ import copy
 import pytest
 import torch
 from basicsr.models import build_model
-from bite_reference import bce_fake, bce_real, clip_image, clip_prompt_features, rms, text_logit
+from bite_reference import (
+    bce_fake,
+    bce_real,
+    clip_image,
+    clip_prompt_features,
+    feat_stats,
+    normalised,
+    set_feat_stats,
+    stats_after_d_step,
+    text_logit,
+)
 from conftest import lr_hr_batch, photo_tensor, sfd_opt
 
 from sfd_arch.sfd_discriminator_arch import SFDDiscriminator
@@ -86,8 +96,7 @@ def disc(tiny_clip_files):
     d = SFDDiscriminator("tiny-rn", tiny_clip_files["tiny-rn"], n_ctx=4, feat_mid_channels=16)
     with torch.no_grad():
         d.prompt_pair.ctx.normal_(0, 0.5)  # far from the init: positive and negative prompts differ
-        d.feat_disc.feat_rms.copy_(torch.tensor([0.7, 1.9, 3.1]))
-        d.feat_disc.feat_rms_initialised.fill_(True)
+    set_feat_stats(d.feat_disc, [0.7, 1.9, 3.1])
     return d.eval()
 
 
@@ -117,13 +126,16 @@ def test_text_logit_by_hand(disc):
 
 
 def test_feat_logits_by_hand(disc):
-    """Feat-D map m = head_m(E_m / running RMS_m), E_m = CLIP ResNet stage m output (m = 1, 2, 3)."""
+    """Feat-D map m = head_m(N(E_m)), E_m = CLIP ResNet stage m output (m = 1, 2, 3), N the default
+    normalisation: per channel (E_m - running mean) / running std."""
     clip = disc.backbone.clip
     img = photo_tensor("rocket", 64, batch=2)
     maps, _ = clip_image(clip, img)
     with torch.no_grad():
         got = disc.logits(disc.extract(img)).feat
-        want = [disc.feat_disc.heads[m](x / disc.feat_disc.feat_rms[m]) for m, x in enumerate(maps)]
+        stats = feat_stats(disc.feat_disc)
+        want = [disc.feat_disc.heads[m](normalised(stats, m, x)) for m, x in enumerate(maps)]
+    assert stats[0] == "channel"
     assert [g.shape[-1] for g in got] == [16, 8, 4]
     for g, w in zip(got, want):
         torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-5)
@@ -131,7 +143,8 @@ def test_feat_logits_by_hand(disc):
 
 # -- one SFDModel iteration by hand --------------------------------------------------------------------
 def expected_iteration(snap_g, snap_d, text_g, batch, w, relativistic):
-    """Logged losses and the RMS buffer after one SFDModel iteration, from the networks at its start.
+    """Logged losses and Feat-D's running statistics after one SFDModel iteration, from the networks at
+    its start.
 
     snap_g / snap_d: generator and discriminator as they were when the iteration began; text_g: the
     prompt features the G step must use (those of the previous D step).
@@ -143,17 +156,18 @@ def expected_iteration(snap_g, snap_d, text_g, batch, w, relativistic):
         y_hat = snap_g(batch["lq"])
     real_maps, e_real = clip_image(clip, y)
     fake_maps, e_fake = clip_image(clip, y_hat)
-    rms_g = feat.feat_rms.clone()  # G step: the running RMS must not move (1 before any D step)
-    # D step: RMS over the real+fake batch, initialised on the first step, then a running average.
-    current = torch.stack([rms(torch.cat([r, f])) for r, f in zip(real_maps, fake_maps)])
-    rms_d = feat.feat_rms.lerp(current, feat.momentum) if bool(feat.feat_rms_initialised) else current
+    stats_g = feat_stats(feat)  # G step: the running statistics must not move
+    # D step: statistics of the real+fake batch, set on the first step, then a running average.
+    initialised = bool(feat.feat_stats_initialised if feat.feat_norm == "channel" else feat.feat_rms_initialised)
+    both = [torch.cat([r, f]) for r, f in zip(real_maps, fake_maps)]
+    stats_d = stats_after_d_step(stats_g, initialised, both, feat.momentum)
     text_d = clip_prompt_features(clip, snap_d.prompt_pair.ctx.detach(), "high quality photo.", "low quality photo.")
     with torch.no_grad():
         heads = feat.heads
-        fake_g = [heads[m](x / rms_g[m]) for m, x in enumerate(fake_maps)]
-        real_g = [heads[m](x / rms_g[m]) for m, x in enumerate(real_maps)]
-        real_d = [heads[m](x / rms_d[m]) for m, x in enumerate(real_maps)]
-        fake_d = [heads[m](x / rms_d[m]) for m, x in enumerate(fake_maps)]
+        fake_g = [heads[m](normalised(stats_g, m, x)) for m, x in enumerate(fake_maps)]
+        real_g = [heads[m](normalised(stats_g, m, x)) for m, x in enumerate(real_maps)]
+        real_d = [heads[m](normalised(stats_d, m, x)) for m, x in enumerate(real_maps)]
+        fake_d = [heads[m](normalised(stats_d, m, x)) for m, x in enumerate(fake_maps)]
     zg_fake, zg_real = text_logit(clip, e_fake, text_g), text_logit(clip, e_real, text_g)
     zd_real, zd_fake = text_logit(clip, e_real, text_d), text_logit(clip, e_fake, text_d)
     out = {"l_g_pix": 1e-2 * (y_hat - y).abs().mean()}
@@ -167,17 +181,20 @@ def expected_iteration(snap_g, snap_d, text_g, batch, w, relativistic):
         out["l_g_text"] = w * bce_real(zg_fake).mean()
         out["l_d_feat"] = sum(bce_real(r).mean() + bce_fake(f).mean() for r, f in zip(real_d, fake_d)) / 3
         out["l_d_text"] = bce_real(zd_real).mean() + bce_fake(zd_fake).mean()
-    return {k: float(v) for k, v in out.items()}, rms_d, text_d
+    return {k: float(v) for k, v in out.items()}, stats_d, text_d
 
 
-@pytest.mark.parametrize("relativistic", [False, True])
-def test_sfd_model_iterations_by_hand(tiny_clip_files, tmp_path, relativistic):
-    """Two SFDModel iterations: every logged G and D loss equals SPEC's formula computed by hand,
-    the G step uses the previous D step's prompt features, and the running RMS moves only in the D step."""
+@pytest.mark.parametrize("relativistic,feat_norm", [(False, "channel"), (True, "channel"), (False, "rms")])
+def test_sfd_model_iterations_by_hand(tiny_clip_files, tmp_path, relativistic, feat_norm):
+    """Four SFDModel iterations: every logged G and D loss equals SPEC's formula computed by hand, the
+    G step uses the previous D step's prompt features, and Feat-D's running statistics move only in
+    the D step."""
     w = 0.25
     gan = {"type": "SFDGANLoss", "loss_weight": w, "relativistic": relativistic}
     torch.manual_seed(0)
-    model = build_model(sfd_opt(tiny_clip_files["tiny-rn"], str(tmp_path), feat_gan_opt=gan, text_gan_opt=dict(gan)))
+    opt = sfd_opt(tiny_clip_files["tiny-rn"], str(tmp_path), feat_gan_opt=gan, text_gan_opt=dict(gan))
+    opt["network_d"]["feat_norm"] = feat_norm
+    model = build_model(opt)
     disc = model.get_bare_model(model.net_d)
     for head in disc.feat_disc.heads:
         head.eval()  # no spectral-norm power iteration per call: the snapshot's weights are the model's
@@ -190,10 +207,12 @@ def test_sfd_model_iterations_by_hand(tiny_clip_files, tmp_path, relativistic):
             text_g = clip_prompt_features(
                 snap_d.backbone.clip, snap_d.prompt_pair.ctx.detach(), "high quality photo.", "low quality photo."
             )
-        want, rms_d, text_d = expected_iteration(snap_g, snap_d, text_g, batch, w, relativistic)
+        want, stats_d, text_d = expected_iteration(snap_g, snap_d, text_g, batch, w, relativistic)
         model.feed_data(batch)
         model.optimize_parameters(it)
         for key, value in want.items():
             assert model.log_dict[key] == pytest.approx(value, rel=1e-4, abs=1e-6), (it, key)
-        torch.testing.assert_close(disc.feat_disc.feat_rms, rms_d, rtol=1e-5, atol=1e-7)
+        kind, got = feat_stats(disc.feat_disc)
+        assert kind == feat_norm
+        torch.testing.assert_close(got, stats_d[1], rtol=1e-5, atol=1e-6)
         text_g = text_d  # the next G step must use this D step's prompt features

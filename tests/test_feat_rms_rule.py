@@ -1,5 +1,6 @@
-"""Feat-D's running RMS moves only in the discriminator step (SPEC), in SFDModel and in BasicSR's
-stock GAN models: it updates only when the heads' parameters take gradients."""
+"""Feat-D's running statistics (the RMS of each layer with ``feat_norm: rms``; each channel's mean and
+standard deviation with ``channel``, the default) move only in the discriminator step (SPEC), in
+SFDModel and in BasicSR's stock GAN models: they update only when the heads' parameters take gradients."""
 
 from __future__ import annotations
 
@@ -11,8 +12,19 @@ from conftest import lr_hr_batch, photo_tensor, sfd_opt
 from sfd_arch.feat_discriminator_arch import FeatDiscriminator
 
 
+def stats(d: FeatDiscriminator) -> torch.Tensor:
+    """The running statistics of either normalisation, as one tensor (a copy)."""
+    if d.feat_norm == "channel":
+        return torch.cat([d.feat_mean, d.feat_std])
+    return d.feat_rms.clone()
+
+
+def initialised(d: FeatDiscriminator) -> bool:
+    return bool(d.feat_stats_initialised if d.feat_norm == "channel" else d.feat_rms_initialised)
+
+
 def test_rule_in_isolation():
-    d = FeatDiscriminator([4, 8], mid_channels=8)
+    d = FeatDiscriminator([4, 8], mid_channels=8, feat_norm="rms")
     feats = [torch.randn(2, 4, 8, 8) * 3, torch.randn(2, 8, 4, 4) * 0.1]
     d.requires_grad_(False)
     d(feats)  # training mode but the heads take no gradient: generator step
@@ -31,6 +43,29 @@ def test_rule_in_isolation():
     assert torch.allclose(d.feat_rms, expected * (1 + d.momentum))
 
 
+def test_channel_rule_in_isolation():
+    d = FeatDiscriminator([4, 8], mid_channels=8)
+    assert d.feat_norm == "channel"  # the default since the Feat-D design study of 2026-12-07
+    feats = [torch.randn(2, 4, 8, 8) * 3 + 1, torch.randn(2, 8, 4, 4) * 0.1]
+    start = stats(d)
+    d.requires_grad_(False)
+    d(feats)  # generator step
+    d.requires_grad_(True)
+    with torch.no_grad():
+        d(feats)  # validation, scoring
+    d.eval()
+    d(feats)
+    assert not initialised(d) and torch.equal(stats(d), start)
+    d.train()
+    d(feats)  # discriminator step: first call sets them
+    mean = torch.cat([f.mean(dim=(0, 2, 3)) for f in feats])
+    std = torch.cat([f.var(dim=(0, 2, 3), unbiased=False).sqrt() for f in feats])
+    assert initialised(d) and torch.allclose(d.feat_mean, mean, atol=1e-6)
+    assert torch.allclose(d.feat_std, std, rtol=1e-5)
+    d([f * 2 for f in feats])  # then an exponential moving average
+    assert torch.allclose(d.feat_mean, mean * (1 + d.momentum), atol=1e-6)
+
+
 def record_rms_events(model):
     """Event list: ('generator' or 'discriminator', moved) for every Feat-D forward (the phase read from
     whether the heads take gradients, as in BasicSR's models), 'g_step' / 'd_step' at each optimizer step
@@ -41,9 +76,9 @@ def record_rms_events(model):
     def phase(m) -> str:
         return "discriminator" if any(p.requires_grad for p in m.parameters()) else "generator"
 
-    disc.feat_disc.register_forward_pre_hook(lambda m, _a: before.append(m.feat_rms.clone()))
+    disc.feat_disc.register_forward_pre_hook(lambda m, _a: before.append(stats(m)))
     disc.feat_disc.register_forward_hook(
-        lambda m, _a, _o: events.append((phase(m), not torch.equal(before.pop(), m.feat_rms)))
+        lambda m, _a, _o: events.append((phase(m), not torch.equal(before.pop(), stats(m))))
     )
     for name in ("g", "d"):
         opt = getattr(model, f"optimizer_{name}")
@@ -89,8 +124,21 @@ def test_discriminator_only_iterations_and_iqa_scoring_leave_it_alone(tiny_clip_
     disc = model.get_bare_model(model.net_d)
     model.feed_data(lr_hr_batch())
     model.optimize_parameters(1)  # no generator step: the D step sets it
-    rms = disc.feat_disc.feat_rms.clone()
-    assert bool(disc.feat_disc.feat_rms_initialised)
+    before = stats(disc.feat_disc)
+    assert initialised(disc.feat_disc)
     with torch.no_grad():  # e.g. SFD-IQA on the live discriminator, still in training mode
         disc(photo_tensor("chelsea", 64, batch=2))
-    assert torch.equal(disc.feat_disc.feat_rms, rms)
+    assert torch.equal(stats(disc.feat_disc), before)
+
+
+@pytest.mark.parametrize("strict", [True, False])
+def test_other_normalisation_is_refused_by_name(strict):
+    """Heads trained on RMS-scaled maps must not silently meet standardised ones (or the reverse): a
+    non-strict load would keep the heads and start the statistics afresh."""
+    rms, channel = FeatDiscriminator([4, 8], 8, feat_norm="rms"), FeatDiscriminator([4, 8], 8)
+    with pytest.raises(ValueError, match="trained with feat_norm: rms .* uses feat_norm: channel"):
+        channel.load_state_dict(rms.state_dict(), strict=strict)
+    with pytest.raises(ValueError, match="trained with feat_norm: channel .* uses feat_norm: rms"):
+        rms.load_state_dict(channel.state_dict(), strict=strict)
+    FeatDiscriminator([4, 8], 8, feat_norm="none").load_state_dict(rms.state_dict())  # the same buffers
+    channel.load_state_dict(FeatDiscriminator([4, 8], 8).state_dict(), strict=strict)

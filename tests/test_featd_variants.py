@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from basicsr.models import build_model
+from bite_reference import feat_stats, normalised
 from conftest import lr_hr_batch, photo_tensor, sfd_opt
 
 from sfd_arch.feat_discriminator_arch import FeatDiscriminator, FeatDiscriminatorHead
@@ -48,7 +49,8 @@ def test_heads_of_any_depth_take_gradients_and_graph_weights():
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in d.parameters())
     d.eval()
     with torch.no_grad():
-        eager = [h.body(f / r) for h, f, r in zip(d.heads, feats, d.feat_rms)]
+        stats = feat_stats(d)
+        eager = [h.body(normalised(stats, m, f)) for m, (h, f) in enumerate(zip(d.heads, feats))]
         frozen = d(feats)  # the cached normalised weights, split per head by its own conv count
     for a, b in zip(frozen, eager):
         torch.testing.assert_close(a, b)
@@ -104,7 +106,7 @@ def test_bad_head_arguments_are_refused():
 def test_logits_can_return_the_heads_activations(tiny_clip_files):
     torch.manual_seed(0)
     disc = SFDDiscriminator("tiny-rn", tiny_clip_files["tiny-rn"], n_ctx=4, feat_mid_channels=8, feat_head_depth=1)
-    disc(photo_tensor("coffee", 64, batch=2))  # a training forward sets the running RMS
+    disc(photo_tensor("coffee", 64, batch=2))  # a training forward sets the running statistics
     disc.eval()  # and now no power iteration: the heads' weights stay put between the calls below
     feats = disc.extract(photo_tensor("astronaut", 64, batch=2))
     plain = disc.logits(feats)
@@ -112,7 +114,7 @@ def test_logits_can_return_the_heads_activations(tiny_clip_files):
     out = disc.logits(feats, hidden=True)
     assert len(out.feat_hidden) == 3 * 2  # three layers, two LeakyReLUs per head at depth 1
     for m, head in enumerate(disc.feat_disc.heads):
-        x = feats.middle[m] / disc.feat_disc.feat_rms[m]
+        x = normalised(feat_stats(disc.feat_disc), m, feats.middle[m])
         for k, act in enumerate(out.feat_hidden[2 * m : 2 * m + 2]):
             x = head.body[2 * k + 1](head.body[2 * k](x))
             torch.testing.assert_close(act, x)
@@ -189,7 +191,7 @@ def test_new_options_round_trip_through_the_checkpoint(tiny_clip_files, tmp_path
     same.load_state_dict(state)
     torch.testing.assert_close(same.feat_disc.feat_std, disc.feat_disc.feat_std)
     with pytest.raises(CheckpointError, match=r"feat_norm: checkpoint 'channel' vs network 'rms'.*feat_head_depth"):
-        SFDDiscriminator("tiny-rn", clip, **kw).load_state_dict(state)
+        SFDDiscriminator("tiny-rn", clip, feat_norm="rms", **kw).load_state_dict(state)
     config, loaded = load_sfd_checkpoint(str(path))  # SFD-IQA rebuilds the network from what the file records
     rebuilt = build_discriminator(config, loaded)
     assert (rebuilt.config["feat_norm"], rebuilt.config["feat_head_depth"]) == ("channel", 1)

@@ -33,6 +33,11 @@ def learning_check_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--clip-input-size", type=int, default=None, help="run CLIP at this short side (network_d.clip_input_size)"
     )
+    p.add_argument(
+        "--feat-norm",
+        choices=("channel", "rms", "none"),
+        help="Feat-D's network_d.feat_norm (default: the architecture's, channel; the numbers of 2026-11-30 are rms)",
+    )
     return p
 
 

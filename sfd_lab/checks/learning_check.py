@@ -67,10 +67,12 @@ def run_learning_check(
     lr_d: float = 1e-3,
     seed: int = 0,
     clip_input_size: int | None = None,
+    feat_norm: str | None = None,
 ) -> dict:
     """Run both checks; write ``report.json`` and ``report.md`` under ``out_dir``; return the report.
 
     clip_pretrained None: a random ``clip_model`` with calibrated BatchNorm (see module doc).
+    feat_norm None: the architecture's default (``channel``; the results of 2026-11-30 were ``rms``).
     """
     from basicsr.models import build_model
 
@@ -88,6 +90,8 @@ def run_learning_check(
     network_d = {"clip_model": clip_model, "clip_pretrained": clip_pretrained, "n_ctx": 8, "feat_mid_channels": 32}
     if clip_input_size:
         network_d["clip_input_size"] = clip_input_size  # the one CLIP forward at this short side
+    if feat_norm:
+        network_d["feat_norm"] = feat_norm
     adam = {"type": "Adam", "lr": lr_d, "betas": [0.9, 0.99]}
     opt = sfd_options(
         os.path.join(out_dir, "disc_only"),
@@ -143,6 +147,7 @@ def run_learning_check(
             "heldout_photos": HELDOUT_PHOTOS,
             "crop": crop,
             "clip_input_size": clip_input_size,
+            "feat_norm": disc.config["feat_norm"],
             "batch": batch,
             "d_iters": d_iters,
             "g_iters": g_iters,
@@ -197,8 +202,9 @@ def render_markdown(r: dict) -> str:
 def run_learning_check_cli(a) -> int:
     """``scripts/sfd_learning_check.py``: the namespace of :func:`sfd_lab.bench.cli.learning_check_parser`."""
     r = run_learning_check(
-        a.out, a.d_iters, a.g_iters, a.batch, a.crop, a.clip_model, a.clip_pretrained, clip_input_size=a.clip_input_size
-    )
+        a.out, a.d_iters, a.g_iters, a.batch, a.crop, a.clip_model, a.clip_pretrained,
+        clip_input_size=a.clip_input_size, feat_norm=a.feat_norm,
+    )  # fmt: skip
     print(open(os.path.join(a.out, "report.md")).read())
     print(f"report: {os.path.join(a.out, 'report.md')}  discriminator: {r['discriminator_checkpoint']}")
     return 0
