@@ -22,7 +22,7 @@ Resumable: every finished run, evaluation and realism test is kept under --out/t
 interruption (exit status 3) the same command continues where it stopped.
 
 Examples:
-  python scripts/bakeoff.py --quick          # toy sizes on scikit-image's photos: 1-2.5 min on 2 cores
+  python scripts/bakeoff.py --quick --jobs 2   # toy sizes on scikit-image's photos: about 2.5 min on 2 cores
   python scripts/bakeoff.py --jobs 2 --results-dir benchmarks/results   # the full run (see docs/results/bakeoff.md)
 """
 # the keys of sfd_lab.bakeoff.contestants.CONTESTANTS (a test keeps them equal; this module imports no torch)
@@ -48,9 +48,9 @@ def bakeoff_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--quick",
         action="store_true",
-        help="toy sizes on scikit-image's photos (seeds 0 1, 2 iterations, 2 learning rates): a rehearsal of the "
-        "code, measured at 69 s with the quality CLIP cached (2026-12-07, beside two other workers), up to 2.5 min on "
-        "2 shared cores (--jobs 2)",
+        help="toy sizes on scikit-image's photos (seeds 0 1, 2 iterations, 2 learning rates; 124 tasks): a rehearsal "
+        "of the code, measured at 146 s with --jobs 2 and the quality CLIP cached (2026-12-07, 2 cores shared with a "
+        "running make demo)",
     )
     p.add_argument("--results-dir", help="also write bakeoff-<date>.{md,json} and the PNGs here")
     p.add_argument("--photos", default="datasets/photos", help="prepared photo set (default: %(default)s)")
