@@ -52,6 +52,7 @@ def test_each_variant_changes_one_factor_at_the_same_per_head_weight(variant, co
         if opt["train"]["feat_gan_opt"][k] != base["train"]["feat_gan_opt"].get(k)
     }
     assert changed_d == set(net_d) and changed_loss == set(loss)
+    assert base["network_d"]["feat_norm"] == "rms"  # the study's baseline is named, whatever the arch default
     assert opt["network_d"]["use_text"] is (config == "sfd") and opt["network_d"]["use_feat"] is True
     assert opt["train"]["feat_gan_opt"]["loss_weight"] == s.head_weight
     if config == "sfd":

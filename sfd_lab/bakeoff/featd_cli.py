@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import shlex
 
-FEATD_DOC = """Feat-D design study (issue 30 item 7), one factor at a time from today's default: CLIP layers (early /
-late), feat_norm (rms / none / channel), the heads' receptive field (pointwise / deep) and the generator's term
-(vanilla / relativistic / feature matching). Each variant fine-tunes the same stage-1 generator against SFD with
-Feat-D only and with Feat-D + TG-D, for every seed, on tiles of the photo set's train split; judged on the whole
-validation images (never the held-out test photos) by PSNR-Y, NIQE and the realism test, paired with the default
-by image and seed. Resumable: every run is kept under --out and skipped on rerun.
+FEATD_DOC = """Feat-D design study (issue 30 item 7), one factor at a time from the first design (the variant
+"default": feat_norm rms): CLIP layers (early / late), feat_norm (rms / none / channel), the heads' receptive field
+(pointwise / deep) and the generator's term (vanilla / relativistic / feature matching). Each variant fine-tunes the
+same stage-1 generator against SFD with Feat-D only and with Feat-D + TG-D, for every seed, on tiles of the photo
+set's train split; judged on the whole validation images (never the held-out test photos) by PSNR-Y, NIQE and the
+realism test, paired with the default by image and seed. Resumable: every run is kept under --out and skipped on
+rerun.
 
 Examples:
   python scripts/featd_study.py --quick                               # toy sizes: a rehearsal

@@ -1,5 +1,6 @@
-"""The Feat-D design study's report: every variant against today's default, paired by validation image
-and seed, with two-way bootstrap intervals (sfd_lab.bakeoff.stats), and the decision rule applied.
+"""The Feat-D design study's report: every variant against the study's baseline (the first design),
+paired by validation image and seed, with two-way bootstrap intervals (sfd_lab.bakeoff.stats), and the
+decision rule applied.
 
 Decision rule (fixed before the runs): a variant *beats the default* when, in at least one
 configuration (Feat-D only, Feat-D + TG-D), the 95 % interval of its difference from the default
@@ -278,7 +279,7 @@ def render_markdown(r: dict) -> str:
         if v["psnr_beyond_margin"]:
             parts.append(f"PSNR cost beyond {r['psnr_margin_db']} dB ({', '.join(v['psnr_beyond_margin'])})")
         lines.append(f"- **{variant}** {said}: {'; '.join(parts)}.")
-    lines += ["", f"Winner: **{d['winner']}**." if d["winner"] else "Winner: none (today's default stays)."]
+    lines += ["", f"Winner: **{d['winner']}**." if d["winner"] else "Winner: none (the baseline stays)."]
     return "\n".join(lines) + "\n"
 
 

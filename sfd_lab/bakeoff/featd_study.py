@@ -2,7 +2,8 @@
 
 The bake-off of 2026-12-04 found that Feat-D alone made images worse (crop NIQE 8.11 -> 9.9, and the
 montage showed edge halos and speckle). This study asks whether that is our Feat-D design or the
-scale, one factor at a time from today's default:
+scale, one factor at a time from the first design (the variant named "default": feat_norm rms; since the
+study named it, the architecture's default is feat_norm channel):
 
 - CLIP layers: the default stages 1-3, stage 1 alone (early), stage 3 alone (late);
 - ``feat_norm``: the default running RMS per layer, none, per-channel standardisation;
