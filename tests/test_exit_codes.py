@@ -148,7 +148,12 @@ def test_real_signals_end_inference_with_3(tmp_path):
             out = tmp_path / f"out_{sig.name}_{attempt}"
             cmd = [sys.executable, "scripts/inference_sr.py", "-i", str(src), "-o", str(out), "--quiet"]
             cmd += ["--arch", "SFDBicubicUpsampler", "--arch-opt", "scale=4", "--device", "cpu"]
-            proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            # A shell's background job (`make test &`) starts with SIGINT ignored, and Python then keeps
+            # ignoring it: give the program the default action, as Ctrl-C in a terminal finds it.
+            proc = subprocess.Popen(
+                cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+            )  # fmt: skip
             deadline = time.time() + 240
             while time.time() < deadline and not (out.is_dir() and any(out.iterdir())):
                 time.sleep(0.05)
