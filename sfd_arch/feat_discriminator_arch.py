@@ -125,8 +125,9 @@ class FeatDiscriminator(nn.Module):
         theirs = [k for k, present in has.items() if present]
         if theirs and ours not in theirs:
             form = "feat_norm: channel" if theirs == ["channel"] else "feat_norm: rms (or none)"
+            where = f" ({prefix.rstrip('.')})" if prefix else ""
             raise ValueError(
-                f"{prefix or 'Feat-D '}checkpoint was trained with {form} but this network uses feat_norm: "
+                f"Feat-D{where}: the checkpoint was trained with {form} but this network uses feat_norm: "
                 f"{self.feat_norm}; set network_d.feat_norm to match (the default became 'channel' on 2026-12-07; "
                 "before, it was 'rms')"
             )

@@ -140,5 +140,8 @@ def test_other_normalisation_is_refused_by_name(strict):
         channel.load_state_dict(rms.state_dict(), strict=strict)
     with pytest.raises(ValueError, match="trained with feat_norm: channel .* uses feat_norm: rms"):
         rms.load_state_dict(channel.state_dict(), strict=strict)
+    host = torch.nn.Sequential(FeatDiscriminator([4, 8], 8))  # inside a network: the message names where
+    with pytest.raises(ValueError, match=r"^Feat-D \(0\): the checkpoint was trained with feat_norm: rms"):
+        host.load_state_dict(torch.nn.Sequential(rms).state_dict(), strict=strict)
     FeatDiscriminator([4, 8], 8, feat_norm="none").load_state_dict(rms.state_dict())  # the same buffers
     channel.load_state_dict(FeatDiscriminator([4, 8], 8).state_dict(), strict=strict)
