@@ -4,6 +4,7 @@ rows, the resumable task graph, and the --quick rehearsal end to end (interrupte
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import math
@@ -311,7 +312,7 @@ def test_interrupted_bakeoff_resumes_and_matches_an_uninterrupted_one(
     kept = len(os.listdir(tmp_path / "tasks"))
     assert kept == 12
     with pytest.raises(SettingsMismatch, match="differing: iters"):  # contestants may change, iterations not
-        run_bakeoff(str(tmp_path), bo.BakeoffSettings(**{**QUICK, "iters": 3, "contestants": ("l1", "sfd")}), **kwargs)
+        run_bakeoff(str(tmp_path), dataclasses.replace(s, iters=3), **kwargs)
     r = run_bakeoff(str(tmp_path), s, **kwargs)
     assert r["tasks"]["skipped"] == kept and r["tasks"]["ran"] == r["tasks"]["total"] - kept
     full = quick_run["report"]
