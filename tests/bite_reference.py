@@ -88,6 +88,18 @@ def feat_stats(feat_disc) -> tuple[str, list]:
     return "rms", list(feat_disc.feat_rms.detach().clone())
 
 
+def stats_initialised(feat_disc) -> bool:
+    """Whether a discriminator step has set the running statistics (either normalisation)."""
+    flag = feat_disc.feat_stats_initialised if feat_disc.feat_norm == "channel" else feat_disc.feat_rms_initialised
+    return bool(flag)
+
+
+def flat_stats(feat_disc) -> torch.Tensor:
+    """The running statistics of either normalisation as one tensor (a copy), to compare before / after."""
+    _, per_layer = feat_stats(feat_disc)
+    return torch.cat([torch.stack(v).flatten() if isinstance(v, tuple) else v.reshape(1) for v in per_layer])
+
+
 def normalised(stats: tuple[str, list], m: int, x: torch.Tensor) -> torch.Tensor:
     """Layer ``m``'s map as its head sees it: x / r_m, or (x - mean_c) / std_c per channel c."""
     kind, per_layer = stats

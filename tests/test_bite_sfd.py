@@ -21,6 +21,7 @@ from bite_reference import (
     normalised,
     set_feat_stats,
     stats_after_d_step,
+    stats_initialised,
     text_logit,
 )
 from conftest import lr_hr_batch, photo_tensor, sfd_opt
@@ -158,9 +159,8 @@ def expected_iteration(snap_g, snap_d, text_g, batch, w, relativistic):
     fake_maps, e_fake = clip_image(clip, y_hat)
     stats_g = feat_stats(feat)  # G step: the running statistics must not move
     # D step: statistics of the real+fake batch, set on the first step, then a running average.
-    initialised = bool(feat.feat_stats_initialised if feat.feat_norm == "channel" else feat.feat_rms_initialised)
     both = [torch.cat([r, f]) for r, f in zip(real_maps, fake_maps)]
-    stats_d = stats_after_d_step(stats_g, initialised, both, feat.momentum)
+    stats_d = stats_after_d_step(stats_g, stats_initialised(feat), both, feat.momentum)
     text_d = clip_prompt_features(clip, snap_d.prompt_pair.ctx.detach(), "high quality photo.", "low quality photo.")
     with torch.no_grad():
         heads = feat.heads

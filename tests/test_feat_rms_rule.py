@@ -7,20 +7,10 @@ from __future__ import annotations
 import pytest
 import torch
 from basicsr.models import build_model
+from bite_reference import flat_stats, stats_initialised
 from conftest import lr_hr_batch, photo_tensor, sfd_opt
 
 from sfd_arch.feat_discriminator_arch import FeatDiscriminator
-
-
-def stats(d: FeatDiscriminator) -> torch.Tensor:
-    """The running statistics of either normalisation, as one tensor (a copy)."""
-    if d.feat_norm == "channel":
-        return torch.cat([d.feat_mean, d.feat_std])
-    return d.feat_rms.clone()
-
-
-def initialised(d: FeatDiscriminator) -> bool:
-    return bool(d.feat_stats_initialised if d.feat_norm == "channel" else d.feat_rms_initialised)
 
 
 def test_rule_in_isolation():
@@ -47,7 +37,7 @@ def test_channel_rule_in_isolation():
     d = FeatDiscriminator([4, 8], mid_channels=8)
     assert d.feat_norm == "channel"  # the default since the Feat-D design study of 2026-12-07
     feats = [torch.randn(2, 4, 8, 8) * 3 + 1, torch.randn(2, 8, 4, 4) * 0.1]
-    start = stats(d)
+    start = flat_stats(d)
     d.requires_grad_(False)
     d(feats)  # generator step
     d.requires_grad_(True)
@@ -55,12 +45,12 @@ def test_channel_rule_in_isolation():
         d(feats)  # validation, scoring
     d.eval()
     d(feats)
-    assert not initialised(d) and torch.equal(stats(d), start)
+    assert not stats_initialised(d) and torch.equal(flat_stats(d), start)
     d.train()
     d(feats)  # discriminator step: first call sets them
     mean = torch.cat([f.mean(dim=(0, 2, 3)) for f in feats])
     std = torch.cat([f.var(dim=(0, 2, 3), unbiased=False).sqrt() for f in feats])
-    assert initialised(d) and torch.allclose(d.feat_mean, mean, atol=1e-6)
+    assert stats_initialised(d) and torch.allclose(d.feat_mean, mean, atol=1e-6)
     assert torch.allclose(d.feat_std, std, rtol=1e-5)
     d([f * 2 for f in feats])  # then an exponential moving average
     assert torch.allclose(d.feat_mean, mean * (1 + d.momentum), atol=1e-6)
@@ -76,9 +66,9 @@ def record_rms_events(model):
     def phase(m) -> str:
         return "discriminator" if any(p.requires_grad for p in m.parameters()) else "generator"
 
-    disc.feat_disc.register_forward_pre_hook(lambda m, _a: before.append(stats(m)))
+    disc.feat_disc.register_forward_pre_hook(lambda m, _a: before.append(flat_stats(m)))
     disc.feat_disc.register_forward_hook(
-        lambda m, _a, _o: events.append((phase(m), not torch.equal(before.pop(), stats(m))))
+        lambda m, _a, _o: events.append((phase(m), not torch.equal(before.pop(), flat_stats(m))))
     )
     for name in ("g", "d"):
         opt = getattr(model, f"optimizer_{name}")
@@ -124,11 +114,11 @@ def test_discriminator_only_iterations_and_iqa_scoring_leave_it_alone(tiny_clip_
     disc = model.get_bare_model(model.net_d)
     model.feed_data(lr_hr_batch())
     model.optimize_parameters(1)  # no generator step: the D step sets it
-    before = stats(disc.feat_disc)
-    assert initialised(disc.feat_disc)
+    before = flat_stats(disc.feat_disc)
+    assert stats_initialised(disc.feat_disc)
     with torch.no_grad():  # e.g. SFD-IQA on the live discriminator, still in training mode
         disc(photo_tensor("chelsea", 64, batch=2))
-    assert torch.equal(stats(disc.feat_disc), before)
+    assert torch.equal(flat_stats(disc.feat_disc), before)
 
 
 @pytest.mark.parametrize("strict", [True, False])

@@ -134,7 +134,8 @@ def comparisons(grids: dict, s) -> list[dict]:
         for w in s.weights_of(key):
             if control in grids:
                 out.append({"question": "GAN term vs L1 steps alone", **compare(grids, method_id(key, w), control)})
-    for head in (k for k in s.contestants if full_sfd(k)):
+    heads = [k for k in s.contestants if full_sfd(k)]
+    for head in heads:
         a = method_id(head, mid)
         if a not in grids:
             continue
@@ -149,7 +150,7 @@ def comparisons(grids: dict, s) -> list[dict]:
     for a, b in DESIGN_PAIRS:
         if method_id(a, mid) in grids and method_id(b, mid) in grids:
             out.append({"question": "Feat-D design", **compare(grids, method_id(a, mid), method_id(b, mid))})
-    for head in (k for k in s.contestants if full_sfd(k)):
+    for head in heads:
         if method_id(head, mid) in grids and "stage1" in grids:
             out.append({"question": "fine-tuning vs its start", **compare(grids, method_id(head, mid), "stage1")})
     return out

@@ -65,11 +65,15 @@ class Store:
             return json.load(f)
 
     def put(self, task_id: str, result: dict) -> None:
-        path = self.path(task_id)
-        tmp = f"{path}.tmp{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(result, f, indent=1)
-        os.replace(tmp, path)
+        write_json(self.path(task_id), result)
+
+
+def write_json(path: str, obj) -> None:
+    """``obj`` as JSON at ``path``, through a temporary file renamed into place: never half a file."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=1)
+    os.replace(tmp, path)
 
 
 def check_plan(out_dir: str, plan: dict, open_settings: tuple[str, ...] = ()) -> None:
@@ -104,10 +108,7 @@ def check_plan(out_dir: str, plan: dict, open_settings: tuple[str, ...] = ()) ->
         changed = {k: was.get(k) for k in open_settings if was.get(k) != now.get(k)}
         plan = {**plan, "amended": [*history, {"time": time.strftime("%Y-%m-%d %H:%M:%S"), "was": changed}]}
     os.makedirs(out_dir, exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(plan, f, indent=1)
-    os.replace(tmp, path)
+    write_json(path, plan)
 
 
 def call_one_thread(fn: Callable[..., dict], kwargs: dict) -> dict:
